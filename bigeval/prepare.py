@@ -1,0 +1,272 @@
+"""Data preparation (methodology II.2.2): validation and renumbering.
+
+Animals are renumbered 0..N-1 internally (the methodology's 1..N, shifted) and contemporary
+groups 0..K-1. Animals that appear only as parents get their own founder rows. The internal
+order is by generation (founders first), then by ID, so it does not depend on the order of
+rows in the input files: parents always come before their progeny, and any permutation of
+the input rows gives the same numbering. Results go back to the original IDs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bigeval import io
+from bigeval._resources import check_dense
+from bigeval.errors import InputError
+from bigeval.pedigree import generations
+
+
+@dataclass(frozen=True)
+class Population:
+    """A renumbered population, ready for the reliability engine.
+
+    Attributes
+    ----------
+    ids
+        Original animal IDs, indexed by internal number (length N).
+    sire, dam
+        Internal numbers of the parents, -1 when unknown (length N each); parents come
+        before their progeny.
+    generation
+        0 for founders, 1 + the older parent's generation otherwise (length N).
+    rec_animal, rec_cg
+        Per record: the animal's internal number and the contemporary group's (0..K-1).
+    cg_ids
+        Original contemporary-group codes, indexed by internal number (length K).
+    genotyped
+        Internal numbers of the genotyped animals in the genotyped file's order, or None.
+    interbull_animal, interbull_value
+        Interbull bulls' internal numbers and their value (reliability or ERC), or None.
+    ginv, a22inv
+        Dense G⁻¹ and A22⁻¹ in the order of ``genotyped``, or None.
+    """
+
+    ids: np.ndarray
+    sire: np.ndarray
+    dam: np.ndarray
+    generation: np.ndarray
+    rec_animal: np.ndarray
+    rec_cg: np.ndarray
+    cg_ids: np.ndarray
+    genotyped: np.ndarray | None = None
+    interbull_animal: np.ndarray | None = None
+    interbull_value: np.ndarray | None = None
+    ginv: np.ndarray | None = field(default=None, repr=False)
+    a22inv: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_animals(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_cg(self) -> int:
+        return len(self.cg_ids)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.rec_animal)
+
+
+def _line_of(df: pd.DataFrame, mask: np.ndarray) -> tuple[int, int]:
+    i = int(np.flatnonzero(mask)[0])
+    return i, int(df["line"].iat[i])
+
+
+def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """Validate a pedigree frame from :func:`bigeval.io.read_pedigree` and renumber it.
+
+    Returns
+    -------
+    ids, sire, dam, generation
+        Original IDs by internal number; parents' internal numbers (-1 unknown); generations.
+    """
+    animal = ped["animal"].to_numpy()
+    sire = ped["sire"].to_numpy()
+    dam = ped["dam"].to_numpy()
+    # An animal listed as its own parent.
+    for col, name in ((sire, "sire"), (dam, "dam")):
+        bad = col == animal
+        if bad.any():
+            i, line = _line_of(ped, bad)
+            raise InputError(f"animal is its own {name}", file=path, line=line,
+                             value=animal[i], remedy=f"correct the {name} of this animal")
+    same = (sire == dam) & (sire != "")
+    if same.any():
+        i, line = _line_of(ped, same)
+        raise InputError("the same animal is given as sire and as dam", file=path, line=line,
+                         value=f"{animal[i]} {sire[i]} {dam[i]}",
+                         remedy="correct one of the parents (an animal has one sex)")
+    # Duplicated rows: identical ones are dropped, conflicting ones are an error.
+    dup = pd.Series(animal).duplicated(keep=False).to_numpy()
+    if dup.any():
+        sub = ped.loc[dup, ["animal", "sire", "dam", "line"]]
+        nuniq = sub.groupby("animal", sort=False)[["sire", "dam"]].nunique()
+        conflict = nuniq.index[(nuniq["sire"] > 1) | (nuniq["dam"] > 1)]
+        if len(conflict):
+            rows = sub[sub["animal"] == conflict[0]]
+            lines = rows["line"].tolist()
+            raise InputError(
+                "animal has conflicting pedigree rows", file=path, line=int(lines[1]),
+                value="; ".join(f"line {ln}: {a} {s or 0} {d or 0}"
+                                for ln, a, s, d in rows[["line", "animal", "sire", "dam"]]
+                                .itertuples(index=False)),
+                expected="one row per animal (identical repeated rows are accepted)",
+                remedy="keep the correct row and delete the others")
+        keep = ~pd.Series(animal).duplicated(keep="first").to_numpy()
+        animal, sire, dam = animal[keep], sire[keep], dam[keep]
+    both = np.intersect1d(sire[sire != ""], dam[dam != ""])
+    if len(both):
+        i, line = _line_of(ped, dam == both[0])
+        j = int(np.flatnonzero(sire == both[0])[0])
+        raise InputError(
+            "animal is used both as a sire and as a dam", file=path, line=line,
+            value=f"{both[0]} (sire on line {ped['line'].iat[j]}, dam on line {line})"
+                  + (f"; {len(both)} such animals" if len(both) > 1 else ""),
+            remedy="correct the parent that has the wrong sex")
+    # Codes sorted by ID: code order is ID order, independent of the row order.
+    codes, uniques = pd.factorize(np.concatenate([animal, sire, dam]), sort=True)
+    n_rows = len(animal)
+    a_c, s_c, d_c = codes[:n_rows], codes[n_rows:2 * n_rows], codes[2 * n_rows:]
+    empty = np.flatnonzero(uniques == "")
+    if len(empty):
+        # "" (unknown) sorts first: drop it and shift the others down.
+        e = int(empty[0])
+        uniques = np.delete(uniques, e)
+        a_c = np.where(a_c > e, a_c - 1, a_c)
+        s_c = np.where(s_c == e, -1, np.where(s_c > e, s_c - 1, s_c))
+        d_c = np.where(d_c == e, -1, np.where(d_c > e, d_c - 1, d_c))
+    n = len(uniques)
+    sire_c = np.full(n, -1, dtype=np.int64)
+    dam_c = np.full(n, -1, dtype=np.int64)
+    sire_c[a_c] = s_c
+    dam_c[a_c] = d_c
+    try:
+        gen = generations(sire_c, dam_c)
+    except InputError as exc:
+        involved = getattr(exc, "animals", None)
+        names = [str(uniques[i]) for i in (involved if involved is not None else [])][:10]
+        raise InputError("the pedigree has a loop: an animal is its own ancestor", file=path,
+                         value=" ".join(names) if names else None,
+                         remedy="correct the parents of the animals listed") from None
+    order = np.lexsort((np.arange(n), gen))  # by generation, then by ID
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    ids = np.asarray(uniques, dtype=object)[order]
+    sire_new = sire_c[order]
+    dam_new = dam_c[order]
+    sire_new = np.where(sire_new >= 0, rank[np.maximum(sire_new, 0)], -1)
+    dam_new = np.where(dam_new >= 0, rank[np.maximum(dam_new, 0)], -1)
+    return ids, sire_new, dam_new, gen[order].astype(np.int32)
+
+
+def _lookup(index: pd.Index, df: pd.DataFrame, column: str, *, path, kind: str,
+            what: str = "the pedigree") -> np.ndarray:
+    pos = index.get_indexer(df[column])
+    bad = pos < 0
+    if bad.any():
+        i, line = _line_of(df, bad)
+        n_bad = int(bad.sum())
+        raise InputError(
+            f"{kind} animal is not in {what}"
+            + (f" ({n_bad} rows of this file are affected)" if n_bad > 1 else ""),
+            file=path, line=line, value=df[column].iat[i],
+            remedy=f"add the animal to {what} (IDs must agree across files) or remove the row")
+    return pos.astype(np.int64)
+
+
+def _dense_from_triplets(df: pd.DataFrame, gindex: pd.Index, *, path, kind: str) -> np.ndarray:
+    i = _lookup(gindex, df, "animal1", path=path, kind=kind, what="the genotyped list")
+    j = _lookup(gindex, df, "animal2", path=path, kind=kind, what="the genotyped list")
+    v = df["value"].to_numpy()
+    ng = len(gindex)
+    check_dense(ng, copies=3, what=f"{kind} for {ng:,} genotyped animals")
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    key = lo * ng + hi
+    order = np.argsort(key, kind="stable")
+    ks, vs = key[order], v[order]
+    same = np.flatnonzero(ks[1:] == ks[:-1])
+    if len(same):
+        differ = same[vs[same] != vs[same + 1]]
+        if len(differ):
+            r1, r2 = order[differ[0]], order[differ[0] + 1]
+            raise InputError(
+                f"{kind} gives two different values for the same pair", file=path,
+                line=int(df["line"].iat[r2]),
+                value=f"{df['animal1'].iat[r2]} {df['animal2'].iat[r2]}: "
+                      f"{vs[differ[0] + 1]} vs {vs[differ[0]]} (line {df['line'].iat[r1]})",
+                expected="each pair once (lower triangle), or repeated with the same value",
+                remedy="remove the conflicting entry")
+    m = np.zeros((ng, ng))
+    m[lo, hi] = v
+    m[hi, lo] = v
+    return m
+
+
+def prepare(
+    pedigree: str | os.PathLike,
+    records: str | os.PathLike | None = None,
+    *,
+    genotyped: str | os.PathLike | None = None,
+    interbull: str | os.PathLike | None = None,
+    ginv: str | os.PathLike | None = None,
+    a22inv: str | os.PathLike | None = None,
+) -> Population:
+    """Read, validate and renumber the input files into a :class:`Population`.
+
+    Nothing is written; any problem raises :class:`bigeval.InputError` naming the file, line
+    and value.
+    """
+    ped = io.read_pedigree(pedigree)
+    ids, sire, dam, gen = renumber_pedigree(ped, path=pedigree)
+    index = pd.Index(ids)
+    if records is not None:
+        rec = io.read_records(records)
+        rec_animal = _lookup(index, rec, "animal", path=records, kind="records")
+        cg_codes, cg_ids = pd.factorize(rec["cg"], sort=True)
+        rec_cg = cg_codes.astype(np.int64)
+        cg_ids = np.asarray(cg_ids, dtype=object)
+    else:
+        rec_animal = np.zeros(0, dtype=np.int64)
+        rec_cg = np.zeros(0, dtype=np.int64)
+        cg_ids = np.zeros(0, dtype=object)
+    g_idx = None
+    if genotyped is not None:
+        gdf = io.read_genotyped(genotyped)
+        dup = gdf["animal"].duplicated().to_numpy()
+        if dup.any():
+            i, line = _line_of(gdf, dup)
+            raise InputError("genotyped animal is listed twice", file=genotyped, line=line,
+                             value=gdf["animal"].iat[i], remedy="list each animal once")
+        g_idx = _lookup(index, gdf, "animal", path=genotyped, kind="genotyped")
+    ib_animal = ib_value = None
+    if interbull is not None:
+        ib = io.read_interbull(interbull)
+        dup = ib["animal"].duplicated().to_numpy()
+        if dup.any():
+            i, line = _line_of(ib, dup)
+            raise InputError("Interbull bull is listed twice", file=interbull, line=line,
+                             value=ib["animal"].iat[i], remedy="list each bull once")
+        ib_animal = _lookup(index, ib, "animal", path=interbull, kind="interbull")
+        ib_value = ib["value"].to_numpy()
+    g_dense = a22_dense = None
+    if (ginv is None) != (a22inv is None):
+        raise InputError("G⁻¹ and A22⁻¹ must be given together", file=ginv or a22inv,
+                         remedy="give both --ginv and --a22inv, or neither")
+    if ginv is not None:
+        if g_idx is None:
+            raise InputError("G⁻¹ and A22⁻¹ need the list of genotyped animals", file=ginv,
+                             remedy="give --genotyped FILE as well")
+        gindex = pd.Index(ids[g_idx])
+        g_dense = _dense_from_triplets(io.read_triplets(ginv, kind="G⁻¹ triplet"), gindex,
+                                       path=ginv, kind="G⁻¹ triplet")
+        a22_dense = _dense_from_triplets(io.read_triplets(a22inv, kind="A22⁻¹ triplet"), gindex,
+                                         path=a22inv, kind="A22⁻¹ triplet")
+    return Population(ids=ids, sire=sire, dam=dam, generation=gen, rec_animal=rec_animal,
+                      rec_cg=rec_cg, cg_ids=cg_ids, genotyped=g_idx, interbull_animal=ib_animal,
+                      interbull_value=ib_value, ginv=g_dense, a22inv=a22_dense)

@@ -1,0 +1,328 @@
+"""Parts I–III of the approximate-reliability method, in memory.
+
+Part I (Misztal et al. 1993): the ERC start vector d⁰ from own records (and Interbull), then
+the damped iteration over families. Part II (Misztal et al. 2013): the genomic reliability
+of genotyped animals, ``Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹``, ``r²_g = 1 − αQ_ii``. Part III: Part I
+again with the genotyped animals fixed at ``d_g = α r²_g/(1 − r²_g)``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from bigeval._resources import check_dense
+from bigeval.errors import InputError
+from bigeval.reliability import erc as _erc
+from bigeval.reliability import kernel
+
+if TYPE_CHECKING:
+    from bigeval.prepare import Population
+
+
+@dataclass(frozen=True)
+class ReliabilityOptions:
+    """Parameters of the method (methodology II.3.1).
+
+    Attributes
+    ----------
+    alpha
+        α = σe²/σa²: (1−h²)/h², or (1−R)/h² with repeated records.
+    tau
+        τ = σe²/σpe² for repeated records; None: no repeated-records reduction.
+    sib_adjust
+        Tier & Meyer (2004) adjustment for relatives in the contemporary group.
+    interbull_kind
+        ``"reliability"`` (converted to ERC) or ``"erc"`` (added as is).
+    rounds
+        Maximum rounds of the iteration (the seed used 100).
+    tol
+        Stop early once no reliability changes by more than this in a round; None: run all.
+    """
+
+    alpha: float
+    tau: float | None = None
+    sib_adjust: bool = False
+    interbull_kind: str = "reliability"
+    rounds: int = 100
+    tol: float | None = None
+
+    def __post_init__(self):
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise InputError("alpha must be positive", value=self.alpha,
+                             expected="α = σe²/σa² > 0",
+                             remedy="give --alpha > 0 or --h2 in (0, 1)")
+        if self.tau is not None and not (np.isfinite(self.tau) and self.tau > 0):
+            raise InputError("tau must be positive", value=self.tau, expected="τ = σe²/σpe² > 0",
+                             remedy="give --tau > 0 or leave it out")
+        if int(self.rounds) != self.rounds or self.rounds < 0:
+            raise InputError("rounds must be a whole number ≥ 0", value=self.rounds)
+        if self.tol is not None and not self.tol > 0:
+            raise InputError("tol must be positive", value=self.tol,
+                             remedy="give --tol > 0 (e.g. 1e-6) or leave it out")
+        if self.interbull_kind not in ("reliability", "erc"):
+            raise InputError("unknown Interbull kind", value=self.interbull_kind,
+                             expected="'reliability' or 'erc'")
+
+
+def alpha_from(h2: float, repeatability: float | None = None) -> float:
+    """α = (1−h²)/h², or (1−R)/h² with a repeatability R (methodology II.3.1).
+
+    Examples
+    --------
+    >>> alpha_from(0.25)
+    3.0
+    >>> alpha_from(0.25, 0.4)
+    2.4
+    """
+    if not 0 < h2 < 1:
+        raise InputError("heritability must be in (0, 1)", value=h2, expected="0 < h2 < 1")
+    if repeatability is None:
+        return (1 - h2) / h2
+    if not h2 <= repeatability < 1:
+        raise InputError("repeatability must be in [h2, 1)", value=repeatability,
+                         expected=f"{h2} ≤ repeatability < 1",
+                         remedy="repeatability includes the additive variance, so it is ≥ h2")
+    return (1 - repeatability) / h2
+
+
+@dataclass(frozen=True)
+class FamilyGraph:
+    """The pedigree as the kernel needs it: parents and progeny CSRs (length N arrays)."""
+
+    sire: np.ndarray
+    dam: np.ndarray
+    sire_ptr: np.ndarray
+    sire_child: np.ndarray
+    dam_ptr: np.ndarray
+    dam_child: np.ndarray
+
+    @classmethod
+    def from_parents(cls, sire: np.ndarray, dam: np.ndarray) -> "FamilyGraph":
+        n = len(sire)
+        itype = kernel.index_dtype(n)
+        sire = np.ascontiguousarray(sire, dtype=itype)
+        dam = np.ascontiguousarray(dam, dtype=itype)
+        sp, sc = kernel.progeny_csr(sire, n)
+        dp, dc = kernel.progeny_csr(dam, n)
+        return cls(sire, dam, sp, sc, dp, dc)
+
+    @property
+    def n(self) -> int:
+        return len(self.sire)
+
+
+@dataclass(frozen=True)
+class IterationResult:
+    """Outcome of the iteration: final ERC, rounds run, per-round max reliability change."""
+
+    d: np.ndarray
+    rounds: int
+    max_change: np.ndarray = field(repr=False)
+    converged: bool
+    seconds: float
+
+
+class _Progress:
+    """Per-round progress on stderr when it is a terminal; silent in logs."""
+
+    def __init__(self, total: int, label: str, enabled: bool | None = None):
+        self.total, self.label = total, label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+
+    def update(self, k: int, change: float):
+        if self.enabled:
+            el = time.perf_counter() - self.t0
+            sys.stderr.write(f"\r{self.label}: round {k}/{self.total}  "
+                             f"max Δrel {change:.2e}  {el:6.1f} s")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 100,
+            tol: float | None = None, fixed_animal: np.ndarray | None = None,
+            fixed_erc: np.ndarray | None = None, label: str = "Part I",
+            progress: bool | None = None) -> IterationResult:
+    """Run the damped iteration of Part I (or Part III with ``fixed_*``) in memory.
+
+    Parameters
+    ----------
+    d0
+        Start vector d⁰ (length N).
+    graph
+        Parents and progeny CSRs.
+    alpha
+        σe²/σa².
+    rounds, tol
+        At most ``rounds`` rounds; stop after a round in which no reliability d/(d+α) moved
+        by more than ``tol``.
+    fixed_animal, fixed_erc
+        Part III: these animals start at, and are reset after every round to, ``fixed_erc``.
+
+    Returns
+    -------
+    IterationResult
+    """
+    t0 = time.perf_counter()
+    n = graph.n
+    d0 = np.array(d0, dtype=np.float64)
+    fixed = np.zeros(n, dtype=np.uint8)
+    fixed_val = np.zeros(n)
+    if fixed_animal is not None:
+        d0[fixed_animal] = fixed_erc
+        fixed[fixed_animal] = 1
+        fixed_val[fixed_animal] = fixed_erc
+    d = d0.copy()
+    d_new = np.empty(n)
+    bs, bd = np.empty(n), np.empty(n)
+    ra, rs, rd = np.empty(n), np.empty(n), np.empty(n)
+    changes = []
+    prog = _Progress(rounds, label, progress)
+    converged = False
+    k = 0
+    for k in range(1, rounds + 1):
+        kernel.gather(d, graph.sire, graph.dam, bs, bd)
+        kernel.family_solve(d, bs, bd, alpha, ra, rs, rd)
+        change = kernel.scatter(d, d0, ra, graph.sire_ptr, graph.sire_child, rs,
+                                graph.dam_ptr, graph.dam_child, rd, fixed, fixed_val, alpha,
+                                d_new)
+        changes.append(change)
+        d, d_new = d_new, d
+        prog.update(k, change)
+        if tol is not None and change <= tol:
+            converged = True
+            break
+    prog.close()
+    return IterationResult(d=d, rounds=k, max_change=np.array(changes), converged=converged,
+                           seconds=time.perf_counter() - t0)
+
+
+def start_vector(pop: Population, opts: ReliabilityOptions, *, interbull_source=None
+                 ) -> np.ndarray:
+    """d⁰: own-record ERC (with the options) plus Interbull ERC (methodology Part I)."""
+    d0 = _erc.own_record_erc(pop.n_animals, pop.rec_animal, pop.rec_cg, pop.n_cg,
+                             sire=pop.sire, dam=pop.dam, sib_adjust=opts.sib_adjust,
+                             tau=opts.tau)
+    if pop.interbull_animal is not None:
+        b = _erc.interbull_erc(pop.interbull_value, opts.alpha, kind=opts.interbull_kind,
+                               source=interbull_source, animals=pop.ids[pop.interbull_animal])
+        d0[pop.interbull_animal] += b
+    return d0
+
+
+def genomic_reliability(d: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray,
+                        alpha: float) -> np.ndarray:
+    """Part II: r²_g = 1 − α diag(Q), Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹ (Misztal et al. 2013).
+
+    Only the diagonal of Q is formed, from a Cholesky factor (LAPACK potrf + potri), never a
+    general inverse. Negative values are set to 0, as in the SAS program.
+
+    Parameters
+    ----------
+    d
+        Part I ERC of the genotyped animals (length n_g).
+    ginv, a22inv
+        G⁻¹ and A22⁻¹ (n_g × n_g), in the same order as ``d``; not modified.
+    """
+    ng = len(d)
+    if ng == 0:
+        return np.zeros(0)
+    check_dense(ng, copies=3, what=f"Part II's Q for {ng:,} genotyped animals")
+    m = np.array(ginv, dtype=np.float64, order="F")  # potrf/potri work in place, column-major
+    m -= a22inv
+    m[np.diag_indices(ng)] += 1.0
+    m *= alpha
+    m[np.diag_indices(ng)] += d
+    c, info = scipy.linalg.lapack.dpotrf(m, lower=1, overwrite_a=1, clean=0)
+    if info > 0:
+        raise InputError(
+            f"D + (I + G⁻¹ − A22⁻¹)α is not positive definite (leading minor {info} of {ng})",
+            expected="G⁻¹ and A22⁻¹ of positive definite G and A22 on the same animals",
+            remedy="check that G⁻¹ and A22⁻¹ are in the same animal order; blend G with A22 "
+                   "(e.g. 0.95 G + 0.05 A22) before inverting")
+    inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
+    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
+        raise InputError(f"LAPACK dpotri failed (info={info})")
+    rel = 1.0 - alpha * np.diag(inv)
+    return np.maximum(rel, 0.0)
+
+
+@dataclass(frozen=True)
+class ReliabilityResult:
+    """All parts of a run, per animal in internal order, and the iteration summaries."""
+
+    erc_records: np.ndarray
+    part1: IterationResult
+    rel_genomic: np.ndarray | None
+    part3: IterationResult | None
+    alpha: float
+
+    @property
+    def erc_pedigree(self):
+        return self.part1.d
+
+    @property
+    def rel_pedigree(self):
+        return self.part1.d / (self.part1.d + self.alpha)
+
+    @property
+    def erc_final(self):
+        return self.part1.d if self.part3 is None else self.part3.d
+
+    @property
+    def rel_final(self):
+        d = self.erc_final
+        return d / (d + self.alpha)
+
+
+def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=None,
+                progress: bool | None = None) -> ReliabilityResult:
+    """Run Parts I–III on a prepared population.
+
+    Part II and III run only when the population has genotyped animals with G⁻¹ and A22⁻¹.
+    """
+    graph = FamilyGraph.from_parents(pop.sire, pop.dam)
+    d0 = start_vector(pop, opts, interbull_source=interbull_source)
+    p1 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
+                 progress=progress)
+    rel_g = p3 = None
+    if pop.genotyped is not None and pop.ginv is not None:
+        rel_g = genomic_reliability(p1.d[pop.genotyped], pop.ginv, pop.a22inv, opts.alpha)
+        with np.errstate(divide="ignore"):
+            d_g = opts.alpha * rel_g / (1.0 - rel_g)
+        p3 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol,
+                     fixed_animal=pop.genotyped, fixed_erc=d_g, label="Part III",
+                     progress=progress)
+    return ReliabilityResult(erc_records=d0, part1=p1, rel_genomic=rel_g, part3=p3,
+                             alpha=opts.alpha)
+
+
+def result_table(pop: Population, res: ReliabilityResult,
+                 rel_exact: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-animal output table under the original IDs (CLI contract column names)."""
+    n = pop.n_animals
+    rel_g = np.full(n, np.nan)
+    if res.rel_genomic is not None:
+        rel_g[pop.genotyped] = res.rel_genomic
+    cols = {
+        "animal": pop.ids,
+        "erc_records": res.erc_records,
+        "erc_pedigree": res.erc_pedigree,
+        "rel_pedigree": res.rel_pedigree,
+        "rel_genomic": rel_g,
+        "erc_final": res.erc_final,
+        "rel_final": res.rel_final,
+    }
+    if rel_exact is not None:
+        cols["rel_exact"] = rel_exact
+    return pd.DataFrame(cols)

@@ -1,0 +1,167 @@
+"""Orchestration of a reliability run: read → validate → compute → write (atomically).
+
+Stage functions elsewhere are pure; this module is where files are read and written. Every
+input is read and checked before anything is written, so bad input leaves the output folder
+as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bigeval import __version__
+from bigeval._resources import check_dense
+from bigeval.io.writers import ensure_dir, write_csv_atomic, write_text_atomic
+from bigeval.prepare import Population, prepare
+from bigeval.reliability.engine import (
+    ReliabilityOptions,
+    ReliabilityResult,
+    alpha_from,
+    reliability,
+    result_table,
+)
+
+
+@dataclass(frozen=True)
+class ReliabilityJob:
+    """Everything ``bigeval reliability`` needs (CLI flags map one to one)."""
+
+    pedigree: str | os.PathLike
+    records: str | os.PathLike
+    out: str | os.PathLike
+    alpha: float | None = None
+    h2: float | None = None
+    repeatability: float | None = None
+    tau: float | None = None
+    sib_adjust: bool = False
+    interbull: str | os.PathLike | None = None
+    interbull_kind: str = "reliability"
+    genotyped: str | os.PathLike | None = None
+    ginv: str | os.PathLike | None = None
+    a22inv: str | os.PathLike | None = None
+    rounds: int = 100
+    tol: float | None = None
+    exact: bool = False
+
+    def resolved_alpha(self) -> float:
+        from bigeval.errors import InputError
+
+        if self.alpha is not None:
+            if self.h2 is not None or self.repeatability is not None:
+                raise InputError("give either alpha or h2 (with repeatability), not both",
+                                 remedy="drop --alpha or --h2")
+            return float(self.alpha)
+        if self.h2 is None:
+            raise InputError("neither alpha nor h2 is given",
+                             remedy="give --alpha A, or --h2 H [--repeatability R]")
+        return alpha_from(self.h2, self.repeatability)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did, as text for people and as numbers for tests."""
+
+    text: str
+    files: dict
+    rounds_part1: int
+    rounds_part3: int | None
+
+
+def exact_size(pop: Population, with_pe: bool) -> int:
+    """Equations of the exact model's MME: groups + animals (+ pe of animals with records)."""
+    n_pe = len(np.unique(pop.rec_animal)) if with_pe else 0
+    return pop.n_animals + pop.n_cg + n_pe
+
+
+def describe(pop: Population, res: ReliabilityResult, opts: ReliabilityOptions,
+             seconds: float, rel_exact=None) -> str:
+    """A short text summary of a run."""
+    rel1, relf = res.rel_pedigree, res.rel_final
+    lines = [
+        f"bigeval {__version__} — approximate reliabilities (Parts I–III)",
+        f"animals {pop.n_animals:,}  records {pop.n_records:,}  contemporary groups "
+        f"{pop.n_cg:,}  genotyped {0 if pop.genotyped is None else len(pop.genotyped):,}  "
+        f"Interbull bulls {0 if pop.interbull_animal is None else len(pop.interbull_animal):,}",
+        f"alpha {opts.alpha:g}  tau {opts.tau if opts.tau is not None else '-'}  sib-adjust "
+        f"{'yes' if opts.sib_adjust else 'no'}  rounds {opts.rounds}"
+        + (f"  tol {opts.tol:g}" if opts.tol else ""),
+        f"Part I: {res.part1.rounds} rounds ({'converged' if res.part1.converged else 'all run'}"
+        f", last max change {res.part1.max_change[-1] if res.part1.rounds else 0:.2e}); "
+        f"mean reliability {rel1.mean():.3f}",
+    ]
+    if res.rel_genomic is not None:
+        g = pop.genotyped
+        lines.append(f"Part II: mean genomic reliability of genotyped animals "
+                     f"{res.rel_genomic.mean():.3f} (Part I: {rel1[g].mean():.3f})")
+        mask = np.zeros(pop.n_animals, bool)
+        mask[g] = True
+        lines.append(f"Part III: {res.part3.rounds} rounds; mean reliability "
+                     f"{relf.mean():.3f} (genotyped {relf[mask].mean():.3f}, "
+                     f"not genotyped {relf[~mask].mean():.3f})")
+    if rel_exact is not None:
+        lines.append(agreement_line("approximate vs exact", relf, rel_exact))
+    lines.append(f"time {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def agreement(approx: np.ndarray, exact: np.ndarray) -> dict:
+    """Correlation, regression slope of exact on approximate, and mean absolute difference."""
+    approx = np.asarray(approx, float)
+    exact = np.asarray(exact, float)
+    c = np.cov(approx, exact)
+    return {
+        "n": len(approx),
+        "corr": float(c[0, 1] / np.sqrt(c[0, 0] * c[1, 1])),
+        "slope": float(c[0, 1] / c[0, 0]),
+        "mad": float(np.mean(np.abs(approx - exact))),
+        "mean_approx": float(approx.mean()),
+        "mean_exact": float(exact.mean()),
+    }
+
+
+def agreement_line(label: str, approx, exact) -> str:
+    a = agreement(approx, exact)
+    return (f"{label}: n {a['n']:,}  correlation {a['corr']:.4f}  slope (exact on approx) "
+            f"{a['slope']:.3f}  mean |diff| {a['mad']:.4f}  means {a['mean_approx']:.3f} / "
+            f"{a['mean_exact']:.3f}")
+
+
+def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> RunSummary:
+    """Read, validate, compute Parts I–III (and exact values), write the outputs.
+
+    Writes ``OUT/reliability.csv`` (one row per pedigree animal, original IDs) and
+    ``OUT/summary.txt``, each atomically.
+    """
+    t0 = time.perf_counter()
+    opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
+                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol)
+    pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
+                  ginv=job.ginv, a22inv=job.a22inv)
+    if job.exact:
+        n_eq = exact_size(pop, job.tau is not None)
+        check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
+    out = ensure_dir(job.out)  # fail on an unwritable folder before the long work
+    res = reliability(pop, opts, interbull_source=job.interbull, progress=progress)
+    rel_exact = None
+    if job.exact:
+        from bigeval.reliability.exact import exact_reliability
+
+        use_h = pop.genotyped is not None and pop.ginv is not None
+        rel_exact = exact_reliability(
+            pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, opts.alpha, tau=opts.tau,
+            genotyped=pop.genotyped if use_h else None, ginv=pop.ginv if use_h else None,
+            a22inv=pop.a22inv if use_h else None)
+    table = result_table(pop, res, rel_exact)
+    text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
+    if job.exact and pop.interbull_animal is not None:
+        text += "\nnote: the exact model has no Interbull information; the approximation has."
+    files = {
+        "reliability": write_csv_atomic(table, out / "reliability.csv", float_format="%.10g"),
+        "summary": write_text_atomic(text + "\n", out / "summary.txt"),
+    }
+    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
+                      rounds_part3=None if res.part3 is None else res.part3.rounds)
