@@ -64,3 +64,7 @@ class InputError(BigevalError, ValueError):
 
 class ResourceError(BigevalError, MemoryError):
     """Not enough memory or disk for a step; raised before the step starts."""
+
+
+class BigevalWarning(UserWarning):
+    """Something a user should know about a result that was nevertheless computed."""

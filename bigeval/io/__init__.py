@@ -7,7 +7,12 @@ from bigeval.io.readers import (
     read_records,
     read_triplets,
 )
-from bigeval.io.writers import atomic_path, write_csv_atomic, write_text_atomic
+from bigeval.io.writers import (
+    atomic_path,
+    write_csv_atomic,
+    write_text_atomic,
+    write_triplets,
+)
 
 __all__ = [
     "atomic_path",
@@ -18,4 +23,5 @@ __all__ = [
     "read_triplets",
     "write_csv_atomic",
     "write_text_atomic",
+    "write_triplets",
 ]

@@ -74,3 +74,23 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_triplets(matrix, ids, path: str | os.PathLike, *, tol: float = 0.0) -> Path:
+    """Write a symmetric matrix as lower-triangle triplets ``animal1 animal2 value``.
+
+    The methodology's layout for G⁻¹ and A22⁻¹: one line per element with row ≥ column,
+    whitespace-separated, values with 17 significant digits (exact round trip). Elements with
+    ``|value| <= tol`` are skipped (the diagonal is always written).
+    """
+    import numpy as np
+
+    m = np.asarray(matrix)
+    ids = np.asarray(ids, dtype=object)
+    i, j = np.tril_indices(m.shape[0])
+    v = m[i, j]
+    keep = (np.abs(v) > tol) | (i == j)
+    frame = pd.DataFrame({"animal1": ids[i[keep]], "animal2": ids[j[keep]], "value": v[keep]})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep=" ", header=False, index=False, float_format="%.17g")
+    return Path(path)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
+from bigeval.linalg import symmetric_inverse_diag
 from bigeval.reliability import erc as _erc
 from bigeval.reliability import kernel
 
@@ -225,7 +225,9 @@ def genomic_reliability(d: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray,
     """Part II: r²_g = 1 − α diag(Q), Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹ (Misztal et al. 2013).
 
     Only the diagonal of Q is formed, from a Cholesky factor (LAPACK potrf + potri), never a
-    general inverse. Negative values are set to 0, as in the SAS program.
+    general inverse; a matrix that is not positive definite (G and A22 on different scales)
+    is inverted by LDLᵀ with a warning, as the SAS program's ``inv`` would. Negative values
+    are set to 0, as in the SAS program.
 
     Parameters
     ----------
@@ -238,22 +240,13 @@ def genomic_reliability(d: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray,
     if ng == 0:
         return np.zeros(0)
     check_dense(ng, copies=3, what=f"Part II's Q for {ng:,} genotyped animals")
-    m = np.array(ginv, dtype=np.float64, order="F")  # potrf/potri work in place, column-major
+    m = np.array(ginv, dtype=np.float64, order="F")  # LAPACK works in place
     m -= a22inv
     m[np.diag_indices(ng)] += 1.0
     m *= alpha
     m[np.diag_indices(ng)] += d
-    c, info = scipy.linalg.lapack.dpotrf(m, lower=1, overwrite_a=1, clean=0)
-    if info > 0:
-        raise InputError(
-            f"D + (I + G⁻¹ − A22⁻¹)α is not positive definite (leading minor {info} of {ng})",
-            expected="G⁻¹ and A22⁻¹ of positive definite G and A22 on the same animals",
-            remedy="check that G⁻¹ and A22⁻¹ are in the same animal order; blend G with A22 "
-                   "(e.g. 0.95 G + 0.05 A22) before inverting")
-    inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
-    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
-        raise InputError(f"LAPACK dpotri failed (info={info})")
-    rel = 1.0 - alpha * np.diag(inv)
+    q_diag, _ = symmetric_inverse_diag(m, what="Part II's D + (I + G⁻¹ − A22⁻¹)α")
+    rel = 1.0 - alpha * q_diag
     return np.maximum(rel, 0.0)
 
 

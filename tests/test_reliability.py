@@ -1,0 +1,262 @@
+"""Parts I-III: the fast engine against the literal SAS twin, options, invariances.
+
+The twin (:mod:`bigeval.reliability.reference`) is a loop-by-loop transcription of the SAS/IML
+program in the appendix of the certified methodology (Bauer, Vostrý, Přibyl); the fast
+engine must agree with it to 1e-10 on simulated populations, with and without each option,
+whatever the animal IDs and the order of the input rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bigeval import BigevalWarning
+from bigeval.genomic import blend_g, tune_g, vanraden_g
+from bigeval.io import write_triplets
+from bigeval.linalg import spd_inverse
+from bigeval.pedigree import a_matrix_dense
+from bigeval.prepare import prepare
+from bigeval.reliability import (
+    FamilyGraph,
+    ReliabilityOptions,
+    genomic_reliability,
+    iterate,
+    reliability,
+    result_table,
+)
+from bigeval.reliability.erc import interbull_erc, own_record_erc
+from bigeval.reliability.reference import (
+    iterate_scalar,
+    sas_iterate,
+    sas_part2,
+    sas_start_vector,
+)
+from bigeval.simulate import SimulationConfig, simulate
+
+from conftest import random_pedigree
+
+TOL = 1e-10
+
+
+def write_inputs(pop, folder, *, rename=None, shuffle_seed=None, genomic=True, blend=0.05):
+    """Write a simulated population's files (optionally with renamed IDs, shuffled rows).
+
+    G⁻¹ and A22⁻¹ are built from the twins: A22 from the tabular A, G by VanRaden tuned to
+    A22 and blended 0.95 G + 0.05 A22 (positive definite).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    ren = (lambda s: s) if rename is None else rename
+    ped = pop.pedigree[["animal", "sire", "dam"]].copy()
+    rec = pop.records[["animal", "cg"]].copy()
+    ib = pop.interbull[["animal", "rel"]].copy()
+    for df, cols in ((ped, ["animal", "sire", "dam"]), (rec, ["animal"]), (ib, ["animal"])):
+        for c in cols:
+            df[c] = [x if x == "0" else ren(x) for x in df[c]]
+    if shuffle_seed is not None:
+        rng = np.random.default_rng(shuffle_seed)
+        ped = ped.iloc[rng.permutation(len(ped))]
+        rec = rec.iloc[rng.permutation(len(rec))]
+        ib = ib.iloc[rng.permutation(len(ib))]
+    files = {"pedigree": folder / "ped.txt", "records": folder / "rec.txt",
+             "interbull": folder / "ib.txt"}
+    ped.to_csv(files["pedigree"], sep=" ", header=False, index=False)
+    rec.to_csv(files["records"], sep=" ", header=False, index=False)
+    ib.to_csv(files["interbull"], sep=" ", header=False, index=False)
+    if genomic:
+        base = prepare(files["pedigree"])
+        gids = np.array([ren(x) for x in pop.genotyped])
+        pos = pd.Index(base.ids).get_indexer(gids)
+        a22 = a_matrix_dense(base.sire, base.dam)[np.ix_(pos, pos)]
+        g, _ = vanraden_g(pop.genotypes)
+        gstar = blend_g(tune_g(g, a22), a22, blend)
+        order = np.arange(len(gids)) if shuffle_seed is None else \
+            np.random.default_rng(shuffle_seed + 1).permutation(len(gids))
+        files["genotyped"] = folder / "gt.txt"
+        pd.Series(gids[order]).to_csv(files["genotyped"], header=False, index=False)
+        files["ginv"] = write_triplets(spd_inverse(gstar), gids, folder / "ginv.txt")
+        files["a22inv"] = write_triplets(spd_inverse(a22), gids, folder / "a22inv.txt")
+    return files
+
+
+def sas_pipeline(pop, opts, *, interbull_kind="reliability"):
+    """Parts I-III with the SAS twin only (its own Interbull conversion, in loops)."""
+    ib_erc = None
+    if pop.interbull_animal is not None:
+        r2 = pop.interbull_value
+        if interbull_kind == "reliability":
+            w = [opts.alpha * r / (1 - r) for r in r2]
+            tot = sum(w)
+            ib_erc = [wp * (1 - wp / tot) for wp in w]
+        else:
+            ib_erc = list(r2)
+    d0 = sas_start_vector(pop.n_animals, pop.rec_animal, pop.rec_cg, pop.n_cg, pop.sire,
+                          pop.dam, alpha=opts.alpha, tau=opts.tau, sib_adjust=opts.sib_adjust,
+                          interbull_animal=pop.interbull_animal, interbull_erc=ib_erc)
+    d1 = sas_iterate(d0, pop.sire, pop.dam, alpha=opts.alpha, rounds=opts.rounds)
+    out = {"erc_records": d0, "erc_pedigree": d1, "erc_final": d1}
+    if pop.genotyped is not None and pop.ginv is not None:
+        rg = sas_part2(d1[pop.genotyped], pop.ginv, pop.a22inv, alpha=opts.alpha)
+        dg = opts.alpha * rg / (1 - rg)
+        out["rel_genomic"] = rg
+        out["erc_final"] = sas_iterate(d0, pop.sire, pop.dam, alpha=opts.alpha,
+                                       rounds=opts.rounds, fixed_animal=pop.genotyped,
+                                       fixed_erc=dg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_pops():
+    return [simulate(SimulationConfig(n_animals=n, n_genotyped=ng, n_snps=2000, n_years=8,
+                                      seed=seed))
+            for n, ng, seed in ((500, 30, 11), (600, 60, 12))]
+
+
+OPTION_SETS = [
+    dict(),
+    dict(tau=1.5),
+    dict(sib_adjust=True),
+    dict(tau=2.0, sib_adjust=True),
+]
+
+
+# Part II's matrix may be indefinite on such small data; the twin inverts it like SAS does.
+@pytest.mark.filterwarnings("ignore::bigeval.BigevalWarning")
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("extra", OPTION_SETS, ids=lambda d: ",".join(d) or "plain")
+def test_reliability__matches_sas_twin(tmp_path, small_pops, which, extra):
+    sim = small_pops[which]
+    files = write_inputs(sim, tmp_path, shuffle_seed=5 + which)
+    pop = prepare(**files)
+    opts = ReliabilityOptions(alpha=2.4, rounds=40, **extra)
+    fast = reliability(pop, opts, progress=False)
+    slow = sas_pipeline(pop, opts)
+    np.testing.assert_allclose(fast.erc_records, slow["erc_records"], rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(fast.erc_pedigree, slow["erc_pedigree"], rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(fast.rel_genomic, slow["rel_genomic"], rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(fast.erc_final, slow["erc_final"], rtol=TOL, atol=TOL)
+    assert fast.part1.rounds == 40 and fast.part3.rounds == 40
+
+
+def test_reliability__interbull_as_erc_matches_twin(tmp_path, small_pops):
+    sim = small_pops[0]
+    files = write_inputs(sim, tmp_path, genomic=False)
+    # Turn the reliabilities into ready ERC values (any non-negative numbers will do).
+    ib = pd.read_csv(files["interbull"], sep=" ", header=None)
+    ib[1] = ib[1] * 10
+    ib.to_csv(files["interbull"], sep=" ", header=False, index=False)
+    pop = prepare(**files)
+    opts = ReliabilityOptions(alpha=3.0, rounds=30, interbull_kind="erc")
+    fast = reliability(pop, opts, progress=False)
+    slow = sas_pipeline(pop, opts, interbull_kind="erc")
+    np.testing.assert_allclose(fast.erc_final, slow["erc_final"], rtol=TOL, atol=TOL)
+    assert fast.part3 is None
+    np.testing.assert_array_equal(fast.rel_final, fast.rel_pedigree)
+
+
+def test_reliability__renamed_ids_and_shuffled_rows_give_same_results(tmp_path, small_pops):
+    sim = small_pops[1]
+    # Blend more A22 into G so that Part II is well posed (no warning: filterwarnings=error).
+    f1 = write_inputs(sim, tmp_path / "a", blend=0.3)
+    f2 = write_inputs(sim, tmp_path / "b", rename=lambda s: "x" + s[::-1], shuffle_seed=99,
+                      blend=0.3)
+    opts = ReliabilityOptions(alpha=3.0, rounds=60, tau=2.0, sib_adjust=True)
+    t1 = result_table(p1 := prepare(**f1), reliability(p1, opts, progress=False))
+    t2 = result_table(p2 := prepare(**f2), reliability(p2, opts, progress=False))
+    t2["animal"] = [s[1:][::-1] for s in t2["animal"]]
+    merged = t1.merge(t2, on="animal", suffixes=("", "_b"))  # join by ID, never by row
+    assert len(merged) == len(t1) == len(t2)
+    for col in ("erc_records", "erc_pedigree", "rel_genomic", "erc_final", "rel_final"):
+        np.testing.assert_allclose(merged[col], merged[col + "_b"], rtol=TOL, atol=TOL)
+
+
+def test_iterate__matches_scalar_loop_and_twin_on_random_pedigree():
+    rng = np.random.default_rng(7)
+    sire, dam = random_pedigree(700, rng)
+    d0 = rng.gamma(1.5, 1.0, 700) * (rng.random(700) < 0.6)
+    fast = iterate(d0, FamilyGraph.from_parents(sire, dam), 1.7, rounds=25, progress=False)
+    np.testing.assert_allclose(fast.d, iterate_scalar(d0, sire, dam, 1.7, 25), rtol=TOL,
+                               atol=TOL)
+    np.testing.assert_allclose(fast.d, sas_iterate(d0, sire, dam, alpha=1.7, rounds=25),
+                               rtol=TOL, atol=TOL)
+
+
+def test_iterate__tolerance_stops_early_and_reports_rounds():
+    rng = np.random.default_rng(8)
+    sire, dam = random_pedigree(2000, rng)
+    d0 = rng.gamma(1.5, 1.0, 2000) * (rng.random(2000) < 0.6)
+    g = FamilyGraph.from_parents(sire, dam)
+    full = iterate(d0, g, 3.0, rounds=300, progress=False)
+    early = iterate(d0, g, 3.0, rounds=300, tol=1e-7, progress=False)
+    assert early.converged and early.rounds < 300
+    assert early.max_change[-1] <= 1e-7 < early.max_change[-2]
+    rel = lambda d: d / (d + 3.0)  # noqa: E731
+    assert np.abs(rel(early.d) - rel(full.d)).max() < 1e-5
+
+
+def test_iterate__founder_pair_without_progeny_information():
+    # A founder gets nothing from its own family (the 3x3 solve with unknown parents is
+    # exact): with no progeny its ERC stays at its own records.
+    sire = np.array([-1, -1, 0])
+    dam = np.array([-1, -1, 1])
+    d0 = np.array([0.0, 0.0, 0.0])
+    res = iterate(d0, FamilyGraph.from_parents(sire, dam), 2.0, rounds=10, progress=False)
+    np.testing.assert_array_equal(res.d, 0.0)
+
+
+def test_own_record_erc__hand_example():
+    # Animal 0 has records in groups of 2 and 4 records, animal 1 one record in the group of 2.
+    rec_animal = np.array([0, 1, 0, 2, 3, 4])
+    rec_cg = np.array([0, 0, 1, 1, 1, 1])
+    z = own_record_erc(5, rec_animal, rec_cg, 2)
+    np.testing.assert_allclose(z, [0.5 + 0.75, 0.5, 0.75, 0.75, 0.75])
+    d = own_record_erc(5, rec_animal, rec_cg, 2, tau=2.0)
+    np.testing.assert_allclose(d[0], 2 * 1.25 / (2 + 1.25))
+
+
+def test_own_record_erc__tier_meyer_counts_relatives():
+    # Group of 3 records: two half-sibs (same sire 5) and an unrelated animal.
+    sire = np.array([5, 5, -1, -1, -1, -1])
+    dam = np.array([-1, -1, -1, -1, -1, -1])
+    rec_animal = np.array([0, 1, 2])
+    rec_cg = np.array([0, 0, 0])
+    z = own_record_erc(6, rec_animal, rec_cg, 1, sire=sire, dam=dam, sib_adjust=True)
+    n = 3.0
+    w_sib = np.sqrt((n - 1) / n)  # one relative among the others
+    np.testing.assert_allclose(z[:3], [1 - 1 / (n * w_sib), 1 - 1 / (n * w_sib), 1 - 1 / n])
+
+
+def test_interbull_erc__reliability_conversion():
+    alpha = 3.0
+    r2 = np.array([0.9, 0.5, 0.75])
+    w = alpha * r2 / (1 - r2)
+    np.testing.assert_allclose(interbull_erc(r2, alpha), w * (1 - w / w.sum()))
+    # All weights 1 gives 1 - 1/n_b (the methodology's special case).
+    r_unit = np.full(4, 1 / (1 + alpha))
+    np.testing.assert_allclose(interbull_erc(r_unit, alpha), 1 - 1 / 4)
+
+
+def test_genomic_reliability__indefinite_matrix_is_inverted_like_sas_with_a_warning():
+    # G⁻¹ − A22⁻¹ with an eigenvalue below −1 and little own information: D + (I + G⁻¹ −
+    # A22⁻¹)α is indefinite. SAS's inv() still inverts it; so do we, and we say so.
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    diff = q @ np.diag([-1.8, 0.3, 0.5, 1.0, 2.0]) @ q.T  # G⁻¹ − A22⁻¹
+    a22inv = np.eye(5) * 2.0
+    ginv = a22inv + diff
+    d = np.full(5, 0.1)
+    with pytest.warns(BigevalWarning, match="not positive definite"):
+        rel = genomic_reliability(d, ginv, a22inv, 2.0)
+    np.testing.assert_allclose(rel, sas_part2(d, ginv, a22inv, alpha=2.0), rtol=1e-12)
+
+
+def test_genomic_reliability__positive_definite_matches_sas_twin():
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=(30, 60))
+    g = m @ m.T / 60 + 0.05 * np.eye(30)
+    a22 = np.eye(30) + 0.1
+    ginv, a22inv = spd_inverse(g), spd_inverse(a22)
+    d = rng.gamma(2.0, 2.0, 30)
+    np.testing.assert_allclose(genomic_reliability(d, ginv, a22inv, 3.0),
+                               sas_part2(d, ginv, a22inv, alpha=3.0), rtol=1e-12, atol=1e-14)
