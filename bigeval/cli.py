@@ -5,6 +5,8 @@ Subcommands
 reliability   Parts I–III of the approximate-reliability method on your files.
 simulate      Write a simulated dairy population (pedigree, records, genotypes, Interbull).
 demo          Simulate a modest population, run Parts I–III, compare with exact values.
+genotypes     Import genotypes (PLINK, BLUPF90 text, CSV) into a chunked Zarr store.
+grm           G (blockwise with Dask), G⁻¹ and A22⁻¹ from a genotype store and a pedigree.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reliability(sub)
     _add_simulate(sub)
     _add_demo(sub)
+    from bigeval import cli_genomics
+
+    cli_genomics.register(sub)
     return parser
 
 

@@ -1,0 +1,500 @@
+"""Genotype import to Zarr: PLINK .bed, BLUPF90 text and CSV into one chunked int8 store.
+
+The store is a Zarr (v3) group::
+
+    geno.zarr/
+        genotypes   int8, animals x SNPs, allele counts 0/1/2, missing = -1,
+                    chunked (animals, SNPs), Blosc zstd + bitshuffle
+        sample_id   str, one per animal (row)
+        snp_id      str, one per SNP (column)
+
+Import streams: one block of animal rows at a time, as many rows as a chunk of the store holds,
+so every Zarr chunk is written exactly once and whole (shared/notes: writes that straddle
+chunks are where zarr 3 + dask corrupt silently). The store is written under a temporary
+name beside the target and renamed into place only when complete.
+
+Which allele is counted does not matter for G (VanRaden 2008: p -> 1 - p turns Z into -Z):
+for PLINK the count is of allele 1 (A1, the fifth column of the .bim, bed-reader's
+``count_A1=True``); for text and CSV the codes are stored as written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bigeval.errors import InputError
+
+__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "atomic_dir", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
+           "DEFAULT_CHUNKS", "FORMATS"]
+
+GENOTYPES = "genotypes"  # array names in the store: one name per concept
+SAMPLE_ID = "sample_id"
+SNP_ID = "snp_id"
+DIMENSIONS = ("animals", "snps")
+MISSING = -1  # stored code of a missing call
+DEFAULT_CHUNKS = (4096, 8192)  # animals, SNPs: 32 MiB of int8 per chunk before compression
+FORMATS = ("plink", "blupf90", "csv")
+_TEXT_MISSING = (5, 9)  # BLUPF90 codes of a missing call
+
+Progress = Callable[[int, int | None], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic directories
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary folder beside ``path``; put it in place of ``path`` if the block succeeds.
+
+    A folder cannot be renamed over a non-empty one, so an existing target is first renamed
+    aside, then the new one renamed in, then the old one deleted: at every moment ``path`` is
+    either the complete old store or the complete new one (or briefly absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: each yields (ids, int8 block) for consecutive blocks of ``rows`` animals.
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _bad_code(path: Path, line: int, snp: int, value: object, fmt: str) -> InputError:
+    missing = "5 or 9" if fmt == "blupf90" else "empty, NA, 5, 9 or -1"
+    return InputError(f"genotype of SNP column {snp} is not a 0/1/2 count", file=path, line=line,
+                      value=value, expected=f"0, 1, 2, or {missing} for missing",
+                      remedy="recode genotypes as counts of one allele")
+
+
+class _Reader:
+    """A genotype source: ``snp_ids``, ``n_animals`` (None if unknown) and ``blocks(rows)``."""
+
+    snp_ids: np.ndarray
+    n_animals: int | None = None
+
+    def blocks(self, rows: int) -> Iterator[tuple[list[str], np.ndarray, int]]:
+        """Yield (ids, int8 block, 1-based line of the block's first animal)."""
+        raise NotImplementedError
+
+
+class _Blupf90Reader(_Reader):
+    """``ID genotypes``: the ID, white space, then one digit per SNP (0/1/2, 5 or 9 missing)."""
+
+    fmt = "blupf90"
+
+    def __init__(self, path: Path, snp_ids=None):
+        self.path = path
+        with _open_text(path) as fh:
+            first = ""
+            self._skip = 0
+            for first in fh:
+                if first.strip():
+                    break
+                self._skip += 1
+        fields = first.split()
+        if not fields:
+            raise InputError("the genotype file is empty", file=path,
+                             expected="one line per animal: ID, then a string of 0/1/2",
+                             remedy="check the file name and that the file was written whole")
+        if len(fields) != 2:
+            raise InputError("a genotype line must hold an ID and one string of genotype codes",
+                             file=path, line=self._skip + 1, value=first.strip()[:60],
+                             expected="2 fields", remedy="write codes without spaces between them")
+        self.m = len(fields[1])
+        self.snp_ids = (np.asarray(snp_ids, dtype=str) if snp_ids is not None
+                        else np.array([f"snp{j + 1}" for j in range(self.m)]))
+
+    def blocks(self, rows):
+        line = 0
+        lut = np.full(256, -2, np.int8)
+        lut[ord("0"):ord("3")] = (0, 1, 2)
+        for code in _TEXT_MISSING:
+            lut[ord(str(code))] = MISSING
+        with _open_text(self.path) as fh:
+            while True:
+                lines = list(itertools.islice(fh, rows))
+                if not lines:
+                    return
+                ids, codes, first = [], [], line + 1
+                for text in lines:
+                    line += 1
+                    fields = text.split()
+                    if not fields:
+                        continue
+                    if len(fields) != 2 or len(fields[1]) != self.m:
+                        got = (f"{len(fields)} fields" if len(fields) != 2
+                               else f"{len(fields[1])} codes")
+                        raise InputError(
+                            "genotype line of unequal length", file=self.path, line=line,
+                            value=got, expected=f"an ID and {self.m} codes, as on the first line",
+                            remedy="write every animal with the same SNPs, missing as 5")
+                    ids.append(fields[0])
+                    codes.append(fields[1])
+                if not ids:
+                    continue
+                raw = np.frombuffer("".join(codes).encode("latin-1", "replace"), np.uint8)
+                block = lut[raw].reshape(len(ids), self.m)
+                if (block == -2).any():
+                    i, j = np.argwhere(block == -2)[0]
+                    # the line of row i: count non-blank lines in this block
+                    nonblank = [k for k, t in enumerate(lines) if t.split()]
+                    raise _bad_code(self.path, first + nonblank[i], j + 1,
+                                    chr(raw[i * self.m + j]), self.fmt)
+                yield ids, block, first
+
+
+_CSV_MISSING = {"", "NA", "na", "NaN", "nan", ".", "5", "9", "-1"}
+
+
+class _CsvReader(_Reader):
+    """Header ``animal,snp1,...``, then one animal per line, one column per SNP."""
+
+    fmt = "csv"
+
+    def __init__(self, path: Path):
+        self.path = path
+        with _open_text(path) as fh:
+            header = fh.readline()
+        if not header.strip():
+            raise InputError("the genotype file is empty", file=path,
+                             expected="a header 'animal,snp1,...' then one line per animal",
+                             remedy="check the file name and that the file was written whole")
+        names = header.rstrip("\r\n").split(",")
+        if len(names) < 2:
+            raise InputError("the CSV header names no SNP column", file=path, line=1,
+                             value=header.strip()[:60], expected="animal,snp1,snp2,...",
+                             remedy="write comma-separated columns with a header row")
+        self.snp_ids = np.array([s.strip() for s in names[1:]])
+        self.m = len(self.snp_ids)
+
+    def blocks(self, rows):
+        line = 1
+        with _open_text(self.path) as fh:
+            fh.readline()
+            while True:
+                lines = list(itertools.islice(fh, rows))
+                if not lines:
+                    return
+                first = line + 1
+                records, ids = [], []
+                for text in lines:
+                    line += 1
+                    if not text.strip():
+                        continue
+                    fields = text.rstrip("\r\n").split(",")
+                    if len(fields) != self.m + 1:
+                        raise InputError(
+                            "genotype line of unequal length", file=self.path, line=line,
+                            value=f"{len(fields)} fields",
+                            expected=f"{self.m + 1} fields (the ID and {self.m} SNPs, as the "
+                                     "header)", remedy="write one value per SNP, empty if missing")
+                    ids.append(fields[0].strip())
+                    records.append((line, fields[1:]))
+                if not ids:
+                    continue
+                tokens = np.array([f for _, f in records], dtype=object)
+                # Decode each distinct token once (hash-based): '1', '1.0', 'NA', ...
+                codes, uniques = pd.factorize(tokens.ravel())
+                table = np.empty(len(uniques), np.int8)
+                for u, tok in enumerate(uniques):
+                    t = tok.strip()
+                    if t in _CSV_MISSING:
+                        table[u] = MISSING
+                        continue
+                    try:
+                        v = float(t)
+                    except ValueError:
+                        v = np.nan
+                    if v in (0.0, 1.0, 2.0):
+                        table[u] = int(v)
+                    elif v in (5.0, 9.0, -1.0):
+                        table[u] = MISSING
+                    else:
+                        i, j = divmod(int(np.flatnonzero(codes == u)[0]), self.m)
+                        raise _bad_code(self.path, records[i][0], j + 1, tok, self.fmt)
+                yield ids, table[codes].reshape(len(ids), self.m), first
+
+
+class _PlinkReader(_Reader):
+    """PLINK 1 binary fileset (.bed/.bim/.fam) through bed-reader, blocks of animals."""
+
+    fmt = "plink"
+
+    def __init__(self, path: Path):
+        try:
+            from bed_reader import open_bed
+        except ImportError:  # pragma: no cover - bed-reader is a dependency
+            raise InputError("reading PLINK .bed files needs the bed-reader package",
+                             file=path, remedy="pip install bed-reader") from None
+        self.path = path.with_suffix(".bed")
+        for ext in (".bed", ".bim", ".fam"):
+            p = self.path.with_suffix(ext)
+            if not p.exists():
+                raise InputError(f"the PLINK fileset lacks its {ext} file", file=p,
+                                 remedy="give the .bed of a complete .bed/.bim/.fam fileset")
+        self._bed = open_bed(self.path, count_A1=True)  # counts of allele 1
+        self.n_animals = int(self._bed.iid_count)
+        if self.n_animals == 0:
+            raise InputError("the genotype file is empty (no animal in the .fam)",
+                             file=self.path.with_suffix(".fam"),
+                             remedy="check the fileset was written whole")
+        self.snp_ids = np.asarray(self._bed.sid, dtype=str)
+        self.m = len(self.snp_ids)
+        self._ids = np.asarray(self._bed.iid, dtype=str)
+
+    def blocks(self, rows):
+        for r0 in range(0, self.n_animals, rows):
+            r1 = min(r0 + rows, self.n_animals)
+            # count_A1=True: counts of allele 1 (the .bim's 5th column); missing -127 in int8
+            block = self._bed.read(index=np.s_[r0:r1, :], dtype="int8", order="C")
+            block[block < 0] = MISSING
+            yield self._ids[r0:r1].tolist(), block, r0 + 1
+
+    def close(self):
+        self._bed.__exit__(None, None, None)
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".bed", ".bim", ".fam")):
+        return "plink"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".txt", ".dat", ".geno")) or "." not in name:
+        return "blupf90"
+    raise InputError("cannot tell the genotype format from the file name", file=path,
+                     value=path.suffix, expected=".bed (PLINK), .csv, or .txt (BLUPF90 layout)",
+                     remedy="pass the format explicitly (fmt= / --format)")
+
+
+def _reader(path: Path, fmt: str | None) -> _Reader:
+    fmt = _format_of(path) if fmt is None else fmt.lower()
+    if fmt not in FORMATS:
+        raise InputError("unknown genotype format", value=fmt, expected=" or ".join(FORMATS),
+                         remedy="pass one of the supported formats")
+    if fmt == "plink":
+        return _PlinkReader(path)
+    if not path.exists():
+        raise InputError("the genotype file does not exist", file=path,
+                         remedy="check the path")
+    return _CsvReader(path) if fmt == "csv" else _Blupf90Reader(path)
+
+
+def _check_chunks(chunks) -> tuple[int, int]:
+    try:
+        a, s = (int(c) for c in chunks)
+    except (TypeError, ValueError):
+        raise InputError("chunks must be two positive integers (animals, SNPs)", value=chunks,
+                         expected="e.g. (4096, 8192)", remedy="pass chunks=(animals, snps)"
+                         ) from None
+    if a < 1 or s < 1:
+        raise InputError("chunks must be positive", value=chunks, expected="e.g. (4096, 8192)",
+                         remedy="pass chunks=(animals, snps) with both above 0")
+    return a, s
+
+
+# ---------------------------------------------------------------------------------------------
+# Import and open
+
+
+def write_genotypes(blocks, out: str | os.PathLike, *, snp_ids,
+                    chunks: tuple[int, int] = DEFAULT_CHUNKS, attrs: dict | None = None,
+                    progress: Progress | None = None, total: int | None = None) -> Path:
+    """Write consecutive blocks of animal rows to a genotype store, atomically.
+
+    Parameters
+    ----------
+    blocks
+        Iterable of ``(ids, block)``: the animal IDs and an int8 block, rows x SNPs (0/1/2,
+        -1 missing). Every block but the last must hold exactly ``chunks[0]`` rows, so that
+        each Zarr chunk is written once and whole (shared/notes: misaligned writes corrupt
+        silently).
+    out
+        The store (a folder) to create or replace.
+    snp_ids
+        One ID per SNP column.
+    chunks, progress
+        As for :func:`import_genotypes`; ``total`` is passed to ``progress``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> blocks = [(["a", "b"], np.int8([[0, 1], [2, -1]])), (["c"], np.int8([[1, 1]]))]
+    >>> X, ids, _ = open_genotypes(write_genotypes(blocks, d / "g.zarr", snp_ids=["s1", "s2"],
+    ...                                            chunks=(2, 2)))
+    >>> X.compute().tolist(), ids.tolist()
+    ([[0, 1], [2, -1], [1, 1]], ['a', 'b', 'c'])
+    """
+    import zarr
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    rows, cols = _check_chunks(chunks)
+    snp_ids = np.asarray(snp_ids).astype(str)
+    m = len(snp_ids)
+    ids: list[str] = []
+    with atomic_dir(out) as tmp:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
+        geno = group.create_array(
+            GENOTYPES, shape=(0, m), chunks=(rows, max(1, min(cols, m))), dtype="int8",
+            fill_value=MISSING, dimension_names=DIMENSIONS,
+            compressors=BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle))
+        geno.attrs.update({"missing": MISSING, **(attrs or {})})
+        row0, last = 0, False
+        for block_ids, block in blocks:
+            block = np.asarray(block)
+            if last or len(block_ids) > rows or block.shape != (len(block_ids), m):
+                raise InputError("genotype blocks must hold chunks[0] rows (the last fewer) "
+                                 "and one column per SNP", value=f"block shape {block.shape}",
+                                 expected=f"({rows}, {m})", remedy="cut blocks at chunk rows")
+            last = len(block_ids) < rows
+            ids.extend(block_ids)
+            row1 = row0 + len(block_ids)
+            geno.resize((row1, m))
+            geno[row0:row1, :] = block.astype(np.int8, copy=False)  # whole chunk row, once
+            row0 = row1
+            if progress is not None:
+                progress(row0, total)
+        if not ids:
+            raise InputError("no animal to write", expected="at least one block of genotypes")
+        group.create_array(SAMPLE_ID, shape=(len(ids),), dtype=str)[:] = np.array(
+            ids, dtype=object)
+        group.create_array(SNP_ID, shape=(m,), dtype=str)[:] = np.array(
+            snp_ids.tolist(), dtype=object)
+    return Path(out)
+
+
+def import_genotypes(src: str | os.PathLike, out: str | os.PathLike, *, fmt: str | None = None,
+                     chunks: tuple[int, int] = DEFAULT_CHUNKS,
+                     progress: Progress | None = None) -> Path:
+    """Import genotypes into a chunked, compressed int8 Zarr store.
+
+    Parameters
+    ----------
+    src
+        The genotype file: PLINK ``.bed`` (with its ``.bim`` and ``.fam``), BLUPF90 text (ID
+        then a fixed-width string of 0/1/2, 5 or 9 for missing) or CSV (header
+        ``animal,snp1,...``; missing as empty, NA, 5, 9 or -1). Text and CSV may be gzipped.
+    out
+        The Zarr store to create (a folder); an existing one is replaced once the new one is
+        complete.
+    fmt
+        ``"plink"``, ``"blupf90"`` or ``"csv"``; by default from the suffix of ``src``.
+    chunks
+        Chunk shape of the store, (animals, SNPs). Animals are read one chunk row at a time,
+        so memory is about ``chunks[0] x SNPs`` bytes (plus the text of those lines).
+    progress
+        Called as ``progress(animals_done, animals_total_or_None)`` after each block.
+
+    Returns
+    -------
+    The path of the store.
+
+    Raises
+    ------
+    InputError
+        A code outside 0/1/2/missing (file, line, SNP column, value); a line of a different
+        length (file, line, expected length); a duplicated animal ID; an empty file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "g.txt").write_text("a1 0125\\na2 2210\\n")
+    >>> store = import_genotypes(d / "g.txt", d / "g.zarr", chunks=(1, 2))
+    >>> X, animals, snps = open_genotypes(store)
+    >>> X.compute().tolist(), animals.tolist()
+    ([[0, 1, 2, -1], [2, 2, 1, 0]], ['a1', 'a2'])
+    """
+    src = Path(src)
+    rows, _ = _check_chunks(chunks)
+    reader = _reader(src, fmt)
+    first_line: dict[str, int] = {}
+
+    def checked():
+        for block_ids, block, line in reader.blocks(rows):
+            for k, a in enumerate(block_ids):
+                if a in first_line:
+                    where = (f"line {line + k}" if reader.fmt != "plink"
+                             else f"animal {line + k} of the .fam")
+                    raise InputError(
+                        f"animal ID {a!r} is genotyped twice ({where}; first at "
+                        f"{first_line[a]})", file=src, value=a,
+                        expected="one genotype record per animal",
+                        remedy="remove or rename the duplicate (QC can find duplicated "
+                               "genotypes under different IDs)")
+                first_line[a] = line + k
+            yield block_ids, block
+        if not first_line:
+            raise InputError("the genotype file holds no animal", file=src,
+                             expected="one line per animal after any header",
+                             remedy="check the file name and that it was written whole")
+
+    attrs = {"source": src.name, "format": reader.fmt,
+             "allele_counted": "allele 1 (A1) of the .bim" if reader.fmt == "plink"
+             else "as in the file"}
+    try:
+        return write_genotypes(checked(), out, snp_ids=reader.snp_ids, chunks=chunks,
+                               attrs=attrs, progress=progress, total=reader.n_animals)
+    finally:
+        if isinstance(reader, _PlinkReader):
+            reader.close()
+
+
+def open_genotypes(path: str | os.PathLike):
+    """Open a store written by :func:`import_genotypes`.
+
+    Returns
+    -------
+    genotypes : dask.array.Array
+        int8, animals by SNPs, chunked as the store (missing = -1).
+    sample_ids, snp_ids : numpy.ndarray
+        str, one per row and one per column.
+    """
+    import dask.array as da
+    import zarr
+
+    path = Path(path)
+    try:
+        group = zarr.open_group(path, mode="r")
+        arr = group[GENOTYPES]
+        sample_ids = np.array(group[SAMPLE_ID][:].tolist(), dtype=str)
+        snp_ids = np.array(group[SNP_ID][:].tolist(), dtype=str)
+    except (FileNotFoundError, KeyError) as exc:
+        raise InputError(f"not a genotype store ({exc})", file=path,
+                         expected=f"a Zarr group with arrays {GENOTYPES}, {SAMPLE_ID}, {SNP_ID}",
+                         remedy="create it with `bigeval genotypes import`") from None
+    return da.from_zarr(arr), sample_ids, snp_ids
