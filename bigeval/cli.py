@@ -7,6 +7,9 @@ simulate      Write a simulated dairy population (pedigree, records, genotypes, 
 demo          Simulate a modest population, run Parts I–III, compare with exact values.
 genotypes     Import genotypes (PLINK, BLUPF90 text, CSV) into a chunked Zarr store.
 grm           G (blockwise with Dask), G⁻¹ and A22⁻¹ from a genotype store and a pedigree.
+anova, ols, solve, reml, cv
+              The mixed models on a TOML model file: ANOVA, BLUE/OLS, PBLUP/GBLUP/ssGBLUP,
+              REML (EM, AI), cross-validation.
 """
 
 from __future__ import annotations
@@ -144,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reliability(sub)
     _add_simulate(sub)
     _add_demo(sub)
-    from bigeval import cli_genomics
+    from bigeval import cli_genomics, cli_models
 
     cli_genomics.register(sub)
+    cli_models.register(sub)
     return parser
 
 
