@@ -94,14 +94,13 @@ def alpha_from(h2: float, repeatability: float | None = None) -> float:
 
 @dataclass(frozen=True)
 class FamilyGraph:
-    """The pedigree as the kernel needs it: parents and progeny CSRs (length N arrays)."""
+    """The pedigree as the kernel needs it: parents, and (parent, contribution) entries."""
 
     sire: np.ndarray
     dam: np.ndarray
-    sire_ptr: np.ndarray
-    sire_child: np.ndarray
-    dam_ptr: np.ndarray
-    dam_child: np.ndarray
+    parent: np.ndarray
+    entry: np.ndarray
+    bounds: np.ndarray
 
     @classmethod
     def from_parents(cls, sire: np.ndarray, dam: np.ndarray) -> "FamilyGraph":
@@ -109,9 +108,8 @@ class FamilyGraph:
         itype = kernel.index_dtype(n)
         sire = np.ascontiguousarray(sire, dtype=itype)
         dam = np.ascontiguousarray(dam, dtype=itype)
-        sp, sc = kernel.progeny_csr(sire, n)
-        dp, dc = kernel.progeny_csr(dam, n)
-        return cls(sire, dam, sp, sc, dp, dc)
+        parent, entry, bounds = kernel.contribution_index(sire, dam)
+        return cls(sire, dam, parent, entry, bounds)
 
     @property
     def n(self) -> int:
@@ -185,7 +183,10 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
     d = d0.copy()
     d_new = np.empty(n)
     bs, bd = np.empty(n), np.empty(n)
-    ra, rs, rd = np.empty(n), np.empty(n), np.empty(n)
+    ra = np.empty(n)
+    r_parents = np.empty(2 * n)  # contributions to sires, then to dams
+    rs, rd = r_parents[:n], r_parents[n:]
+    progeny = np.empty(n)
     changes = []
     prog = _Progress(rounds, label, progress)
     converged = False
@@ -193,9 +194,9 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
     for k in range(1, rounds + 1):
         kernel.gather(d, graph.sire, graph.dam, bs, bd)
         kernel.family_solve(d, bs, bd, alpha, ra, rs, rd)
-        change = kernel.scatter(d, d0, ra, graph.sire_ptr, graph.sire_child, rs,
-                                graph.dam_ptr, graph.dam_child, rd, fixed, fixed_val, alpha,
-                                d_new)
+        progeny[:] = 0.0
+        kernel.sum_contributions(graph.parent, graph.entry, r_parents, graph.bounds, progeny)
+        change = kernel.damp(d, d0, ra, progeny, fixed, fixed_val, alpha, d_new)
         changes.append(change)
         d, d_new = d_new, d
         prog.update(k, change)
