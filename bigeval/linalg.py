@@ -23,6 +23,16 @@ def _potrf(a: np.ndarray, what: str, remedy: str) -> np.ndarray:
     return c
 
 
+def _inverse_lower(a: np.ndarray, what: str, overwrite: bool, remedy: str) -> np.ndarray:
+    """potrf + potri: the inverse of an SPD matrix in its lower triangle (upper: garbage)."""
+    m = np.asfortranarray(a if overwrite else np.array(a, dtype=np.float64, order="F"))
+    c = _potrf(m, what, remedy)
+    inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
+    if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
+        raise InputError(f"{what}: LAPACK dpotri failed (info={info})")
+    return inv
+
+
 def spd_inverse(a: np.ndarray, *, what: str = "the matrix", overwrite: bool = False,
                 remedy: str = "check the matrix; blend G with A22 if it is G") -> np.ndarray:
     """Inverse of a symmetric positive-definite matrix (both triangles filled).
@@ -33,14 +43,9 @@ def spd_inverse(a: np.ndarray, *, what: str = "the matrix", overwrite: bool = Fa
     array([[ 0.375, -0.25 ],
            [-0.25 ,  0.5  ]])
     """
-    m = np.asfortranarray(a if overwrite else np.array(a, dtype=np.float64, order="F"))
-    c = _potrf(m, what, remedy)
-    inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
-    if info != 0:  # pragma: no cover
-        raise InputError(f"{what}: LAPACK dpotri failed (info={info})")
-    # potri fills the lower triangle; mirror it into the upper one.
+    inv = _inverse_lower(a, what, overwrite, remedy)
     iu = np.triu_indices_from(inv, 1)
-    inv[iu] = inv.T[iu]
+    inv[iu] = inv.T[iu]  # potri fills the lower triangle; mirror it into the upper one
     return inv
 
 
@@ -53,12 +58,7 @@ def spd_inverse_diag(a: np.ndarray, *, what: str = "the matrix", overwrite: bool
     >>> spd_inverse_diag(np.array([[4.0, 2.0], [2.0, 3.0]]))
     array([0.375, 0.5  ])
     """
-    m = np.asfortranarray(a if overwrite else np.array(a, dtype=np.float64, order="F"))
-    c = _potrf(m, what, remedy)
-    inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
-    if info != 0:  # pragma: no cover
-        raise InputError(f"{what}: LAPACK dpotri failed (info={info})")
-    return np.diag(inv).copy()
+    return np.diag(_inverse_lower(a, what, overwrite, remedy)).copy()
 
 
 def symmetric_inverse_diag(a: np.ndarray, *, what: str = "the matrix") -> tuple[np.ndarray, bool]:
