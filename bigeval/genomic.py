@@ -145,7 +145,7 @@ def tune_g(G: np.ndarray, A22: np.ndarray) -> np.ndarray:
     >>> G = np.array([[1.0, -0.2], [-0.2, 1.2]])
     >>> A = np.array([[1.0, 0.25], [0.25, 1.0]])
     >>> tune_g(G, A).round(4).tolist()
-    [[0.9464, 0.25], [0.25, 1.0536]]
+    [[0.9423, 0.25], [0.25, 1.0577]]
     """
     G = np.asarray(G, dtype=np.float64)
     A22 = np.asarray(A22, dtype=np.float64)

@@ -125,7 +125,7 @@ def ols(y, design: Design, weights=None) -> OLSResult:
     >>> import pandas as pd
     >>> d = design_matrix(pd.DataFrame({"g": ["a", "a", "b", "b"]}), factors=["g"])
     >>> ols([1., 3., 5., 7.], d).estimate.tolist()
-    [2.0, 0.0, 4.0]
+    [6.0, -4.0, 0.0]
     """
     y = np.asarray(y, dtype=np.float64)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
