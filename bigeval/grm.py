@@ -27,7 +27,8 @@ import scipy.sparse as sp
 
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
-from bigeval.io.genotypes import MISSING, atomic_dir, open_genotypes
+from bigeval.io.genotypes import MISSING, open_genotypes
+from bigeval.io.writers import atomic_dir, atomic_path
 
 __all__ = ["grm", "allele_frequencies", "write_grm", "read_grm"]
 
@@ -268,7 +269,6 @@ def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -
     ``.h5``/``.hdf5``: HDF5 datasets ``name`` (float64, default ``G``) and ``ids`` (UTF-8
     strings); ``.zarr``: a Zarr group with arrays ``name`` and ``ids``.
     """
-    from bigeval.io.writers import atomic_path
 
     path = Path(path)
     G = np.asarray(G, dtype=np.float64)

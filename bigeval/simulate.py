@@ -72,6 +72,7 @@ import pyarrow as pa
 
 from bigeval._resources import GiB, available_memory
 from bigeval.errors import InputError, ResourceError
+from bigeval.io.writers import atomic_path
 
 __all__ = [
     "SimulatedPopulation",
@@ -928,14 +929,9 @@ def iter_genotype_chunks(pop: SimulatedPopulation, *, chunk_rows: int = 4_096
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Write through :func:`bigeval.io.writers.atomic_path`: complete, or not at all."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write_genotypes(pop: SimulatedPopulation, path: Path, chunk_rows: int = 4_096) -> None:

@@ -20,12 +20,10 @@ for PLINK the count is of allele 1 (A1, the fifth column of the .bim, bed-reader
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import itertools
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.io.writers import atomic_dir
 
-__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "atomic_dir", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
+__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
            "DEFAULT_CHUNKS", "FORMATS"]
 
 GENOTYPES = "genotypes"  # array names in the store: one name per concept
@@ -48,38 +47,6 @@ FORMATS = ("plink", "blupf90", "csv")
 _TEXT_MISSING = (5, 9)  # BLUPF90 codes of a missing call
 
 Progress = Callable[[int, int | None], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Atomic directories
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary folder beside ``path``; put it in place of ``path`` if the block succeeds.
-
-    A folder cannot be renamed over a non-empty one, so an existing target is first renamed
-    aside, then the new one renamed in, then the old one deleted: at every moment ``path`` is
-    either the complete old store or the complete new one (or briefly absent).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        old = None
-        if path.exists() or path.is_symlink():
-            old = path.with_name(f".{path.name}.{os.getpid()}.old")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
@@ -61,6 +63,34 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary folder beside ``path``; put it in place of ``path`` if the block succeeds.
+
+    A folder cannot be renamed over a non-empty one, so an existing target is first renamed
+    aside, then the new one renamed in, then the old one deleted: at every moment ``path`` is
+    either the complete old store or the complete new one (or briefly absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
     """Write a frame as CSV (no index) atomically."""
     kwargs.setdefault("index", False)
@@ -83,8 +113,6 @@ def write_triplets(matrix, ids, path: str | os.PathLike, *, tol: float = 0.0) ->
     whitespace-separated, values with 17 significant digits (exact round trip). Elements with
     ``|value| <= tol`` are skipped (the diagonal is always written).
     """
-    import numpy as np
-
     m = np.asarray(matrix)
     ids = np.asarray(ids, dtype=object)
     i, j = np.tril_indices(m.shape[0])
