@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one set-up script: system packages (where this machine lets us install them), then
+# bigeval itself.  Used by both README commands and by CI.
+#
+#   ./install.sh         bigeval and its runtime dependencies (the demo)
+#   ./install.sh test    the same, plus the test tools and what the marked tests need
+#
+# System packages come from Debian/Ubuntu apt when we are root (or have password-less sudo);
+# elsewhere they are skipped with a note, and the optional parts fall back (CHOLMOD -> the
+# built-in sparse solvers) or their tests skip.
+set -euo pipefail
+cd "$(dirname "$0")"
+mode="${1:-run}"
+
+# runtime: SuiteSparse headers + a threaded OpenBLAS for the CHOLMOD binding
+SYSTEM_PACKAGES=(libsuitesparse-dev libopenblas0-pthread)
+if [[ "$mode" == "test" ]]; then
+    # headless browser for the HTML report test
+    SYSTEM_PACKAGES+=(chromium)
+fi
+
+have_apt=0
+if command -v apt-get >/dev/null 2>&1; then
+    if [[ "$(id -u)" == "0" ]]; then SUDO=""; have_apt=1
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; have_apt=1
+    fi
+fi
+
+missing=()
+if [[ $have_apt == 1 ]]; then
+    for p in "${SYSTEM_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if (( ${#missing[@]} )); then
+        echo "install.sh: system packages: ${missing[*]}"
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+else
+    echo "install.sh: no apt (or not root): skipping system packages ${SYSTEM_PACKAGES[*]}" >&2
+fi
+
+extras=""
+[[ "$mode" == "test" ]] && extras="test"
+# the CHOLMOD binding only where its headers are present
+if [[ -f /usr/include/suitesparse/cholmod.h ]]; then
+    extras="${extras:+$extras,}cholmod"
+fi
+python3 -m pip install -q -e ".${extras:+[$extras]}"
