@@ -5,8 +5,9 @@ reliabilities (Misztal et al. 1993, 2013; the Czech certified methodology of Bau
 and Přibyl) for hundreds of thousands to millions of animals.
 """
 
-from bigeval.errors import BigevalError, BigevalWarning, InputError, ResourceError
+from bigeval.errors import BigevalError, BigevalWarning, InputError, OutputError, ResourceError
 
 __version__ = "0.1.0"
 
-__all__ = ["BigevalError", "BigevalWarning", "InputError", "ResourceError", "__version__"]
+__all__ = ["BigevalError", "BigevalWarning", "InputError", "OutputError", "ResourceError",
+           "__version__"]

@@ -24,6 +24,20 @@ def available_memory() -> int:
         return 8 * GiB
 
 
+def size_text(nbytes: float) -> str:
+    """Bytes as people read them.
+
+    Examples
+    --------
+    >>> size_text(576), size_text(3 * 2**20), size_text(7.45 * 2**30)
+    ('576 B', '3.00 MiB', '7.45 GiB')
+    """
+    for unit, scale in (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
 def check_dense(n: int, *, copies: float = 1.0, what: str, itemsize: int = 8,
                 available: int | None = None) -> int:
     """Refuse a dense ``n × n`` computation that would not fit in memory.
@@ -47,9 +61,9 @@ def check_dense(n: int, *, copies: float = 1.0, what: str, itemsize: int = 8,
     have = available_memory() if available is None else available
     if need > 0.8 * have:
         raise ResourceError(
-            f"{what} is a dense {n:,} x {n:,} matrix: it needs {need / GiB:.2f} GiB "
-            f"({copies:g} cop{'y' if copies == 1 else 'ies'} of {n * n * itemsize / GiB:.2f} GiB) "
-            f"but only {have / GiB:.2f} GiB of memory is available; "
+            f"{what} is a dense {n:,} x {n:,} matrix: it needs {size_text(need)} "
+            f"({copies:g} cop{'y' if copies == 1 else 'ies'} of {size_text(n * n * itemsize)}) "
+            f"but only {size_text(have)} of memory is available; "
             "what to do: run on a sample (fewer animals), or use the sparse/approximate method"
         )
     return need

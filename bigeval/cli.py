@@ -57,10 +57,17 @@ def _add_reliability(sub):
     p.add_argument("--tol", type=float, metavar="X",
                    help="stop early when no reliability changes by more than X in a round")
     p.add_argument("--exact", action="store_true",
-                   help="also compute exact reliabilities from the inverse of the MME (small "
-                        "data only)")
+                   help="also compute exact reliabilities from the inverse of the MME (dense "
+                        "up to 5 000 equations, else sparse Cholesky + selected inversion)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress (default: when the terminal is interactive)")
+    p.add_argument("--out-of-core", action=argparse.BooleanOptionalAction, default=None,
+                   help="read and prepare the files in blocks into a Zarr work folder "
+                        "(bounded memory: 10 million animals in a few GiB); default: when the "
+                        "pedigree file is 128 MiB or more")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="out-of-core work folder, kept (default: a temporary folder in --out, "
+                        "deleted at the end)")
     p.set_defaults(func=_cmd_reliability)
 
 
@@ -71,7 +78,9 @@ def _cmd_reliability(args) -> int:
         pedigree=args.pedigree, records=args.records, out=args.out, alpha=args.alpha,
         h2=args.h2, repeatability=args.repeatability, tau=args.tau, sib_adjust=args.sib_adjust,
         interbull=args.interbull, interbull_kind=args.interbull_kind, genotyped=args.genotyped,
-        ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact)
+        ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
+        out_of_core=args.out_of_core if args.work_dir is None else True,
+        work_dir=args.work_dir)
     summary = run_reliability(job, progress=args.progress)
     print(summary.text)
     return 0
@@ -151,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_genomics.register(sub)
     cli_models.register(sub)
+    from bigeval import cli_run
+
+    cli_run.register(sub)  # run, config, sample
     return parser
 
 

@@ -133,7 +133,7 @@ def cmd_grm(args) -> int:
     written = [write_grm(G, ids, out / "G.h5", name="G")]
     remedy = ("blend G with A22: --pedigree FILE --blend 0.05" if args.blend is None
               else "blend more A22 into G (a larger --blend), or check the genotypes (QC)")
-    Ginv = spd_inverse(G, what="G", remedy=remedy)
+    Ginv = spd_inverse(G, what="G", remedy=remedy, file=args.genotypes, ids=ids)
     del G
     written.append(write_grm(Ginv, ids, out / "Ginv.h5", name="Ginv"))
     if args.triplets:

@@ -7,6 +7,7 @@ estimate, se); ``animals.csv`` (animal, ebv, pev, rel); ``variances.csv``; ``cv.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def _solve(args) -> int:
     spec.require_variances()
     _, md = _model(spec, df)
     r = fit_mixed(md, sigma_a2=spec.sigma_a2, sigma_e2=spec.sigma_e2,
-                  sigma_pe2=spec.sigma_pe2, method=args.solver)
+                  sigma_pe2=spec.sigma_pe2, method=args.solver, se=getattr(args, "se", None))
     write_csv_atomic(_solutions(r), out / "solutions.csv")
     write_csv_atomic(r.animals, out / "animals.csv")
     return 0
@@ -121,7 +122,13 @@ def register(subparsers) -> None:
         p.add_argument("--out", type=Path, required=True, help="output folder")
         if name == "solve":
             p.add_argument("--solver", default="auto",
-                           choices=["auto", "cholmod", "dense", "splu", "pcg"])
+                           choices=["auto", "cholmod", "superlu", "dense", "splu", "pcg"],
+                           help="auto: CHOLMOD when installed (else dense LAPACK up to 5 000 "
+                                "equations, SuperLU above); pcg: iterative, for systems too "
+                                "large to factor")
+            p.add_argument("--se", action=argparse.BooleanOptionalAction, default=None,
+                           help="standard errors, PEV and reliabilities (default: yes, except "
+                                "with --solver pcg); large systems use selected inversion")
         if name == "reml":
             p.add_argument("--method", default="ai", choices=["ai", "em"])
         if name == "cv":

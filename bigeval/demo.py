@@ -1,14 +1,16 @@
-"""``bigeval demo``: the main job on a simulated dairy population, end to end.
+"""``bigeval demo``: the routine run (``bigeval run``) on a simulated dairy population.
 
 1. simulate a modest population (herds, AI sires, repeated lactations, Interbull bulls,
-   genotypes by gene dropping) and write its files;
-2. build A22 (Colleau's indirect method, no dense A) and VanRaden G, tune G to A22 (mean
-   diagonal and off-diagonal) and blend G* = 0.95 G + 0.05 A22,
-   invert both by Cholesky and write them as triplets in the methodology's layout;
-3. run Parts I–III on the files, exactly as ``bigeval reliability`` does;
-4. check the approximation against exact reliabilities from the inverse of the MME
-   (PBLUP with A⁻¹ for Part I, single-step with H⁻¹ for Part III);
-5. write ``reliability.csv``, ``exact_check.csv`` and ``summary.txt``.
+   genotypes by gene dropping) and write its files, the genotypes into a Zarr store;
+2. write ``OUT/config.toml`` naming those files, with h², the repeatability, τ, a
+   repeatability animal model to solve (ssGBLUP) and the exact check;
+3. run it: validate → prepare → relationships (QC, G with Dask, A22 by Colleau's method,
+   tuning, blending, G*⁻¹ and A22⁻¹) → solve → reliabilities (Parts I-III and the check
+   against exact reliabilities from the MME inverse) → report;
+4. end with the path of the HTML report.
+
+Running the demo again in the same folder reuses every stage (same seed, same files); the
+config is the template for your own data: replace the inputs and run ``bigeval run``.
 """
 
 from __future__ import annotations
@@ -17,19 +19,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from bigeval.genomic import blend_g, tune_g, vanraden_g
-from bigeval.io.writers import ensure_dir, write_csv_atomic, write_text_atomic, write_triplets
-from bigeval.linalg import spd_inverse
-from bigeval.pedigree import a22_dense
-from bigeval.prepare import prepare
-from bigeval.reliability import ReliabilityOptions, reliability
+from bigeval.io.writers import ensure_dir, write_text_atomic
 from bigeval.simulate import SimulationConfig, simulate, write_population
-from bigeval.workflow import ReliabilityJob, agreement_line, run_reliability
+
+__all__ = ["run_demo", "variance_ratios", "demo_config"]
 
 #: Weight of A22 in the blended G* = (1 − w) G + w A22 (preGSf90's default).
 BLEND = 0.05
+#: Chunks of the demo's genotype store (animals, SNPs).
+CHUNKS = (256, 1024)
 
 
 def variance_ratios(h2: float, repeatability: float) -> tuple[float, float]:
@@ -44,22 +43,69 @@ def variance_ratios(h2: float, repeatability: float) -> tuple[float, float]:
     return round(s_e / s_a, 12), round(s_e / s_pe, 12)
 
 
-def build_relationship_inverses(pedigree_file, genotyped_ids, genotypes, folder: Path):
-    """A22⁻¹ and G*⁻¹ as triplet files, from the pedigree file and a genotype matrix."""
-    base = prepare(pedigree_file)
-    pos = pd.Index(base.ids).get_indexer(genotyped_ids)
-    a22 = a22_dense(base.sire, base.dam, pos)
-    g, _ = vanraden_g(genotypes)
-    gstar = blend_g(tune_g(g, a22), a22, BLEND)
-    ginv = spd_inverse(gstar, what="G* (G tuned to A22, blended with 5 % A22)")
-    a22inv = spd_inverse(a22, what="A22")
-    return (write_triplets(ginv, genotyped_ids, folder / "ginv.txt"),
-            write_triplets(a22inv, genotyped_ids, folder / "a22inv.txt"))
+def demo_config(files: dict, store: Path | None, folder: Path, *, h2: float,
+                repeatability: float, exact: bool, seed: int) -> str:
+    """The demo's run configuration (TOML text), paths relative to ``folder``."""
+    _, tau = variance_ratios(h2, repeatability)
+
+    def rel(p):
+        return Path(p).resolve().relative_to(folder.resolve()).as_posix()
+
+    lines = [
+        f"# bigeval demo: a simulated dairy population (seed {seed}); `bigeval run` this file",
+        "# again to reuse every stage, or copy it and point [inputs] at your own files.",
+        "[inputs]",
+        f'pedigree = "{rel(files["pedigree"])}"',
+        f'records = "{rel(files["records"])}"',
+        f'interbull = "{rel(files["interbull"])}"',
+    ]
+    if store is not None:
+        lines.append(f'genotypes = "{rel(store)}"')
+    lines += [
+        "birth_year_column = 4  # pedigree.txt: animal sire dam birth_year sex herd",
+        "sex_column = 5",
+        "",
+        "[parameters]",
+        f"h2 = {h2!r}",
+        f"repeatability = {repeatability!r}",
+        f"tau = {tau!r}  # (1 - repeatability) / (repeatability - h2)",
+        "",
+        "[genomics]",
+        "tune = true",
+        f"blend = {BLEND!r}",
+        f"chunks = [{CHUNKS[0]}, {CHUNKS[1]}]",
+        "",
+        "[model]  # repeatability animal model, cg fixed; variances from h2 and repeatability",
+        "trait = 3  # records.txt: animal cg y",
+        "",
+        "[exact]",
+        f"check = {'true' if exact else 'false'}",
+        "",
+        "[output]",
+        'folder = "."',
+        "",
+        "[report]",
+        'title = "bigeval demo: simulated dairy population"',
+        "",
+        "[sample]",
+        'herd_pattern = "^[^Y]+"  # cg codes are herd-year-season: H0012Y2019S2',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def run_demo(out="bigeval-demo", *, n_animals: int = 6_000, n_genotyped: int = 600,
-             n_snps: int = 3_000, seed: int = 2026, exact: bool = True) -> str:
-    """Run the demo and return its summary (also written to ``OUT/summary.txt``)."""
+             n_snps: int = 3_000, seed: int = 2026, exact: bool = True,
+             progress: bool | None = None) -> str:
+    """Simulate, write the config, run every stage; return the summary and the report path.
+
+    The outputs are those of ``bigeval run``: ``OUT/reliability.csv`` (and ``.parquet``),
+    ``OUT/summary.txt``, ``OUT/report.html``, ``OUT/manifest.json``, checkpoints under
+    ``OUT/stages``; the simulated files are in ``OUT/data`` and the config in
+    ``OUT/config.toml``.
+    """
+    from bigeval.io.genotypes import write_genotypes
+    from bigeval.run import load_config, run_pipeline
+
     t0 = time.perf_counter()
     out = ensure_dir(out)
     data = ensure_dir(out / "data")
@@ -67,49 +113,26 @@ def run_demo(out="bigeval-demo", *, n_animals: int = 6_000, n_genotyped: int = 6
                            seed=seed)
     sim = simulate(cfg)
     files = write_population(sim, data)
-    gids = np.asarray(sim.genotyped, dtype=object)
-    ginv_file, a22inv_file = build_relationship_inverses(files["pedigree"], gids,
-                                                         sim.genotypes, data)
-    alpha, tau = variance_ratios(cfg.h2, cfg.repeatability)
-    job = ReliabilityJob(pedigree=files["pedigree"], records=files["records"], out=out,
-                         h2=cfg.h2, repeatability=cfg.repeatability, tau=tau,
-                         interbull=files["interbull"], genotyped=files["genotyped"],
-                         ginv=ginv_file, a22inv=a22inv_file)
-    summary = run_reliability(job)
-    lines = [f"simulated {len(sim.pedigree):,} animals in {cfg.n_years} years "
-             f"(seed {seed}); data in {data}", summary.text]
-    if exact:
-        lines += exact_check(files, ginv_file, a22inv_file, alpha, tau, out)
-    lines.append(f"demo finished in {time.perf_counter() - t0:.1f} s; results: "
-                 f"{out / 'reliability.csv'}")
-    text = "\n".join(lines)
-    write_text_atomic(text + "\n", out / "summary.txt")
-    return text
-
-
-def exact_check(files, ginv_file, a22inv_file, alpha, tau, out: Path) -> list[str]:
-    """Approximate vs exact reliabilities, Part I (PBLUP) and Part III (ssGBLUP).
-
-    Both sides use the same information (records, pedigree, genomics; no Interbull, which
-    the exact model does not have).
-    """
-    from bigeval.reliability.exact import exact_reliability
-
-    pop = prepare(files["pedigree"], files["records"], genotyped=files["genotyped"],
-                  ginv=ginv_file, a22inv=a22inv_file)
-    res = reliability(pop, ReliabilityOptions(alpha=alpha, tau=tau), progress=False)
-    ex_a = exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau)
-    ex_h = exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau,
-                             genotyped=pop.genotyped, ginv=pop.ginv, a22inv=pop.a22inv)
-    table = pd.DataFrame({"animal": pop.ids, "rel_pedigree": res.rel_pedigree,
-                          "rel_exact_pblup": ex_a, "rel_final": res.rel_final,
-                          "rel_exact_ssgblup": ex_h})
-    write_csv_atomic(table, out / "exact_check.csv", float_format="%.10g")
-    g = np.zeros(pop.n_animals, bool)
-    g[pop.genotyped] = True
-    return [
-        "exact check (same information on both sides, no Interbull):",
-        "  " + agreement_line("Part I vs exact PBLUP", res.rel_pedigree, ex_a),
-        "  " + agreement_line("Part III vs exact ssGBLUP", res.rel_final, ex_h),
-        "  " + agreement_line("Part III vs exact ssGBLUP, genotyped", res.rel_final[g], ex_h[g]),
-    ]
+    (data / "genotypes.txt").unlink(missing_ok=True)  # the store below holds them
+    files.pop("genotypes", None)
+    store = None
+    if sim.genotypes is not None and len(sim.genotyped):
+        ids = np.asarray(sim.genotyped, dtype=str)
+        rows = CHUNKS[0]
+        blocks = ((ids[r:r + rows].tolist(), sim.genotypes[r:r + rows])
+                  for r in range(0, len(ids), rows))
+        store = write_genotypes(blocks, data / "genotypes.zarr", snp_ids=sim.snp_ids,
+                                chunks=CHUNKS, attrs={"source": "bigeval demo simulation"})
+    text = demo_config(files, store, out, h2=cfg.h2, repeatability=cfg.repeatability,
+                       exact=exact, seed=seed)
+    config = write_text_atomic(text, out / "config.toml")
+    result = run_pipeline(load_config(config), progress=progress)
+    summary = (out / "summary.txt").read_text().rstrip()
+    return "\n".join([
+        f"simulated {len(sim.pedigree):,} animals in {cfg.n_years} years (seed {seed}); "
+        f"data in {data}, config {config}",
+        summary,
+        f"demo finished in {time.perf_counter() - t0:.1f} s (stages run: "
+        f"{', '.join(result.executed) or 'none, all reused'})",
+        f"report: {result.report}",
+    ])

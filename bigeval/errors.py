@@ -13,38 +13,16 @@ class BigevalError(Exception):
     """Base class of every error bigeval raises on purpose."""
 
 
-class InputError(BigevalError, ValueError):
-    """Bad input data or parameters.
+class _Located:
+    """Message formatting shared by the errors that point at a file: where, what, what to do."""
 
-    Parameters
-    ----------
-    message
-        What is wrong, in one sentence.
-    file, line, value
-        Where it is: the file path, the 1-based line number, the offending value.
-    expected
-        What would have been accepted.
-    remedy
-        What the user can do about it.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        file: str | os.PathLike | None = None,
-        line: int | None = None,
-        value: object = None,
-        expected: str | None = None,
-        remedy: str | None = None,
-    ):
+    def _locate(self, message, file, line, value, expected, remedy) -> None:
         self.message = message
         self.file = None if file is None else str(file)
         self.line = line
         self.value = value
         self.expected = expected
         self.remedy = remedy
-        super().__init__(str(self))
 
     def __str__(self) -> str:
         where = ""
@@ -60,6 +38,77 @@ class InputError(BigevalError, ValueError):
         if self.remedy:
             parts.append(f"what to do: {self.remedy}")
         return "; ".join(parts)
+
+
+class InputError(_Located, BigevalError, ValueError):
+    """Bad input data or parameters.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in one sentence.
+    file, line, value
+        Where it is: the file path, the 1-based line number, the offending value.
+    expected
+        What would have been accepted.
+    remedy
+        What the user can do about it.
+
+    Examples
+    --------
+    >>> print(InputError("animal is its own sire", file="ped.txt", line=3, value="A7",
+    ...                  expected="a sire other than the animal", remedy="correct the sire"))
+    ped.txt, line 3: animal is its own sire; value: 'A7'; expected: a sire other than the animal; what to do: correct the sire
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | os.PathLike | None = None,
+        line: int | None = None,
+        value: object = None,
+        expected: str | None = None,
+        remedy: str | None = None,
+    ):
+        self._locate(message, file, line, value, expected, remedy)
+        super().__init__(str(self))
+
+
+class OutputError(_Located, BigevalError, OSError):
+    """An output could not be written (disk full, folder not writable, ...).
+
+    Raised by the atomic writers of :mod:`bigeval.io.writers` after they removed their
+    temporary file: the target still holds what it held before. ``errno`` is the operating
+    system's error number. Keyword arguments as :class:`InputError`; ``file`` is the target.
+
+    Examples
+    --------
+    >>> import errno
+    >>> err = OutputError("no space left on the device", errno=errno.ENOSPC, file="out/x.csv",
+    ...                   remedy="free some space")
+    >>> print(err)
+    out/x.csv: no space left on the device; what to do: free some space
+    >>> isinstance(err, OSError), err.errno == errno.ENOSPC
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errno: int | None = None,
+        file: str | os.PathLike | None = None,
+        line: int | None = None,
+        value: object = None,
+        expected: str | None = None,
+        remedy: str | None = None,
+    ):
+        self._locate(message, file, line, value, expected, remedy)
+        super().__init__(str(self))
+        self.errno = errno
+        self.strerror = message
+        self.filename = self.file
 
 
 class ResourceError(BigevalError, MemoryError):

@@ -13,20 +13,27 @@ import scipy.linalg
 from bigeval.errors import BigevalWarning, InputError
 
 
-def _potrf(a: np.ndarray, what: str, remedy: str) -> np.ndarray:
+def _potrf(a: np.ndarray, what: str, remedy: str, file=None, ids=None) -> np.ndarray:
     c, info = scipy.linalg.lapack.dpotrf(a, lower=1, overwrite_a=1, clean=0)
     if info > 0:
+        value = None
+        if ids is not None:  # the row at which the factorisation broke down
+            value = f"row {info} of {a.shape[0]}: animal {ids[info - 1]}"
         raise InputError(f"{what} is not positive definite (leading minor {info} of "
-                         f"{a.shape[0]} is not positive)", remedy=remedy)
+                         f"{a.shape[0]} is not positive)", file=file, value=value,
+                         expected=f"{what} positive definite: no animal's row a combination "
+                                  "of others' (duplicated or near-identical genotypes, fewer "
+                                  "SNPs than animals)", remedy=remedy)
     if info < 0:  # pragma: no cover - argument error
         raise ValueError(f"dpotrf argument {-info} is invalid")
     return c
 
 
-def _inverse_lower(a: np.ndarray, what: str, overwrite: bool, remedy: str) -> np.ndarray:
+def _inverse_lower(a: np.ndarray, what: str, overwrite: bool, remedy: str, file=None,
+                   ids=None) -> np.ndarray:
     """potrf + potri: the inverse of an SPD matrix in its lower triangle (upper: garbage)."""
     m = np.asfortranarray(a if overwrite else np.array(a, dtype=np.float64, order="F"))
-    c = _potrf(m, what, remedy)
+    c = _potrf(m, what, remedy, file, ids)
     inv, info = scipy.linalg.lapack.dpotri(c, lower=1, overwrite_c=1)
     if info != 0:  # pragma: no cover - potrf succeeded, so potri cannot fail
         raise InputError(f"{what}: LAPACK dpotri failed (info={info})")
@@ -34,8 +41,12 @@ def _inverse_lower(a: np.ndarray, what: str, overwrite: bool, remedy: str) -> np
 
 
 def spd_inverse(a: np.ndarray, *, what: str = "the matrix", overwrite: bool = False,
-                remedy: str = "check the matrix; blend G with A22 if it is G") -> np.ndarray:
+                remedy: str = "check the matrix; blend G with A22 if it is G", file=None,
+                ids=None) -> np.ndarray:
     """Inverse of a symmetric positive-definite matrix (both triangles filled).
+
+    ``file`` and ``ids`` (one per row) only make the error for a matrix that is not
+    positive definite name where it came from and the animal at which it broke down.
 
     Examples
     --------
@@ -43,7 +54,7 @@ def spd_inverse(a: np.ndarray, *, what: str = "the matrix", overwrite: bool = Fa
     array([[ 0.375, -0.25 ],
            [-0.25 ,  0.5  ]])
     """
-    inv = _inverse_lower(a, what, overwrite, remedy)
+    inv = _inverse_lower(a, what, overwrite, remedy, file, ids)
     iu = np.triu_indices_from(inv, 1)
     inv[iu] = inv.T[iu]  # potri fills the lower triangle; mirror it into the upper one
     return inv

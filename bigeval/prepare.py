@@ -18,6 +18,7 @@ import pandas as pd
 from bigeval import io
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
+from bigeval.io.readers import format_birth
 from bigeval.pedigree import generations
 
 
@@ -89,46 +90,60 @@ def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.n
     animal = ped["animal"].to_numpy()
     sire = ped["sire"].to_numpy()
     dam = ped["dam"].to_numpy()
+    line = ped["line"].to_numpy()
+    birth = ped["birth"].to_numpy() if "birth" in ped else None
     # An animal listed as its own parent.
     for col, name in ((sire, "sire"), (dam, "dam")):
         bad = col == animal
         if bad.any():
-            i, line = _line_of(ped, bad)
-            raise InputError(f"animal is its own {name}", file=path, line=line,
-                             value=animal[i], remedy=f"correct the {name} of this animal")
+            i, ln = _line_of(ped, bad)
+            raise InputError(f"animal is its own {name}", file=path, line=ln,
+                             value=animal[i], expected=f"a {name} other than the animal itself",
+                             remedy=f"correct the {name} of this animal (0 if unknown)")
     same = (sire == dam) & (sire != "")
     if same.any():
-        i, line = _line_of(ped, same)
-        raise InputError("the same animal is given as sire and as dam", file=path, line=line,
+        i, ln = _line_of(ped, same)
+        raise InputError("the same animal is given as sire and as dam", file=path, line=ln,
                          value=f"{animal[i]} {sire[i]} {dam[i]}",
+                         expected="different animals as sire and dam",
                          remedy="correct one of the parents (an animal has one sex)")
     # Duplicated rows: identical ones are dropped, conflicting ones are an error.
     dup = pd.Series(animal).duplicated(keep=False).to_numpy()
     if dup.any():
-        sub = ped.loc[dup, ["animal", "sire", "dam", "line"]]
-        nuniq = sub.groupby("animal", sort=False)[["sire", "dam"]].nunique()
-        conflict = nuniq.index[(nuniq["sire"] > 1) | (nuniq["dam"] > 1)]
+        cols = ["animal", "sire", "dam"] + (["birth"] if birth is not None else [])
+        sub = ped.loc[dup, cols + ["line"]]
+        nuniq = sub.groupby("animal", sort=False)[cols[1:]].nunique()
+        conflict = nuniq.index[(nuniq > 1).any(axis=1).to_numpy()]
         if len(conflict):
             rows = sub[sub["animal"] == conflict[0]]
             lines = rows["line"].tolist()
+            shown = rows[cols + ["line"]].assign(
+                sire=rows["sire"].replace("", "0"), dam=rows["dam"].replace("", "0"))
+            if birth is not None:
+                shown["birth"] = [format_birth(b) if b > 0 else "0" for b in rows["birth"]]
             raise InputError(
-                "animal has conflicting pedigree rows", file=path, line=int(lines[1]),
-                value="; ".join(f"line {ln}: {a} {s or 0} {d or 0}"
-                                for ln, a, s, d in rows[["line", "animal", "sire", "dam"]]
-                                .itertuples(index=False)),
+                f"animal has conflicting pedigree rows ({len(conflict)} such animal(s))",
+                file=path, line=int(lines[1]),
+                value="; ".join(f"line {r[-1]}: " + " ".join(str(x) for x in r[:-1])
+                                for r in shown.itertuples(index=False)),
                 expected="one row per animal (identical repeated rows are accepted)",
                 remedy="keep the correct row and delete the others")
         keep = ~pd.Series(animal).duplicated(keep="first").to_numpy()
-        animal, sire, dam = animal[keep], sire[keep], dam[keep]
+        animal, sire, dam, line = animal[keep], sire[keep], dam[keep], line[keep]
+        if birth is not None:
+            birth = birth[keep]
     both = np.intersect1d(sire[sire != ""], dam[dam != ""])
     if len(both):
-        i, line = _line_of(ped, dam == both[0])
+        i = int(np.flatnonzero(dam == both[0])[0])
         j = int(np.flatnonzero(sire == both[0])[0])
         raise InputError(
-            "animal is used both as a sire and as a dam", file=path, line=line,
-            value=f"{both[0]} (sire on line {ped['line'].iat[j]}, dam on line {line})"
+            "animal is used both as a sire and as a dam", file=path, line=int(line[i]),
+            value=f"{both[0]} (sire on line {line[j]}, dam on line {line[i]})"
                   + (f"; {len(both)} such animals" if len(both) > 1 else ""),
+            expected="each parent used only as a sire or only as a dam",
             remedy="correct the parent that has the wrong sex")
+    if birth is not None:
+        _check_birth_order(animal, sire, dam, line, birth, path)
     # Codes sorted by ID: code order is ID order, independent of the row order.
     codes, uniques = pd.factorize(np.concatenate([animal, sire, dam]), sort=True)
     n_rows = len(animal)
@@ -150,10 +165,21 @@ def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.n
         gen = generations(sire_c, dam_c)
     except InputError as exc:
         involved = getattr(exc, "animals", None)
-        names = [str(uniques[i]) for i in (involved if involved is not None else [])][:10]
-        raise InputError("the pedigree has a loop: an animal is its own ancestor", file=path,
-                         value=" ".join(names) if names else None,
-                         remedy="correct the parents of the animals listed") from None
+        involved = [] if involved is None else list(involved)
+        row_of = np.full(n, -1, dtype=np.int64)
+        row_of[a_c] = np.arange(n_rows)
+        rows = sorted((int(row_of[i]) for i in involved if row_of[i] >= 0),
+                      key=lambda r: line[r])
+        shown = [f"{animal[r]} (line {line[r]}: sire {sire[r] or 0}, dam {dam[r] or 0})"
+                 for r in rows[:10]]
+        raise InputError(
+            f"the pedigree has a loop: {len(involved)} animal(s) are their own ancestors",
+            file=path, line=int(line[rows[0]]) if rows else None,
+            value="; ".join(shown) + (f"; and {len(rows) - 10} more" if len(rows) > 10 else "")
+            if shown else None,
+            expected="every animal younger than its parents (no animal its own ancestor)",
+            remedy="correct the sire or dam of one of the animals listed (often a swapped "
+                   "or reused ID)") from None
     order = np.lexsort((np.arange(n), gen))  # by generation, then by ID
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -163,6 +189,60 @@ def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.n
     sire_new = np.where(sire_new >= 0, rank[np.maximum(sire_new, 0)], -1)
     dam_new = np.where(dam_new >= 0, rank[np.maximum(dam_new, 0)], -1)
     return ids, sire_new, dam_new, gen[order].astype(np.int32)
+
+
+def _check_birth_order(animal, sire, dam, line, birth, path) -> None:
+    """An error for a parent born after its progeny (both birth dates known).
+
+    Dates are compared by year when either of the two is a bare year, otherwise by day.
+    """
+    pos = pd.Index(animal).get_indexer
+    for parents, name in ((sire, "sire"), (dam, "dam")):
+        p = pos(parents)
+        ok = (p >= 0) & (birth > 0)
+        ok[ok] &= birth[p[ok]] > 0
+        if not ok.any():
+            continue
+        kid = birth[ok]
+        par = birth[p[ok]]
+        by_year = (kid % 10000 == 0) | (par % 10000 == 0)
+        late = np.where(by_year, par // 10000 > kid // 10000, par > kid)
+        if late.any():
+            rows = np.flatnonzero(ok)[late]
+            i = int(rows[np.argmin(line[rows])])
+            j = int(p[i])
+            raise InputError(
+                f"{name} is born after its progeny ({len(rows)} such row(s))",
+                file=path, line=int(line[i]),
+                value=f"{animal[i]} born {format_birth(birth[i])} (line {line[i]}), its "
+                      f"{name} {animal[j]} born {format_birth(birth[j])} (line {line[j]})",
+                expected="parents born before their progeny",
+                remedy=f"correct the birth date of the animal or of its {name}, or the {name} "
+                       "itself (a wrong or reused ID)")
+
+
+def single_record_groups(pop: Population) -> pd.DataFrame:
+    """Contemporary groups that hold a single record, with the animal of that record.
+
+    A record alone in its group carries no information on the animal (its ERC is
+    1 − 1/n_k = 0): the group absorbs it. Returns a frame with columns ``cg`` and ``animal``
+    (original codes and IDs), sorted by group.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pop = Population(ids=np.array(["a", "b"], dtype=object), sire=np.array([-1, -1]),
+    ...                  dam=np.array([-1, -1]), generation=np.array([0, 0]),
+    ...                  rec_animal=np.array([0, 1, 0]), rec_cg=np.array([0, 0, 1]),
+    ...                  cg_ids=np.array(["h1", "h2"], dtype=object))
+    >>> single_record_groups(pop).to_dict("records")
+    [{'cg': 'h2', 'animal': 'a'}]
+    """
+    size = np.bincount(pop.rec_cg, minlength=pop.n_cg)
+    alone = np.flatnonzero(size[pop.rec_cg] == 1)
+    alone = alone[np.argsort(pop.rec_cg[alone], kind="stable")]
+    return pd.DataFrame({"cg": np.asarray(pop.cg_ids, dtype=object)[pop.rec_cg[alone]],
+                         "animal": np.asarray(pop.ids, dtype=object)[pop.rec_animal[alone]]})
 
 
 def _lookup(index: pd.Index, df: pd.DataFrame, column: str, *, path, kind: str,
@@ -176,6 +256,7 @@ def _lookup(index: pd.Index, df: pd.DataFrame, column: str, *, path, kind: str,
             f"{kind} animal is not in {what}"
             + (f" ({n_bad} rows of this file are affected)" if n_bad > 1 else ""),
             file=path, line=line, value=df[column].iat[i],
+            expected=f"an animal of {what}",
             remedy=f"add the animal to {what} (IDs must agree across files) or remove the row")
     return pos.astype(np.int64)
 
@@ -216,11 +297,13 @@ def prepare(
     interbull: str | os.PathLike | None = None,
     ginv: str | os.PathLike | None = None,
     a22inv: str | os.PathLike | None = None,
+    interbull_kind: str | None = None,
 ) -> Population:
     """Read, validate and renumber the input files into a :class:`Population`.
 
     Nothing is written; any problem raises :class:`bigeval.InputError` naming the file, line
-    and value.
+    and value. With ``interbull_kind`` (``"reliability"`` or ``"erc"``) the Interbull values
+    are checked against it here, with their lines.
     """
     ped = io.read_pedigree(pedigree)
     ids, sire, dam, gen = renumber_pedigree(ped, path=pedigree)
@@ -235,6 +318,21 @@ def prepare(
         rec_animal = np.zeros(0, dtype=np.int64)
         rec_cg = np.zeros(0, dtype=np.int64)
         cg_ids = np.zeros(0, dtype=object)
+    extras = prepare_extras(index, genotyped=genotyped, interbull=interbull, ginv=ginv,
+                            a22inv=a22inv, interbull_kind=interbull_kind)
+    return Population(ids=ids, sire=sire, dam=dam, generation=gen, rec_animal=rec_animal,
+                      rec_cg=rec_cg, cg_ids=cg_ids, **extras)
+
+
+def prepare_extras(index: pd.Index, *, genotyped=None, interbull=None, ginv=None,
+                   a22inv=None, interbull_kind: str | None = None) -> dict:
+    """Read and check the genotyped list, Interbull bulls and G⁻¹/A22⁻¹ against ``index``.
+
+    ``index`` holds pedigree IDs: all of them (:func:`prepare`), or only those the genotyped
+    and Interbull files name (the out-of-core path, :mod:`bigeval.prepare_ooc`); the animals
+    returned are positions in it. Returns the keyword arguments ``genotyped``,
+    ``interbull_animal``, ``interbull_value``, ``ginv``, ``a22inv`` of :class:`Population`.
+    """
     g_idx = None
     if genotyped is not None:
         gdf = io.read_genotyped(genotyped)
@@ -242,16 +340,18 @@ def prepare(
         if dup.any():
             i, line = _line_of(gdf, dup)
             raise InputError("genotyped animal is listed twice", file=genotyped, line=line,
-                             value=gdf["animal"].iat[i], remedy="list each animal once")
+                             value=gdf["animal"].iat[i], expected="each animal once",
+                             remedy="delete the repeated line")
         g_idx = _lookup(index, gdf, "animal", path=genotyped, kind="genotyped")
     ib_animal = ib_value = None
     if interbull is not None:
-        ib = io.read_interbull(interbull)
+        ib = io.read_interbull(interbull, kind=interbull_kind)
         dup = ib["animal"].duplicated().to_numpy()
         if dup.any():
             i, line = _line_of(ib, dup)
             raise InputError("Interbull bull is listed twice", file=interbull, line=line,
-                             value=ib["animal"].iat[i], remedy="list each bull once")
+                             value=ib["animal"].iat[i], expected="each bull once",
+                             remedy="keep one line per bull (the current MACE run)")
         ib_animal = _lookup(index, ib, "animal", path=interbull, kind="interbull")
         ib_value = ib["value"].to_numpy()
     g_dense = a22_dense = None
@@ -262,11 +362,10 @@ def prepare(
         if g_idx is None:
             raise InputError("G⁻¹ and A22⁻¹ need the list of genotyped animals", file=ginv,
                              remedy="give --genotyped FILE as well")
-        gindex = pd.Index(ids[g_idx])
+        gindex = pd.Index(index[g_idx])
         g_dense = _dense_from_triplets(io.read_triplets(ginv, kind="G⁻¹ triplet"), gindex,
                                        path=ginv, kind="G⁻¹ triplet")
         a22_dense = _dense_from_triplets(io.read_triplets(a22inv, kind="A22⁻¹ triplet"), gindex,
                                          path=a22inv, kind="A22⁻¹ triplet")
-    return Population(ids=ids, sire=sire, dam=dam, generation=gen, rec_animal=rec_animal,
-                      rec_cg=rec_cg, cg_ids=cg_ids, genotyped=g_idx, interbull_animal=ib_animal,
-                      interbull_value=ib_value, ginv=g_dense, a22inv=a22_dense)
+    return dict(genotyped=g_idx, interbull_animal=ib_animal, interbull_value=ib_value,
+                ginv=g_dense, a22inv=a22_dense)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from bigeval import __version__
 from bigeval._resources import check_dense
-from bigeval.io.writers import ensure_dir, write_csv_atomic, write_text_atomic
-from bigeval.prepare import Population, prepare
+from bigeval.errors import BigevalWarning
+from bigeval.io.writers import atomic_files, ensure_dir, write_csv_atomic, write_text_atomic
+from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.reliability.engine import (
     ReliabilityOptions,
     ReliabilityResult,
@@ -24,6 +26,10 @@ from bigeval.reliability.engine import (
     reliability,
     result_table,
 )
+
+
+#: Written beside the results when some contemporary groups hold a single record.
+SINGLE_RECORD_GROUPS = "single_record_groups.csv"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,10 @@ class ReliabilityJob:
     rounds: int = 100
     tol: float | None = None
     exact: bool = False
+    #: read and prepare the files in blocks into a Zarr work folder (bigeval.prepare_ooc);
+    #: None: when the pedigree file is at least OUT_OF_CORE_BYTES
+    out_of_core: bool | None = False
+    work_dir: str | os.PathLike | None = None
 
     def resolved_alpha(self) -> float:
         from bigeval.errors import InputError
@@ -136,14 +146,27 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     Writes ``OUT/reliability.csv`` (one row per pedigree animal, original IDs) and
     ``OUT/summary.txt``, each atomically.
     """
+    from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
+
+    if use_out_of_core(job):
+        return run_reliability_ooc(job, progress=progress)
     t0 = time.perf_counter()
     opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol)
     pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
-                  ginv=job.ginv, a22inv=job.a22inv)
+                  ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind)
+    lonely = single_record_groups(pop)
+    if len(lonely):
+        warnings.warn(
+            f"{len(lonely):,} contemporary group(s) of {job.records} hold a single record, "
+            f"which carries no information (ERC 0); they are listed with their animals in "
+            f"{os.path.join(job.out, SINGLE_RECORD_GROUPS)}", BigevalWarning, stacklevel=2)
     if job.exact:
         n_eq = exact_size(pop, job.tau is not None)
-        check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
+        from bigeval.reliability.exact import exact_method
+
+        if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
+            check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
     out = ensure_dir(job.out)  # fail on an unwritable folder before the long work
     res = reliability(pop, opts, interbull_source=job.interbull, progress=progress)
     rel_exact = None
@@ -159,9 +182,15 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
     if job.exact and pop.interbull_animal is not None:
         text += "\nnote: the exact model has no Interbull information; the approximation has."
-    files = {
-        "reliability": write_csv_atomic(table, out / "reliability.csv", float_format="%.10g"),
-        "summary": write_text_atomic(text + "\n", out / "summary.txt"),
-    }
+    files = {"reliability": out / "reliability.csv", "summary": out / "summary.txt"}
+    if len(lonely):
+        files["single_record_groups"] = out / SINGLE_RECORD_GROUPS
+    with atomic_files(*files.values()) as tmp:  # all written before any is renamed
+        table.to_csv(tmp[0], index=False, float_format="%.10g")
+        tmp[1].write_text(text + "\n")
+        if len(lonely):
+            lonely.to_csv(tmp[2], index=False)
+    if not len(lonely):  # not left over from an earlier run on other data
+        (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
     return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
                       rounds_part3=None if res.part3 is None else res.part3.rounds)

@@ -420,6 +420,7 @@ def import_genotypes(src: str | os.PathLike, out: str | os.PathLike, *, fmt: str
                     raise InputError(
                         f"animal ID {a!r} is genotyped twice ({where}; first at "
                         f"{first_line[a]})", file=src, value=a,
+                        line=line + k if reader.fmt != "plink" else None,
                         expected="one genotype record per animal",
                         remedy="remove or rename the duplicate (QC can find duplicated "
                                "genotypes under different IDs)")

@@ -22,7 +22,10 @@ the file, so later checks can say where a bad value is.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +49,8 @@ def is_csv(path: str | os.PathLike) -> bool:
     return name.endswith(".csv") or name.endswith(".csv.gz")
 
 
-def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
+               optional: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
     """Read the named columns of an input file as strings, with their line numbers.
 
     Parameters
@@ -58,47 +62,126 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str) 
         The columns wanted, in positional order.
     kind
         What the file is, for messages ("pedigree", "records", ...).
+    optional
+        Further columns read when the file has them: output name -> the header names that
+        mean it in a ``.csv`` (case-insensitive); in a whitespace file they are the columns
+        after ``columns``, in this order. Empty on the lines that lack them; absent from the
+        result when no line has them.
 
     Returns
     -------
-    A frame with one string column per name in ``columns`` and an int column ``line``.
-    Blank lines are skipped.
+    A frame with one string column per name in ``columns`` (and per optional column the file
+    has) and an int column ``line``. Blank lines are skipped.
     """
+    path = _check_file(path, columns, kind=kind)
+    with _parse_errors(path, columns, kind=kind):
+        df = _read_csv(path, columns, n_optional=len(optional or ()))
+    out = _tidy(df, columns, kind=kind, path=path, optional=optional)
+    if len(out) == 0:
+        raise InputError(f"{kind} file has no data rows", file=path,
+                         expected=f"columns {' '.join(columns)}")
+    for check in ROW_CHECKS:
+        check(out, columns, kind=kind, path=path)
+    return out
+
+
+def _check_file(path, columns: tuple[str, ...], *, kind: str) -> Path:
+    """The path, or an error if the file is missing or empty."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{kind} file not found", file=path,
+                         expected="an existing file",
                          remedy="check the path given on the command line or in the config")
     if path.stat().st_size == 0:
         raise InputError(f"{kind} file is empty", file=path,
-                         expected=f"one row per line with columns {' '.join(columns)}")
+                         expected=f"one row per line with columns {' '.join(columns)}",
+                         remedy="check the file name, and that the file was written whole")
+    return path
+
+
+@contextlib.contextmanager
+def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
+    """Turn pandas' parse errors (raised while reading, or while iterating chunks) into
+    :class:`InputError`."""
     csv = is_csv(path)
-    common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-                  skip_blank_lines=False, engine="c")
     try:
-        if csv:
-            df = pd.read_csv(path, sep=",", header=0, **common)
-        else:
-            try:  # extra columns past the named ones are ignored, even on ragged lines
-                df = pd.read_csv(path, sep=r"\s+", header=None,
-                                 usecols=list(range(len(columns))), **common)
-            except ValueError as exc:
-                if "secols" not in str(exc):  # fewer columns than named: report below
-                    raise
-                df = pd.read_csv(path, sep=r"\s+", header=None, **common)
+        yield
     except pd.errors.EmptyDataError:
         raise InputError(f"{kind} file has no data", file=path,
-                         expected=f"columns {' '.join(columns)}") from None
+                         expected=f"columns {' '.join(columns)}",
+                         remedy="check the file name, and that the file was written whole"
+                         ) from None
     except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m is not None:  # a row longer than the header (CSV) or than the first line
+            raise InputError(
+                f"{kind} row has more fields than the "
+                f"{'header' if csv else 'first line'}", file=path, line=int(m[2]),
+                value=f"{m[3]} fields",
+                expected=f"{m[1]} fields{' in the header' if csv else ', as on line 1'} "
+                         f"({'comma' if csv else 'whitespace'}-separated)",
+                remedy="remove the extra fields, or quote a field that holds a comma"
+                       if csv else "remove the extra fields") from None
         raise InputError(f"{kind} file could not be parsed: {exc}", file=path,
                          expected=f"{'comma' if csv else 'whitespace'}-separated columns "
                                   f"{' '.join(columns)} with the same number of fields on "
-                                  "every line") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{kind} file is not UTF-8 text (byte {exc.start})", file=path,
-                         remedy="convert the file to UTF-8") from None
+                                  "every line",
+                         remedy="fix the line named above") from None
+    except UnicodeDecodeError:
+        line, raw = _first_non_utf8(path)
+        raise InputError(f"{kind} file is not UTF-8 text", file=path, line=line,
+                         value=raw, expected="UTF-8 text (ASCII is UTF-8)",
+                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                "(with the file's real encoding)") from None
 
+
+def _first_non_utf8(path: Path) -> tuple[int | None, str | None]:
+    """The 1-based line of the first bytes that are not UTF-8, and that line as Latin-1."""
+    with open(path, "rb") as fh:
+        for k, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return k, raw.rstrip(b"\r\n").decode("latin-1")[:80]
+    return None, None  # pragma: no cover - pandas found one
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], chunksize: int | None = None, *,
+              n_optional: int = 0):
+    """pandas.read_csv with the readers' options: a frame, or an iterator of frames with
+    ``chunksize`` (row numbers continue across chunks in their index). A whitespace file is
+    read with ``n_optional`` further columns when any line has them."""
+    common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
+                  skip_blank_lines=False, engine="c", chunksize=chunksize)
+    if is_csv(path):
+        return pd.read_csv(path, sep=",", header=0, **common)
+    if n_optional:
+        k = len(columns) + n_optional
+        try:
+            return pd.read_csv(path, sep=r"\s+", header=None, names=list(range(k)),
+                               usecols=list(range(k)), **common)
+        except ValueError:  # no line has them (or worse: the reads below say what)
+            pass
+    try:  # extra columns past the named ones are ignored, even on ragged lines
+        return pd.read_csv(path, sep=r"\s+", header=None,
+                           usecols=list(range(len(columns))), **common)
+    except ValueError as exc:
+        if "secols" not in str(exc):  # fewer columns than named: report below
+            raise
+        return pd.read_csv(path, sep=r"\s+", header=None, **common)
+
+
+def _tidy(df: pd.DataFrame, columns: tuple[str, ...], *, kind: str, path: Path,
+          optional: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """The named columns of a parsed frame (or chunk), stripped, with ``line``, blank lines
+    dropped; an error if the header or the column count is wrong.
+
+    A chunk's index holds its rows' numbers in the file (pandas numbers rows on across
+    chunks), so ``line`` is right for every chunk.
+    """
+    csv = is_csv(path)
     offset = 2 if csv else 1  # header line, 1-based lines
-    line = np.arange(len(df), dtype=np.int64) + offset
+    line = np.asarray(df.index, dtype=np.int64) + offset
     if csv:
         df.columns = [str(c).strip().lower() for c in df.columns]
         missing = [c for c in columns if c not in df.columns]
@@ -113,6 +196,10 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str) 
                 remedy="name the columns in the first line, or use a whitespace-separated "
                        "file without a header (any suffix but .csv)")
         out = df[list(columns)].copy()
+        for name, aliases in (optional or {}).items():
+            found = next((a.lower() for a in aliases if a.lower() in df.columns), None)
+            if found is not None:
+                out[name] = df[found]
     else:
         if df.shape[1] < len(columns):
             # Every line is short: say so for the first data line.
@@ -125,35 +212,53 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str) 
                        "and a header row")
         out = df.iloc[:, : len(columns)].copy()
         out.columns = list(columns)
-    for c in columns:
+        for k, name in enumerate(optional or {}):
+            if df.shape[1] > len(columns) + k:
+                extra = df.iloc[:, len(columns) + k]
+                if (extra != "").any():
+                    out[name] = extra.to_numpy()
+    for c in out.columns:
         out[c] = out[c].str.strip()
     out["line"] = line
     # Drop blank lines (every field empty).
     blank = np.ones(len(out), dtype=bool)
     for c in columns:
         blank &= (out[c] == "").to_numpy()
-    out = out.loc[~blank].reset_index(drop=True)
-    if len(out) == 0:
-        raise InputError(f"{kind} file has no data rows", file=path,
-                         expected=f"columns {' '.join(columns)}")
-    if not csv:
-        # A whitespace token cannot be empty: an empty field means the line was short.
-        for c in columns[1:]:
-            short = (out[c] == "").to_numpy()
-            if short.any():
-                i = int(np.flatnonzero(short)[0])
-                found = sum(1 for cc in columns if out.at[i, cc] != "")
-                raise InputError(
-                    f"{kind} row has {found} column(s), expected {len(columns)} "
-                    f"({' '.join(columns)})", file=path, line=int(out.at[i, "line"]),
-                    value=" ".join(out.loc[i, list(columns)].tolist()).strip(),
-                    remedy="complete the row or remove it")
+    return out.loc[~blank].reset_index(drop=True)
+
+
+def _check_short_rows(out: pd.DataFrame, columns: tuple[str, ...], *, kind: str,
+                      path: Path) -> None:
+    if is_csv(path):
+        return
+    # A whitespace token cannot be empty: an empty field means the line was short.
+    for c in columns[1:]:
+        short = (out[c] == "").to_numpy()
+        if short.any():
+            i = int(np.flatnonzero(short)[0])
+            found = sum(1 for cc in columns if out.at[i, cc] != "")
+            raise InputError(
+                f"{kind} row has {found} column(s), expected {len(columns)} "
+                f"({' '.join(columns)})", file=path, line=int(out.at[i, "line"]),
+                value=" ".join(out.loc[i, list(columns)].tolist()).strip(),
+                expected=f"{len(columns)} whitespace-separated fields: {' '.join(columns)}",
+                remedy="complete the row or remove it")
+
+
+def _check_empty_id(out: pd.DataFrame, columns: tuple[str, ...], *, kind: str,
+                    path: Path) -> None:
     bad_id = (out[columns[0]] == "").to_numpy()
     if bad_id.any():
         i = int(np.flatnonzero(bad_id)[0])
         raise InputError(f"{kind} row has an empty {columns[0]}", file=path,
                          line=int(out.at[i, "line"]), remedy="give every row an ID")
-    return out
+
+
+#: Checks of the rows of a tidy frame, in the order :func:`read_table` applies them to the
+#: whole file; each raises for its first offending row. A chunked reader
+#: (:mod:`bigeval.io.ooc`) applies them chunk by chunk and reports what the whole-file
+#: reader would have: the first check that fails anywhere, at its first row.
+ROW_CHECKS = (_check_short_rows, _check_empty_id)
 
 
 def parse_float(df: pd.DataFrame, column: str, *, path, kind: str) -> np.ndarray:
@@ -169,12 +274,114 @@ def parse_float(df: pd.DataFrame, column: str, *, path, kind: str) -> np.ndarray
     return values
 
 
-def read_pedigree(path) -> pd.DataFrame:
-    """Pedigree: ``animal sire dam``; unknown parents become ``""``.
+#: Header names of the optional birth-date column of a ``.csv`` pedigree.
+BIRTH_COLUMNS = ("birth", "birth_date", "birthdate", "birth_year", "byear", "yob")
+_DATE_FORMATS = (  # (pattern, strptime format); a bare year is handled apart
+    (re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$"), "%Y-%m-%d"),
+    (re.compile(r"^\d{4}/\d{1,2}/\d{1,2}$"), "%Y/%m/%d"),
+    (re.compile(r"^\d{8}$"), "%Y%m%d"),
+    (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"), "%d.%m.%Y"),
+)
+BIRTH_EXPECTED = ("a year (2019) or a date (2019-03-25, 2019/03/25, 20190325 or 25.03.2019); "
+                  "unknown as 0, NA, . or empty")
 
-    Returns a frame with string columns ``animal``, ``sire``, ``dam`` and ``line``.
+
+def parse_birth(tokens) -> np.ndarray:
+    """Birth dates or years as sortable integers: ``YYYYMMDD``, ``YYYY0000`` for a bare year.
+
+    0 means unknown (``0``, ``NA``, ``.``, empty); -1 marks a token that is not a date. Years
+    run from 1800 to 2199. Compare two keys by year (``key // 10000``) when either is a bare
+    year, otherwise whole.
+
+    Examples
+    --------
+    >>> parse_birth(["2019", "2019-03-05", "05.03.2019", "20190305", "NA", "M", "2019-02-30"]
+    ...             ).tolist()
+    [20190000, 20190305, 20190305, 20190305, 0, -1, -1]
     """
-    df = read_table(path, PEDIGREE_COLUMNS, kind="pedigree")
+    tokens = np.asarray(tokens, dtype=object)
+    codes, uniques = pd.factorize(tokens)
+    keys = np.empty(len(uniques), dtype=np.int64)
+    for u, tok in enumerate(uniques):
+        t = str(tok).strip()
+        if t in UNKNOWN_PARENT:
+            keys[u] = 0
+            continue
+        key = -1
+        if len(t) == 4 and t.isdigit():
+            key = int(t) * 10000
+        else:
+            for pattern, fmt in _DATE_FORMATS:
+                if pattern.match(t):
+                    try:
+                        d = datetime.datetime.strptime(t, fmt)
+                    except ValueError:
+                        break
+                    key = d.year * 10000 + d.month * 100 + d.day
+                    break
+        keys[u] = key if 1800_0000 <= key < 2200_0000 else -1
+    return keys[codes] if len(tokens) else np.zeros(0, dtype=np.int64)
+
+
+def format_birth(key: int) -> str:
+    """A key of :func:`parse_birth` as text: ``2019`` or ``2019-03-05``."""
+    key = int(key)
+    year, md = divmod(key, 10000)
+    return str(year) if md == 0 else f"{year:04d}-{md // 100:02d}-{md % 100:02d}"
+
+
+def read_pedigree(path, *, birth: bool | None = None) -> pd.DataFrame:
+    """Pedigree: ``animal sire dam [birth]``; unknown parents become ``""``.
+
+    The birth date or year is optional: the fourth column of a whitespace file, or a column
+    named ``birth`` (or ``birth_date``, ``birth_year``, ``yob``) in a ``.csv``. With
+    ``birth=None`` a fourth whitespace column is taken as birth dates when its values are
+    dates (:func:`parse_birth`); a column of something else (sex, herd) is ignored, one of
+    dates with a few bad values is an error at the first of them. A named ``.csv`` column and
+    ``birth=True`` are always dates; ``birth=False`` ignores the column.
+
+    Returns a frame with string columns ``animal``, ``sire``, ``dam`` and ``line``, and, with
+    birth dates, an int column ``birth`` of :func:`parse_birth` keys (0 unknown).
+    """
+    optional = {"birth": BIRTH_COLUMNS} if birth is not False else None
+    df = pedigree_rows(read_table(path, PEDIGREE_COLUMNS, kind="pedigree", optional=optional),
+                       path)
+    if "birth" in df:
+        keys = parse_birth(df["birth"].to_numpy())
+        given = ~df["birth"].isin(UNKNOWN_PARENT).to_numpy()
+        bad = keys < 0
+        first = (int(df.at[int(np.flatnonzero(bad)[0]), "line"]),
+                 df.at[int(np.flatnonzero(bad)[0]), "birth"]) if bad.any() else None
+        if birth_column_kept(int(bad.sum()), int(given.sum()), first, path=path, birth=birth):
+            df["birth"] = keys
+        else:  # mostly not dates: some other column, ignored
+            df = df.drop(columns="birth")
+    return df
+
+
+def birth_column_kept(n_bad: int, n_given: int, first_bad: tuple[int, str] | None, *, path,
+                      birth: bool | None) -> bool:
+    """Whether a pedigree's birth column is birth dates (True) or another column to ignore
+    (False), from its counts over the whole file; an error for bad dates in a date column.
+
+    ``first_bad`` is the (line, value) of the first token that is not a date.
+    """
+    named = is_csv(path)
+    if n_bad and (birth or named or n_bad <= n_given // 2):
+        where = "the birth column" if named else "the 4th column (birth date)"
+        raise InputError(
+            f"pedigree birth date is not a date ({n_bad} such row(s) in {where})",
+            file=path, line=first_bad[0], value=first_bad[1],
+            expected=BIRTH_EXPECTED,
+            remedy="correct the date" + ("" if named else
+                                         ", or remove the 4th column if it is not a "
+                                         "birth date"))
+    return not n_bad
+
+
+def pedigree_rows(df: pd.DataFrame, path) -> pd.DataFrame:
+    """Pedigree steps after :func:`read_table` (whole file or a chunk): unknown parents to
+    ``""``; an error for an animal ID that is an unknown-parent code."""
     for c in ("sire", "dam"):
         col = df[c]
         df[c] = col.where(~col.isin(UNKNOWN_PARENT), "")
@@ -190,7 +397,11 @@ def read_pedigree(path) -> pd.DataFrame:
 
 def read_records(path) -> pd.DataFrame:
     """Performance records: ``animal cg``, one row per record (repeated records repeat)."""
-    df = read_table(path, RECORDS_COLUMNS, kind="records")
+    return records_rows(read_table(path, RECORDS_COLUMNS, kind="records"), path)
+
+
+def records_rows(df: pd.DataFrame, path) -> pd.DataFrame:
+    """Records steps after :func:`read_table`: an error for an empty contemporary group."""
     empty = (df["cg"] == "").to_numpy()
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
@@ -206,9 +417,45 @@ def read_genotyped(path) -> pd.DataFrame:
     return read_table(path, GENOTYPED_COLUMNS, kind="genotyped")
 
 
-def read_interbull(path) -> pd.DataFrame:
-    """Interbull bulls: ``animal value`` (a reliability or a ready ERC); ``value`` as float."""
-    df = read_table(path, INTERBULL_COLUMNS, kind="interbull")
+def read_interbull(path, *, kind: str | None = None) -> pd.DataFrame:
+    """Interbull bulls: ``animal value`` (a reliability or a ready ERC); ``value`` as float.
+
+    With ``kind="reliability"`` every value must be in [0, 1), with ``kind="erc"`` ≥ 0; the
+    first one that is not is an error naming its line.
+    """
+    df = interbull_rows(read_table(path, INTERBULL_COLUMNS, kind="interbull"), path)
+    if kind is not None:
+        check_interbull(df, kind, path)
+    return df
+
+
+def check_interbull(df: pd.DataFrame, kind: str, path) -> None:
+    """Interbull values in range for their kind (reliability: [0, 1); ERC: ≥ 0)."""
+    value = df["value"].to_numpy()
+    if kind == "reliability":
+        bad = (value < 0) | (value >= 1)
+        what, expected = "reliability outside [0, 1)", "0 ≤ reliability < 1"
+        remedy = ("give reliabilities as fractions (0.85, not 85); a bull with reliability 1 "
+                  "is known exactly: give 0.99; or use --interbull-kind erc for ready ERC "
+                  "values")
+    elif kind == "erc":
+        bad = value < 0
+        what, expected = "ERC is negative", "an effective record contribution ≥ 0"
+        remedy = "fix the value, or use --interbull-kind reliability for reliabilities"
+    else:
+        raise InputError("unknown Interbull kind", value=kind,
+                         expected="'reliability' or 'erc'", remedy="--interbull-kind "
+                                                                   "reliability|erc")
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"Interbull {what} ({int(bad.sum())} such row(s))", file=path,
+                         line=int(df.at[i, "line"]),
+                         value=f"{df.at[i, 'animal']} {df.at[i, 'value']:g}",
+                         expected=expected, remedy=remedy)
+
+
+def interbull_rows(df: pd.DataFrame, path) -> pd.DataFrame:
+    """Interbull steps after :func:`read_table`: ``value`` parsed as float."""
     df["value"] = parse_float(df, "value", path=path, kind="interbull")
     return df
 

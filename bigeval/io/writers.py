@@ -3,20 +3,141 @@
 Everything bigeval writes goes to a temporary name in the target folder first and is then
 renamed over the target (``os.replace`` is atomic on POSIX within one file system), so a
 failed or killed run leaves the previous results intact.
+
+* Temporary names are hidden and carry the writer's host and process id,
+  ``.NAME.HOST~PID.RANDOM.tmp``. A process killed with SIGKILL cannot remove its temporary
+  file; the next write of the same target removes the leftovers of processes of this host
+  that are no longer alive (never those of a live process).
+* A write that fails for want of space (ENOSPC, EDQUOT, EFBIG) or permission (EACCES, EPERM,
+  EROFS) raises :class:`bigeval.errors.OutputError` naming the target and what to do, after
+  its temporary file is removed; the target is untouched.
+* :func:`atomic_files` writes several files that belong together (a run's table and summary):
+  every one is written completely before the first is renamed into place, so a failure
+  while writing any of them leaves all the previous ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, OutputError
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+_OWNER = re.compile(r"^(?P<host>[A-Za-z0-9-]*)~(?P<pid>[0-9]+)$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+
+
+def _owner() -> str:
+    """The tag of this process in temporary names: ``HOST~PID``."""
+    return f"{_host()}~{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _stale(folder: Path, name: str, suffix: str) -> list[Path]:
+    """Leftovers ``.NAME.HOST~PID....SUFFIX`` in ``folder`` of dead processes of this host."""
+    prefix = f".{name}."
+    found = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return found
+    host = _host()
+    for entry in entries:
+        rest = entry.name[len(prefix):] if entry.name.startswith(prefix) else None
+        if rest is None or not rest.endswith(suffix):
+            continue
+        m = _OWNER.match(rest.split(".")[0])
+        if m is None or m["host"] != host or int(m["pid"]) == os.getpid():
+            continue
+        if not _alive(int(m["pid"])):
+            found.append(Path(entry.path))
+    return found
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def sweep_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary leftovers of killed writers of ``path``; return what was removed.
+
+    A folder written by :func:`atomic_dir` and killed between its two renames is absent with
+    its previous version set aside as ``.NAME.HOST~PID.old``: that version is put back.
+    """
+    path = Path(path)
+    removed = []
+    for old in _stale(path.parent, path.name, ".old"):
+        if not (path.exists() or path.is_symlink()):
+            with contextlib.suppress(OSError):
+                os.replace(old, path)
+                continue
+        _remove(old)
+        removed.append(old)
+    for tmp in _stale(path.parent, path.name, ".tmp"):
+        _remove(tmp)
+        removed.append(tmp)
+    return removed
+
+
+def output_error(exc: OSError, path: str | os.PathLike) -> OutputError | None:
+    """The :class:`OutputError` for a failed write of ``path``, or None for other failures."""
+    why = exc.strerror or str(exc)
+    if exc.errno in _NO_SPACE:
+        return OutputError(
+            f"not enough space to write this file ({why}); the previous version, if any, "
+            "is unchanged", errno=exc.errno, file=path,
+            expected="free space on the output's file system (and a file-size limit, "
+                     "ulimit -f, or quota large enough for the file)",
+            remedy="free some space or raise the limit, or write to another folder (--out), "
+                   "then run again")
+    if exc.errno in _NO_PERMISSION:
+        return OutputError(
+            f"this file cannot be written ({why}); the previous version, if any, is unchanged",
+            errno=exc.errno, file=path,
+            expected="a folder this user may create files in",
+            remedy="choose a folder you can write to (--out), or fix its permissions")
+    return None
+
+
+@contextlib.contextmanager
+def _translated(path):
+    """Turn a disk-full or permission OSError into an :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        err = output_error(exc, path)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:
@@ -25,12 +146,89 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the output folder: {exc.strerror}", file=path,
+        blocker = next((p for p in [path, *path.parents] if p.exists()), None)
+        detail = ""
+        if blocker is not None and not blocker.is_dir():
+            detail = f" ({blocker} is a file, not a folder)"
+        raise InputError(f"cannot create the output folder: {exc.strerror}{detail}", file=path,
+                         value=str(path), expected="a folder, or a path where one can be made",
                          remedy="choose a folder you can write to (--out)") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise InputError("the output folder is not writable", file=path,
-                         remedy="choose a folder you can write to (--out)")
+        raise InputError("the output folder is not writable", file=path, value=str(path),
+                         expected="a folder this user may create files in",
+                         remedy="choose a folder you can write to (--out), or fix its "
+                                "permissions")
     return path
+
+
+def _mkstemp(path: Path) -> Path:
+    with _translated(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp",
+                                   dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _fsync(tmp: Path) -> None:
+    """Make a written file durable before a rename makes it visible."""
+    if tmp.is_dir():
+        return
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_files(*paths: str | os.PathLike):
+    """Yield temporary paths for several files; rename them all into place if the block succeeds.
+
+    Every file is written (and fsynced) before the first rename, so an error while writing
+    any of them leaves all the targets as they were. The renames follow one another at the
+    end; only a kill in that instant can mix old and new files.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_files(d / "a.txt", d / "b.txt") as (ta, tb):
+    ...     _ = ta.write_text("A"), tb.write_text("B")
+    >>> sorted(p.name for p in d.iterdir()), (d / "b.txt").read_text()
+    (['a.txt', 'b.txt'], 'B')
+    """
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for path in targets:
+            ensure_dir(path.parent)
+            sweep_stale(path)
+            tmps.append(_mkstemp(path))
+        yield tuple(tmps)
+        for path, tmp in zip(targets, tmps):
+            with _translated(path):
+                _fsync(tmp)
+        for path, tmp in zip(targets, tmps):
+            with _translated(path):
+                os.replace(tmp, path)
+    except BaseException as exc:
+        failed = _failed(tmps)
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            err = output_error(exc, targets[failed])
+            if err is not None:
+                raise err from exc
+        raise
+
+
+def _failed(tmps: list[Path]) -> int:
+    """Which of the temporary files a failed block was writing: files are written one after
+    the other, so the last one that holds anything (the first, if none does)."""
+    failed = 0
+    for k, tmp in enumerate(tmps):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_size > 0:
+                failed = k
+    return failed
 
 
 @contextlib.contextmanager
@@ -46,21 +244,8 @@ def atomic_path(path: str | os.PathLike):
     >>> (d / "x.txt").read_text()
     'hello'
     """
-    path = Path(path)
-    ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_files(path) as (tmp,):
         yield tmp
-        # Make the data durable before the rename makes it visible.
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 @contextlib.contextmanager
@@ -69,25 +254,31 @@ def atomic_dir(path: str | os.PathLike):
 
     A folder cannot be renamed over a non-empty one, so an existing target is first renamed
     aside, then the new one renamed in, then the old one deleted: at every moment ``path`` is
-    either the complete old store or the complete new one (or briefly absent).
+    either the complete old store or the complete new one (or briefly absent; a process
+    killed in that instant leaves the old one aside, and the next write of ``path`` puts it
+    back first, see :func:`sweep_stale`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    ensure_dir(path.parent)
+    sweep_stale(path)
+    with _translated(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp",
+                                    dir=path.parent))
     try:
         yield tmp
         old = None
         if path.exists() or path.is_symlink():
-            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            old = path.with_name(f".{path.name}.{_owner()}.old")
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-    except BaseException:
+            _remove(old)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            err = output_error(exc, path)
+            if err is not None:
+                raise err from exc
         raise
 
 

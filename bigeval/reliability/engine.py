@@ -82,7 +82,8 @@ def alpha_from(h2: float, repeatability: float | None = None) -> float:
     2.4
     """
     if not 0 < h2 < 1:
-        raise InputError("heritability must be in (0, 1)", value=h2, expected="0 < h2 < 1")
+        raise InputError("heritability must be in (0, 1)", value=h2, expected="0 < h2 < 1",
+                         remedy="give --h2 as a fraction (0.25, not 25), or α with --alpha")
     if repeatability is None:
         return (1 - h2) / h2
     if not h2 <= repeatability < 1:

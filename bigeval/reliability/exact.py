@@ -1,7 +1,6 @@
-"""Exact reliabilities from the inverse of the mixed-model equations (the dense twin).
+"""Exact reliabilities from the inverse of the mixed-model equations.
 
-For populations small enough to invert the left-hand side (LHS) of the mixed-model
-equations (MME) densely, the exact reliability of animal i is
+The exact reliability of animal i is
 
     r²_i = 1 - α C^aa_ii      (Mrode 2014, section 3.3.3: r² = 1 - PEV/σa², PEV = C^aa_ii σe²)
 
@@ -19,6 +18,11 @@ permanent-environment effect of every animal that has records (var I σpe²):
 
 with H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ - A22⁻¹]] (Aguilar et al. 2010) in single step, else
 A⁻¹ (Henderson's rules with inbreeding, :func:`bigeval.pedigree.ainv_sparse`).
+
+Two paths give the same numbers: ``dense`` inverts the LHS with LAPACK (potrf + potri; the
+twin, small data only) and ``sparse`` factors it (CHOLMOD, else SuperLU) and takes the
+diagonal of the inverse by selected inversion (Takahashi equations,
+:mod:`bigeval.models.selinv`), which scales to the ~10⁶ equations that factor on one node.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ from bigeval.errors import InputError
 from bigeval.linalg import spd_inverse_diag
 from bigeval.pedigree import _as_f, _as_pedigree, ainv_sparse
 
-__all__ = ["exact_pev", "exact_reliability"]
+__all__ = ["exact_pev", "exact_reliability", "exact_method"]
 
 # The OpenBLAS bundled with the numpy/scipy wheels was measured to crash in multithreaded
 # dpotrf for n >= ~16 300 (shared notes, "More measured facts"); above this size the
 # factorisation runs on one BLAS thread.
 _ONE_THREAD_FROM = 16_000
+# Above this many equations ``method='auto'`` takes the sparse path (factor + selected
+# inversion): the dense inverse costs n³/3 flops and 8 n² bytes (20 000 equations: 3 GiB,
+# 90-130 s; shared notes), the sparse one about what the factorisation costs.
+DENSE_MAX_EQUATIONS = 5_000
 
 
 def _positive(x, name: str, meaning: str) -> float:
@@ -125,8 +133,11 @@ def _genomic_blocks(genotyped, ginv, a22inv, n: int):
     return g, out[0] - out[1]
 
 
-def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a22inv, f):
-    """Diagonal of the animal block C^aa of the inverse LHS (σe² = 1), length n."""
+def _exact_lhs(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a22inv, f):
+    """The MME left-hand side (σe² = 1), sparse, and the offset k of the animal equations.
+
+    Returns (lhs as CSC, k, n): equations are [groups (k), animals (n), pe].
+    """
     sire, dam = _as_pedigree(sire, dam)
     n = sire.shape[0]
     alpha = _positive(alpha, "alpha", "σe²/σa²")
@@ -156,7 +167,6 @@ def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv,
         npe = int(pe.max()) + 1 if nrec else 0
         cols.append(k + n + pe)
     neq = k + n + npe
-    check_dense(neq, copies=1, what=f"the exact MME left-hand side ({neq:,} equations)")
 
     # W = [X Z W_pe]: one 1 per record and effect; W'W holds X'X, X'Z, Z'Z, ... (R = I)
     rows = np.tile(np.arange(nrec), len(cols))
@@ -167,23 +177,53 @@ def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv,
     if tau is not None:
         blocks.append(tau * sp.identity(npe, format="csr"))
     lhs = lhs + sp.block_diag(blocks, format="csr")  # + α A⁻¹, + τ I
-
-    dense = lhs.toarray(order="F")
-    del lhs, design
     if g is not None:
         # H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ - A22⁻¹]]  (Aguilar et al. 2010)
-        dense[np.ix_(k + g, k + g)] += alpha * gdiff
+        r, c = np.meshgrid(k + g, k + g, indexing="ij")
+        lhs = lhs + sp.csr_matrix(((alpha * gdiff).ravel(), (r.ravel(), c.ravel())),
+                                  shape=(neq, neq))
+    return lhs.tocsc(), k, n
+
+
+def exact_method(neq: int) -> str:
+    """The path :func:`exact_reliability` takes for ``neq`` equations with ``method='auto'``:
+    ``dense`` (LAPACK inverse, the twin) up to :data:`DENSE_MAX_EQUATIONS`, else ``sparse``
+    (sparse Cholesky and selected inversion, :mod:`bigeval.models.selinv`)."""
+    return "dense" if neq <= DENSE_MAX_EQUATIONS else "sparse"
+
+
+def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a22inv, f,
+                  method="auto"):
+    """Diagonal of the animal block C^aa of the inverse LHS (σe² = 1), length n."""
+    lhs, k, n = _exact_lhs(sire, dam, rec_animal, rec_cg, alpha, tau=tau,
+                           genotyped=genotyped, ginv=ginv, a22inv=a22inv, f=f)
+    neq = lhs.shape[0]
+    if method == "auto":
+        method = exact_method(neq)
+    if method not in ("dense", "sparse"):
+        raise InputError("unknown method", value=method, expected="auto, dense or sparse")
+    remedy = ("check that G⁻¹ and A22⁻¹ are positive definite and in the order of "
+              "genotyped, and that alpha and tau are positive")
+    if method == "sparse":
+        from bigeval.models.selinv import inverse_diagonal
+
+        try:
+            diag = inverse_diagonal(lhs, what="the MME left-hand side")
+        except InputError as exc:
+            raise InputError(exc.message, remedy=remedy) from None
+        return diag[k:k + n].copy()
+    check_dense(neq, copies=1, what=f"the exact MME left-hand side ({neq:,} equations)")
+    dense = lhs.toarray(order="F")
+    del lhs
     with threadpool_limits(limits=1 if neq >= _ONE_THREAD_FROM else None, user_api="blas"):
-        diag = spd_inverse_diag(
-            dense, overwrite=True, what="the MME left-hand side",
-            remedy="check that G⁻¹ and A22⁻¹ are positive definite and in the order of "
-                   "genotyped, and that alpha and tau are positive")
+        diag = spd_inverse_diag(dense, overwrite=True, what="the MME left-hand side",
+                                remedy=remedy)
     return diag[k:k + n].copy()
 
 
 def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyped=None,
-                      ginv=None, a22inv=None, f=None) -> np.ndarray:
-    """Exact reliability ``1 - α C^aa_ii`` of every animal, from the dense inverse of the MME.
+                      ginv=None, a22inv=None, f=None, method: str = "auto") -> np.ndarray:
+    """Exact reliability ``1 - α C^aa_ii`` of every animal, from the inverse of the MME.
 
     Parameters
     ----------
@@ -206,6 +246,11 @@ def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyp
         G⁻¹ and A22⁻¹, dense ng by ng, in the order of ``genotyped``.
     f
         Inbreeding coefficients (length n) for A⁻¹; computed from the pedigree when None.
+    method
+        ``dense``: LAPACK inverse of the dense LHS (the twin; small data); ``sparse``: sparse
+        Cholesky (CHOLMOD when installed) and selected inversion of the factor
+        (:mod:`bigeval.models.selinv`), for systems up to ~10⁶ equations that factor in
+        memory; ``auto`` (default): :func:`exact_method`.
 
     Returns
     -------
@@ -218,7 +263,8 @@ def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyp
     InputError
         Bad inputs, or a left-hand side that is not positive definite.
     ResourceError
-        If the dense left-hand side (cgs + n + pe equations, squared) does not fit in memory.
+        If the dense left-hand side (cgs + n + pe equations, squared) does not fit in memory
+        (dense path).
 
     Notes
     -----
@@ -234,12 +280,12 @@ def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyp
     array([0.0541, 0.1867, 0.1867, 0.2162])
     """
     d = _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, tau=tau, genotyped=genotyped,
-                      ginv=ginv, a22inv=a22inv, f=f)
+                      ginv=ginv, a22inv=a22inv, f=f, method=method)
     return 1.0 - float(alpha) * d  # Mrode (2014) 3.3.3: r² = 1 - PEV/σa² = 1 - d α
 
 
 def exact_pev(sire, dam, rec_animal, rec_cg, alpha, *, sigma_e2=1.0, tau=None,
-              genotyped=None, ginv=None, a22inv=None, f=None) -> np.ndarray:
+              genotyped=None, ginv=None, a22inv=None, f=None, method: str = "auto") -> np.ndarray:
     """Exact prediction error variance ``C^aa_ii σe²`` of every animal.
 
     Parameters are those of :func:`exact_reliability`, plus ``sigma_e2`` (σe², default 1: the
@@ -259,5 +305,5 @@ def exact_pev(sire, dam, rec_animal, rec_cg, alpha, *, sigma_e2=1.0, tau=None,
     """
     sigma_e2 = _positive(sigma_e2, "sigma_e2", "the residual variance")
     d = _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, tau=tau, genotyped=genotyped,
-                      ginv=ginv, a22inv=a22inv, f=f)
+                      ginv=ginv, a22inv=a22inv, f=f, method=method)
     return d * sigma_e2  # PEV = C^aa_ii σe² (Mrode 2014, section 3.3.3)

@@ -73,7 +73,7 @@ def _update(q, bx, b):  # pragma: no cover - numba
     return qn if qn > 0.0 else 0.0
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def gather(d, sire, dam, bs, bd):  # pragma: no cover - numba
     """Family values of a block of animals.
 
@@ -95,7 +95,7 @@ def gather(d, sire, dam, bs, bd):  # pragma: no cover - numba
         bd[i] = d[m] if m >= 0 else 0.0
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
     """The 10-step family solve for a block of families (SAS ``do j=1 to 10``).
 
@@ -123,7 +123,7 @@ def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
     for t in prange(ntiles):
         lo = t * TILE
         m = min(lo + TILE, n) - lo
-        buf = np.empty((6, TILE))
+        buf = np.zeros((6, TILE))  # a short last tile is padded with empty families
         b0, b1, b2, q0, q1, q2 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
         for f in range(m):
             b0[f] = ba[lo + f]
@@ -132,20 +132,27 @@ def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
             q0[f] = b0[f]
             q1[f] = b1[f]
             q2[f] = b2[f]
+        # every arithmetic loop runs over the full tile, so each family goes through the same
+        # SIMD code wherever it sits (no scalar remainder loop, whose fastmath rounding may
+        # differ): a family's result does not depend on how the families are blocked
         for _ in range(N_STEPS - 1):
-            for f in range(m):
+            for f in range(TILE):
                 bxa, bxs, bxd = _bx(q0[f], q1[f], q2[f], alpha)
                 q0[f] = _update(q0[f], bxa, b0[f])
                 q1[f] = _update(q1[f], bxs, b1[f])
                 q2[f] = _update(q2[f], bxd, b2[f])
-        for f in range(m):
+        for f in range(TILE):  # r = bx - q, kept in the q rows
             bxa, bxs, bxd = _bx(q0[f], q1[f], q2[f], alpha)
-            ra[lo + f] = bxa - _update(q0[f], bxa, b0[f])
-            rs[lo + f] = bxs - _update(q1[f], bxs, b1[f])
-            rd[lo + f] = bxd - _update(q2[f], bxd, b2[f])
+            q0[f] = bxa - _update(q0[f], bxa, b0[f])
+            q1[f] = bxs - _update(q1[f], bxs, b1[f])
+            q2[f] = bxd - _update(q2[f], bxd, b2[f])
+        for f in range(m):
+            ra[lo + f] = q0[f]
+            rs[lo + f] = q1[f]
+            rd[lo + f] = q2[f]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def sum_contributions(parent, entry, r, bounds, out):  # pragma: no cover - numba
     """Add each family's contribution to its parent: ``out[parent[k]] += r[entry[k]]``.
 
@@ -175,7 +182,7 @@ def sum_contributions(parent, entry, r, bounds, out):  # pragma: no cover - numb
             out[parent[k]] += r[entry[k]]
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True)
 def damp(d, d0, ra, progeny, fixed, fixed_erc, alpha, out):  # pragma: no cover - numba
     """``out = (d + d¹)/2`` with ``d¹ = d⁰ + r_i + progeny``, and the largest change.
 

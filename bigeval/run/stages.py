@@ -1,0 +1,877 @@
+"""The stages of ``bigeval run``: validate → prepare → relationships → (solve) →
+reliabilities → report.
+
+Each stage is a function of a :class:`StageContext` (the configuration, the committed
+folders of the stages it reads, a temporary folder for its outputs) that writes its outputs
+into ``ctx.work`` and returns a small JSON-able summary. Stages are thin: the work is done by
+library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.grm.grm`,
+:func:`bigeval.reliability.reliability`, :func:`bigeval.models.fit_mixed`, ...). Where the
+library's API is expected to change (out-of-core prepare, the distributed engine, sparse exact
+reliabilities), the call goes through one small adapter function here (``_prepare``,
+``_reliability``, ``_exact``) so it is re-pointed in one place.
+
+Outputs per stage (``OUT/stages/<stage>/``)::
+
+    validate        validation.json      counts, notes, checks passed
+    prepare         animals.parquet      animal (ID), sire, dam (internal numbers, -1 unknown),
+                                         generation, birth_year, sex
+                    records.parquet      animal, cg (internal numbers)
+                    cgs.parquet          cg (codes as given)
+                    interbull.parquet    animal, value (when Interbull is given)
+    relationships   Ginv.h5, A22inv.h5   G*⁻¹ and A22⁻¹ of the genotyped animals (with ids)
+                    genomic.parquet      animal, g_diag, a22_diag (diagonals of G* and A22)
+                    qc.parquet           what genotype QC removed and why
+                    genotypes.zarr       the imported store (when given a genotype file)
+    solve           solutions.parquet    animal, ebv, pev, rel (MME)
+                    fixed.parquet        effect, level, estimate, se
+    reliabilities   reliability.parquet  the per-animal table of `bigeval reliability`
+                    convergence.parquet  part, round, max_change
+                    exact.parquet        approximate vs exact (when the check ran)
+    report          reliability.csv/.parquet, report.html, summary.txt (published to OUT/)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from bigeval.errors import InputError
+from bigeval.run.config import RunConfig
+from bigeval.run.progress import Progress
+
+__all__ = ["StageContext", "Stage", "STAGES", "is_zarr_store", "load_population"]
+
+FLOAT_FORMAT = "%.10g"  # CSV floats, as `bigeval reliability`
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets."""
+
+    config: RunConfig
+    work: Path
+    upstream: dict[str, Path]
+    progress: Progress
+    point: Callable[[str], None] = field(default=lambda name: None)
+
+    def upstream_file(self, stage: str, name: str) -> Path:
+        return self.upstream[stage] / name
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: its function, the input files and parameters its key depends on, the stages
+    whose outputs it reads, and whether the configuration asks for it."""
+
+    name: str
+    run: Callable[[StageContext], dict]
+    inputs: Callable[[RunConfig], dict]
+    params: Callable[[RunConfig], dict]
+    upstream: Callable[[RunConfig], tuple]
+    enabled: Callable[[RunConfig], bool] = lambda cfg: True
+    version: int = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def is_zarr_store(path: Path) -> bool:
+    """A Zarr (v3 or v2) group folder."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup"))
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
+
+
+def _write_json(obj, path: Path) -> Path:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(type(x))
+
+
+def _read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
+    """Columns of an input file by 1-based number or (for ``.csv``) header name, as strings.
+
+    ``columns`` maps an output name to a column spec; the frame has those names and ``line``.
+    """
+    from bigeval.io.readers import is_csv
+
+    path = Path(path)
+    csv = is_csv(path)
+    common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    if csv:
+        df = pd.read_csv(path, sep=",", header=0, **common)
+        df.columns = [str(c).strip() for c in df.columns]
+        lower = {c.lower(): c for c in df.columns}
+        picked = {}
+        for name, spec in columns.items():
+            if isinstance(spec, int):
+                if spec > len(df.columns):
+                    raise InputError(f"{kind} file has no column {spec}", file=path, line=1,
+                                     value=",".join(df.columns),
+                                     expected=f"at least {spec} columns",
+                                     remedy="fix the column number in the configuration")
+                picked[name] = df.columns[spec - 1]
+            else:
+                col = lower.get(str(spec).lower())
+                if col is None:
+                    raise InputError(f"{kind} file has no column named {spec!r}", file=path,
+                                     line=1, value=",".join(df.columns),
+                                     expected="one of the header's names",
+                                     remedy="fix the column name in the configuration")
+                picked[name] = col
+        out = pd.DataFrame({name: df[col].str.strip() for name, col in picked.items()})
+        out["line"] = np.arange(len(df), dtype=np.int64) + 2
+    else:
+        want = {}
+        for name, spec in columns.items():
+            if not isinstance(spec, int):
+                raise InputError(f"{kind} file has no header, so columns are numbers",
+                                 file=path, value=spec, expected="a 1-based column number",
+                                 remedy="give the column's number, or use a .csv file with "
+                                        "a header")
+            want[name] = spec - 1
+        usecols = sorted(set(want.values()))
+        try:
+            df = pd.read_csv(path, sep=r"\s+", header=None, usecols=usecols,
+                             skip_blank_lines=False, **common)
+        except ValueError as exc:
+            raise InputError(f"{kind} file has fewer columns than the configuration names",
+                             file=path, value=max(want.values()) + 1,
+                             expected=f"{max(want.values()) + 1} whitespace-separated columns",
+                             remedy=f"fix the column numbers ({exc})") from None
+        out = pd.DataFrame({name: df[c].astype(str).str.strip() for name, c in want.items()})
+        out["line"] = np.arange(len(df), dtype=np.int64) + 1
+        out = out[df.notna().any(axis=1).to_numpy()] if len(df) else out
+        first = next(iter(columns))
+        out = out[out[first] != ""].reset_index(drop=True)
+    return out
+
+
+def _pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
+    """Birth year and sex of each animal (in ``ids`` order) from the pedigree's extra columns."""
+    cols = {"animal": 1 if not str(cfg["inputs.pedigree"]).lower().endswith((".csv", ".csv.gz"))
+            else "animal"}
+    for name in ("birth_year", "sex"):
+        if cfg[f"inputs.{name}_column"] is not None:
+            cols[name] = cfg[f"inputs.{name}_column"]
+    out = pd.DataFrame(index=pd.Index(ids, name="animal"))
+    if len(cols) == 1:
+        out["birth_year"] = pd.array([pd.NA] * len(ids), dtype="Int32")
+        out["sex"] = pd.array([pd.NA] * len(ids), dtype="string")
+        return out.reset_index(drop=True)
+    df = _read_columns(cfg["inputs.pedigree"], cols, kind="pedigree")
+    df = df.drop_duplicates("animal", keep="first").set_index("animal")
+    if "birth_year" in df:
+        by = pd.to_numeric(df["birth_year"], errors="coerce")
+        by = by.where((by > 0) & (by == np.round(by)))
+        out["birth_year"] = by.reindex(out.index).astype("Int32")
+    else:
+        out["birth_year"] = pd.array([pd.NA] * len(ids), dtype="Int32")
+    if "sex" in df:
+        sex = df["sex"].where(~df["sex"].isin(["", "0", "NA", "."]))
+        out["sex"] = sex.reindex(out.index).astype("string")
+    else:
+        out["sex"] = pd.array([pd.NA] * len(ids), dtype="string")
+    return out.reset_index(drop=True)
+
+
+def _genotype_ids(path: Path, fmt: str | None) -> np.ndarray | None:
+    """IDs of a genotype store or a ready G (None for a genotype file, read at import)."""
+    if is_zarr_store(path):
+        import zarr
+
+        group = zarr.open_group(path, mode="r")
+        if "sample_id" in group:
+            from bigeval.io.genotypes import open_genotypes
+
+            return open_genotypes(path)[1]
+        if "ids" in group:
+            return np.array(group["ids"][:].tolist(), dtype=str)
+    if str(path).lower().endswith((".h5", ".hdf5")):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return f["ids"].asstr()[:].astype(str)
+    return None
+
+
+def _check_in_pedigree(ids: np.ndarray, index: pd.Index, path, what: str) -> None:
+    pos = index.get_indexer(ids)
+    if (pos < 0).any():
+        missing = np.asarray(ids)[pos < 0]
+        raise InputError(f"{len(missing):,} {what} animal(s) are not in the pedigree", file=path,
+                         value=str(missing[0]), expected=f"every {what} animal in the pedigree",
+                         remedy="add them to the pedigree (unknown parents as 0), or remove them")
+    uniq, counts = np.unique(np.asarray(ids), return_counts=True)
+    if (counts > 1).any():
+        raise InputError(f"a {what} animal is listed twice", file=path,
+                         value=str(uniq[counts > 1][0]), remedy="keep one row per animal")
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters over library calls that other work is changing (re-point them here)
+
+
+def _prepare(pedigree, records=None, **files):
+    """Read, validate and renumber (in memory; an out-of-core prepare plugs in here)."""
+    from bigeval.prepare import prepare
+
+    return prepare(pedigree, records, **files)
+
+
+def _reliability(pop, opts, *, interbull_source, progress: bool):
+    """Parts I-III (the in-memory engine; the distributed engine plugs in here)."""
+    from bigeval.reliability.engine import reliability
+
+    return reliability(pop, opts, interbull_source=interbull_source, progress=progress)
+
+
+def _exact(pop, alpha: float, tau, *, genomic: bool) -> np.ndarray:
+    """Exact reliabilities from the dense MME inverse (a sparse selected inversion plugs in
+    here for populations too large for the dense twin)."""
+    from bigeval.reliability.exact import exact_reliability
+
+    if genomic:
+        return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau,
+                                 genotyped=pop.genotyped, ginv=pop.ginv, a22inv=pop.a22inv)
+    return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau)
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+def _input_files(cfg: RunConfig) -> dict:
+    names = ("pedigree", "records", "genotypes", "grm", "genotyped", "ginv", "a22inv",
+             "interbull")
+    return {n: cfg[f"inputs.{n}"] for n in names if cfg[f"inputs.{n}"] is not None}
+
+
+def exact_equations(pop, with_pe: bool) -> int:
+    """Equations of the exact check's MME: groups + animals (+ pe of animals with records)."""
+    from bigeval.workflow import exact_size
+
+    return exact_size(pop, with_pe)
+
+
+def validate(ctx: StageContext) -> dict:
+    """Read and check every input file and their agreement; nothing heavy is computed."""
+    from bigeval._resources import check_dense
+
+    cfg = ctx.config
+    for name, path in _input_files(cfg).items():
+        if not Path(path).exists():
+            file, line = cfg.where(f"inputs.{name}")
+            raise InputError(f"the {name} input does not exist", file=path,
+                             value=f"[inputs] {name} in {file}" + (f", line {line}" if line
+                                                                   else ""),
+                             remedy="fix the path in the configuration (relative to it)")
+    ctx.progress.phase("reading pedigree, records, Interbull")
+    pop = _prepare(cfg["inputs.pedigree"], cfg["inputs.records"],
+                   genotyped=cfg["inputs.genotyped"], interbull=cfg["inputs.interbull"],
+                   ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"])
+    ctx.point("mid")
+    index = pd.Index(pop.ids)
+    notes = []
+    n_genotyped = 0 if pop.genotyped is None else len(pop.genotyped)
+    n_snps = None
+    for key in ("inputs.genotypes", "inputs.grm"):
+        path = cfg[key]
+        if path is None:
+            continue
+        ids = _genotype_ids(path, cfg["inputs.genotypes_format"])
+        if ids is None:
+            from bigeval.io.genotypes import _format_of
+
+            if cfg["inputs.genotypes_format"] is None:
+                _format_of(Path(path))  # a clear error when the suffix says nothing
+            notes.append(f"genotypes are read from {Path(path).name} and imported at the "
+                         "relationships stage")
+            continue
+        _check_in_pedigree(ids, index, path, "genotyped")
+        if key == "inputs.genotypes" and is_zarr_store(path):
+            from bigeval.io.genotypes import open_genotypes
+
+            X, _, snps = open_genotypes(path)
+            n_snps = len(snps)
+        if pop.genotyped is not None:
+            listed = pop.ids[pop.genotyped]
+            missing = np.setdiff1d(listed.astype(str), ids.astype(str))
+            if len(missing):
+                raise InputError(f"{len(missing):,} animal(s) of the genotyped list have no "
+                                 "genotypes", file=cfg["inputs.genotyped"], value=missing[0],
+                                 remedy="remove them from the list, or add their genotypes")
+        else:
+            n_genotyped = len(ids)
+    if n_genotyped:
+        check_dense(n_genotyped, copies=3, what=f"G, G⁻¹ and Part II for {n_genotyped:,} "
+                                                "genotyped animals")
+    extra = _pedigree_extra(cfg, pop.ids)
+    if cfg["inputs.birth_year_column"] is not None:
+        unknown = int(extra["birth_year"].isna().sum())
+        if unknown == len(extra):
+            raise InputError("no birth year could be read from the pedigree",
+                             file=cfg["inputs.pedigree"], value=cfg["inputs.birth_year_column"],
+                             expected="a column of years such as 2019",
+                             remedy="fix inputs.birth_year_column, or remove it")
+        if unknown:
+            notes.append(f"{unknown:,} animals have no birth year (parents without a row, or "
+                         "0/NA)")
+    if cfg.has_model:
+        _model_records(cfg)  # trait and factor columns exist and are numbers where needed
+    with_pe = cfg["parameters.tau"] is not None
+    n_eq = exact_equations(pop, with_pe)
+    if cfg["exact.check"] is True:
+        check_dense(n_eq, copies=2, what=f"the exact check's MME inverse ({n_eq:,} equations)")
+    has_rec = np.zeros(pop.n_animals, bool)
+    has_rec[pop.rec_animal] = True
+    summary = {
+        "animals": pop.n_animals, "records": pop.n_records, "contemporary_groups": pop.n_cg,
+        "animals_with_records": int(has_rec.sum()),
+        "founders": int(((pop.sire < 0) & (pop.dam < 0)).sum()),
+        "generations": int(pop.generation.max()) + 1 if pop.n_animals else 0,
+        "genotyped": n_genotyped, "snps": n_snps,
+        "interbull": 0 if pop.interbull_animal is None else len(pop.interbull_animal),
+        "exact_equations": n_eq, "notes": notes,
+    }
+    _write_json(summary, ctx.work / "validation.json")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare
+
+
+def prepare(ctx: StageContext) -> dict:
+    """Renumber the population and keep it as Parquet tables (IDs as given)."""
+    cfg = ctx.config
+    pop = _prepare(cfg["inputs.pedigree"], cfg["inputs.records"],
+                   interbull=cfg["inputs.interbull"])
+    extra = _pedigree_extra(cfg, pop.ids)
+    animals = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
+                            "sire": pop.sire.astype(np.int64), "dam": pop.dam.astype(np.int64),
+                            "generation": pop.generation.astype(np.int32),
+                            "birth_year": extra["birth_year"], "sex": extra["sex"]})
+    _write_parquet(animals, ctx.work / "animals.parquet")
+    ctx.point("mid")
+    _write_parquet(pd.DataFrame({"animal": pop.rec_animal.astype(np.int64),
+                                 "cg": pop.rec_cg.astype(np.int64)}),
+                   ctx.work / "records.parquet")
+    _write_parquet(pd.DataFrame({"cg": pd.array(pop.cg_ids.astype(str), dtype="string")}),
+                   ctx.work / "cgs.parquet")
+    if pop.interbull_animal is not None:
+        _write_parquet(pd.DataFrame({"animal": pop.interbull_animal.astype(np.int64),
+                                     "value": pop.interbull_value.astype(np.float64)}),
+                       ctx.work / "interbull.parquet")
+    return {"animals": pop.n_animals, "records": pop.n_records, "contemporary_groups": pop.n_cg}
+
+
+def _read_animals(folder: Path) -> pd.DataFrame:
+    return _read_parquet(folder / "animals.parquet")
+
+
+def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
+    """The :class:`bigeval.prepare.Population` of the checkpoints (G⁻¹, A22⁻¹ when given)."""
+    from bigeval.prepare import Population
+
+    animals = _read_animals(prepare_dir)
+    ids = animals["animal"].to_numpy(dtype=object)
+    rec = _read_parquet(prepare_dir / "records.parquet")
+    cgs = _read_parquet(prepare_dir / "cgs.parquet")["cg"].to_numpy(dtype=object)
+    ib_animal = ib_value = None
+    if (prepare_dir / "interbull.parquet").exists():
+        ib = _read_parquet(prepare_dir / "interbull.parquet")
+        ib_animal, ib_value = ib["animal"].to_numpy(np.int64), ib["value"].to_numpy(np.float64)
+    genotyped = ginv = a22inv = None
+    if relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
+        from bigeval.grm import read_grm
+
+        ginv, gids = read_grm(relationships_dir / "Ginv.h5", name="Ginv")
+        a22inv, aids = read_grm(relationships_dir / "A22inv.h5", name="A22inv")
+        if not np.array_equal(gids, aids):  # pragma: no cover - written together
+            raise InputError("G⁻¹ and A22⁻¹ checkpoints list different animals",
+                             file=relationships_dir, remedy="delete the folder and re-run")
+        genotyped = pd.Index(ids.astype(str)).get_indexer(gids).astype(np.int64)
+    return Population(ids=ids, sire=animals["sire"].to_numpy(np.int64),
+                      dam=animals["dam"].to_numpy(np.int64),
+                      generation=animals["generation"].to_numpy(np.int32),
+                      rec_animal=rec["animal"].to_numpy(np.int64),
+                      rec_cg=rec["cg"].to_numpy(np.int64), cg_ids=cgs, genotyped=genotyped,
+                      interbull_animal=ib_animal, interbull_value=ib_value, ginv=ginv,
+                      a22inv=a22inv)
+
+
+# ---------------------------------------------------------------------------------------------
+# relationships
+
+
+def _qc_options(cfg: RunConfig):
+    from bigeval.qc import QCOptions
+
+    return QCOptions(min_call_rate_snp=cfg["genomics.min_call_rate_snp"],
+                     min_call_rate_animal=cfg["genomics.min_call_rate_animal"],
+                     min_maf=cfg["genomics.min_maf"],
+                     max_concordance=cfg["genomics.max_concordance"])
+
+
+def relationships(ctx: StageContext) -> dict:
+    """G*⁻¹ and A22⁻¹ of the genotyped animals: from genotypes (QC, G with Dask, A22 by
+    Colleau's method, tuning, blending, Cholesky inverses), from a ready G, or from triplets."""
+    from bigeval.genomic import blend_g, tune_g
+    from bigeval.grm import write_grm
+    from bigeval.linalg import spd_inverse, spd_inverse_diag
+    from bigeval.pedigree import a22_dense
+
+    cfg = ctx.config
+    summary: dict = {}
+    if cfg["inputs.ginv"] is not None:
+        pop = _prepare(cfg["inputs.pedigree"], genotyped=cfg["inputs.genotyped"],
+                       ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"])
+        ids = pop.ids[pop.genotyped].astype(str)
+        ginv, a22inv = pop.ginv, pop.a22inv
+        ctx.progress.phase(f"inverting G⁻¹ and A22⁻¹ for their diagonals ({len(ids):,})")
+        g_diag = spd_inverse_diag(ginv, what="G⁻¹ (from the triplets)")
+        a22_diag = spd_inverse_diag(a22inv, what="A22⁻¹ (from the triplets)")
+        summary["source"] = "triplets"
+    else:
+        animals = _read_animals(ctx.upstream["prepare"])
+        index = pd.Index(animals["animal"].to_numpy(dtype=object).astype(str))
+        keep_list = None
+        if cfg["inputs.genotyped"] is not None:
+            from bigeval.io.readers import read_genotyped
+
+            keep_list = read_genotyped(cfg["inputs.genotyped"])["animal"].to_numpy(str)
+        if cfg["inputs.grm"] is not None:
+            from bigeval.grm import read_grm
+
+            G, ids = read_grm(cfg["inputs.grm"])
+            if keep_list is not None:
+                rows = np.flatnonzero(np.isin(ids, keep_list))
+                G, ids = G[np.ix_(rows, rows)], ids[rows]
+            summary["source"] = "grm"
+        else:
+            G, ids, qc_summary = _g_from_genotypes(ctx, keep_list)
+            summary.update(source="genotypes", **qc_summary)
+        ctx.point("mid")
+        pos = index.get_indexer(ids)
+        _check_in_pedigree(ids, index, cfg["inputs.genotypes"] or cfg["inputs.grm"],
+                           "genotyped")
+        ctx.progress.phase(f"A22 of {len(ids):,} genotyped animals (Colleau)")
+        A22 = a22_dense(animals["sire"].to_numpy(np.int64), animals["dam"].to_numpy(np.int64),
+                        pos)
+        if cfg["genomics.tune"]:
+            G = tune_g(G, A22)
+        if cfg["genomics.blend"]:
+            G = blend_g(G, A22, cfg["genomics.blend"])
+        g_diag, a22_diag = np.diag(G).copy(), np.diag(A22).copy()
+        summary.update(mean_diag_g=float(g_diag.mean()), mean_diag_a22=float(a22_diag.mean()))
+        ctx.progress.phase(f"inverting G* ({len(ids):,} x {len(ids):,}, Cholesky)")
+        remedy = ("blend more A22 into G ([genomics] blend), or check the genotypes (QC)")
+        ginv = spd_inverse(G, overwrite=True, what="G* (G tuned and blended)", remedy=remedy)
+        del G
+        ctx.progress.phase(f"inverting A22 ({len(ids):,} x {len(ids):,}, Cholesky)")
+        a22inv = spd_inverse(A22, overwrite=True, what="A22",
+                             remedy="check the pedigree for duplicated animals")
+        del A22
+    write_grm(ginv, ids, ctx.work / "Ginv.h5", name="Ginv")
+    write_grm(a22inv, ids, ctx.work / "A22inv.h5", name="A22inv")
+    _write_parquet(pd.DataFrame({"animal": pd.array(np.asarray(ids, dtype=str), dtype="string"),
+                                 "g_diag": g_diag, "a22_diag": a22_diag}),
+                   ctx.work / "genomic.parquet")
+    summary["genotyped"] = len(ids)
+    return summary
+
+
+def _g_from_genotypes(ctx: StageContext, keep_list):
+    """Import (if needed), QC and G of the genotypes; QC report to ``qc.parquet``."""
+    from bigeval.grm import grm
+    from bigeval.io.genotypes import DEFAULT_CHUNKS, import_genotypes, open_genotypes
+
+    cfg = ctx.config
+    path = Path(cfg["inputs.genotypes"])
+    chunks = tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None
+    if not is_zarr_store(path):
+        ctx.progress.phase(f"importing {path.name} into a genotype store")
+
+        def imported(done, total):
+            ctx.progress.update(f"import: {done:,}{'' if total is None else f' / {total:,}'} "
+                                "animals")
+
+        path = import_genotypes(path, ctx.work / "genotypes.zarr",
+                                fmt=cfg["inputs.genotypes_format"],
+                                chunks=chunks or DEFAULT_CHUNKS, progress=imported)
+    X, sample_ids, snp_ids = open_genotypes(path)
+    if keep_list is not None:
+        rows = np.flatnonzero(np.isin(sample_ids, keep_list))
+        X, sample_ids = X[rows], sample_ids[rows]
+    summary = {"animals_in_store": int(X.shape[0]), "snps_in_store": int(X.shape[1])}
+    report = pd.DataFrame({"kind": [], "id": [], "reason": [], "value": [], "threshold": []})
+    if cfg["genomics.qc"]:
+        from bigeval.qc import qc
+
+        with ctx.progress.dask("genotype QC"):
+            res = qc(X, sample_ids, snp_ids, _qc_options(cfg))
+        report = res.report
+        X, sample_ids = X[res.animals][:, res.snps], sample_ids[res.animals]
+        summary["qc_removed"] = {f"{k}:{r}": int(n) for (k, r), n in
+                                 report.groupby(["kind", "reason"]).size().items()}
+    report = report.astype({"kind": str, "id": str, "reason": str, "threshold": str})
+    report["value"] = report["value"].astype(np.float64)
+    _write_parquet(report, ctx.work / "qc.parquet")
+    summary.update(animals_used=int(X.shape[0]), snps_used=int(X.shape[1]))
+    with ctx.progress.dask(f"G ({X.shape[0]:,} animals x {X.shape[1]:,} SNPs)"):
+        G = grm(X, chunks=chunks)
+    return G, np.asarray(sample_ids, dtype=str), summary
+
+
+# ---------------------------------------------------------------------------------------------
+# solve
+
+
+def _model_records(cfg: RunConfig) -> pd.DataFrame:
+    """The records with the model's columns: animal, cg, trait (float), factors, covariates."""
+    path = cfg["inputs.records"]
+    csv = str(path).lower().endswith((".csv", ".csv.gz"))
+    cols = {"animal": "animal" if csv else 1, "cg": "cg" if csv else 2,
+            "trait": cfg["model.trait"]}
+    names = {}
+    for spec in list(cfg["model.factors"]) + list(cfg["model.covariates"]):
+        if spec == "cg":
+            continue
+        names[spec] = f"col_{spec}"
+        cols[f"col_{spec}"] = spec
+    df = _read_columns(path, cols, kind="records")
+    missing = df["trait"].isin(["", "NA", "na", "."]).to_numpy()
+    df = df.loc[~missing].reset_index(drop=True)
+    if not len(df):
+        raise InputError("no record has a trait value", file=path, value=cfg["model.trait"],
+                         remedy="check [model] trait (the column of the trait)")
+    numeric = ["trait"] + [names[c] for c in cfg["model.covariates"] if c != "cg"]
+    for col in numeric:
+        v = pd.to_numeric(df[col], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError("record value is not a number", file=path,
+                             line=int(df.at[i, "line"]), value=df.at[i, col],
+                             expected="a decimal number (missing: NA or .)",
+                             remedy="fix the value or the [model] column")
+        df[col] = v
+    return df
+
+
+def _variances(cfg: RunConfig, y: np.ndarray, pe: bool) -> dict:
+    """σa², σpe², σe²: as given, else from h2 (and repeatability) × the variance of y.
+
+    Only the ratios matter for the EBV; the scale makes PEV readable in units of the trait.
+    """
+    var = float(np.var(y, ddof=1)) if len(y) > 1 else 1.0
+    var = var if var > 0 else 1.0
+    h2 = cfg["parameters.h2"]
+    r = cfg["parameters.repeatability"]
+    if h2 is None:  # alpha given: σa² = var/(1 + α) keeps σe²/σa² = α
+        alpha = cfg.alpha()
+        default = {"sigma_a2": var / (1 + alpha), "sigma_e2": var * alpha / (1 + alpha)}
+        tau = cfg["parameters.tau"]
+        default["sigma_pe2"] = default["sigma_e2"] / tau if tau else None
+    else:
+        r_ = r if r is not None else h2
+        default = {"sigma_a2": h2 * var, "sigma_pe2": (r_ - h2) * var or None,
+                   "sigma_e2": (1 - r_) * var}
+    out = {k: (cfg[f"model.{k}"] if cfg[f"model.{k}"] is not None else default[k])
+           for k in ("sigma_a2", "sigma_pe2", "sigma_e2")}
+    if not pe:
+        out["sigma_pe2"] = None
+    elif not out["sigma_pe2"]:
+        file, line = cfg.where("model.pe")
+        raise InputError("a permanent-environment effect needs its variance", file=file,
+                         line=line, remedy="give [model] sigma_pe2, or repeatability > h2")
+    return out
+
+
+def _model_pe(cfg: RunConfig) -> bool:
+    pe = cfg["model.pe"]
+    if pe == "auto":
+        return cfg["parameters.repeatability"] is not None or cfg["parameters.tau"] is not None
+    return bool(pe)
+
+
+def _model_relationship(cfg: RunConfig) -> str:
+    rel = cfg["model.relationship"]
+    return ("H" if cfg.has_genomics else "A") if rel == "auto" else rel
+
+
+def solve(ctx: StageContext) -> dict:
+    """EBV (GEBV with H) of every pedigree animal by the mixed-model equations."""
+    import scipy.sparse as sp
+
+    from bigeval.models.mme import Relationship, model_data, relationship_a
+    from bigeval.models.solve import fit_mixed
+    from bigeval.models.spec import ModelSpec
+
+    cfg = ctx.config
+    animals = _read_animals(ctx.upstream["prepare"])
+    ids = animals["animal"].to_numpy(dtype=object).astype(str)
+    sire, dam = animals["sire"].to_numpy(np.int64), animals["dam"].to_numpy(np.int64)
+    ctx.progress.phase("A⁻¹ (Henderson's rules with inbreeding)")
+    rel = relationship_a(ids, sire, dam)
+    kind = _model_relationship(cfg)
+    if kind == "H":
+        from bigeval.grm import read_grm
+
+        folder = ctx.upstream["relationships"]
+        ginv, gids = read_grm(folder / "Ginv.h5", name="Ginv")
+        a22inv, _ = read_grm(folder / "A22inv.h5", name="A22inv")
+        gdiag = _read_parquet(folder / "genomic.parquet")["g_diag"].to_numpy(np.float64)
+        pos = pd.Index(ids).get_indexer(gids)
+        r, c = np.meshgrid(pos, pos, indexing="ij")
+        delta = ginv - a22inv  # H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ − A22⁻¹]] (Aguilar et al. 2010)
+        add = sp.csr_matrix((delta.ravel(), (r.ravel(), c.ravel())), shape=(len(ids),) * 2)
+        diag = rel.diag.copy()
+        diag[pos] = gdiag
+        rel = Relationship("H", rel.ids, (rel.kinv + add).tocsr(), float("nan"), diag)
+    df = _model_records(cfg)
+    pe = _model_pe(cfg)
+    factors = tuple("cg" if f == "cg" else f"col_{f}" for f in cfg["model.factors"])
+    covariates = tuple(f"col_{c}" for c in cfg["model.covariates"])
+    # the spec only carries the model's columns here: the relationship is built above
+    spec = ModelSpec(data=cfg["inputs.records"], trait="trait", factors=factors,
+                     covariates=covariates, animal="animal", relationship="A",
+                     pedigree=cfg["inputs.pedigree"], pe=pe)
+    md = model_data(spec, df, rel)
+    var = _variances(cfg, md.y, pe)
+    ctx.point("mid")
+    ctx.progress.phase(f"solving the MME ({cfg['model.solver']} solver)")
+    res = fit_mixed(md, sigma_a2=var["sigma_a2"], sigma_e2=var["sigma_e2"],
+                    sigma_pe2=var["sigma_pe2"], method=cfg["model.solver"])
+    sol = res.animals.copy()
+    sol["animal"] = pd.array(sol["animal"].astype(str), dtype="string")
+    _write_parquet(sol, ctx.work / "solutions.parquet")
+    fixed = res.fixed.copy()
+    fixed["effect"] = fixed["effect"].astype(str)
+    fixed["level"] = fixed["level"].astype(str)
+    _write_parquet(fixed, ctx.work / "fixed.parquet")
+    return {"relationship": kind, "pe": pe, "records": len(md.y), "equations": len(res.mme.rhs),
+            "solver": res.solution.method, **{k: v for k, v in var.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# reliabilities
+
+
+def _options(cfg: RunConfig):
+    from bigeval.reliability.engine import ReliabilityOptions
+
+    return ReliabilityOptions(alpha=cfg.alpha(), tau=cfg["parameters.tau"],
+                              sib_adjust=cfg["parameters.sib_adjust"],
+                              interbull_kind=cfg["inputs.interbull_kind"],
+                              rounds=cfg["parameters.rounds"], tol=cfg["parameters.tol"])
+
+
+def reliabilities(ctx: StageContext) -> dict:
+    """Parts I-III, the convergence record, and the check against exact values."""
+    import dataclasses
+
+    from bigeval.reliability.engine import result_table
+    from bigeval.workflow import agreement
+
+    cfg = ctx.config
+    pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
+    opts = _options(cfg)
+    ctx.progress.phase("Parts I-III")
+    res = _reliability(pop, opts, interbull_source=cfg["inputs.interbull"],
+                       progress=ctx.progress.enabled)
+    ctx.point("mid")
+    conv = [pd.DataFrame({"part": "I", "round": np.arange(1, res.part1.rounds + 1),
+                          "max_change": res.part1.max_change})]
+    if res.part3 is not None:
+        conv.append(pd.DataFrame({"part": "III", "round": np.arange(1, res.part3.rounds + 1),
+                                  "max_change": res.part3.max_change}))
+    _write_parquet(pd.concat(conv, ignore_index=True), ctx.work / "convergence.parquet")
+    summary = {"alpha": opts.alpha, "rounds_part1": res.part1.rounds,
+               "converged_part1": res.part1.converged,
+               "rounds_part3": None if res.part3 is None else res.part3.rounds,
+               "mean_rel_pedigree": float(res.rel_pedigree.mean()),
+               "mean_rel_final": float(res.rel_final.mean())}
+    genomic = pop.genotyped is not None
+    n_eq = exact_equations(pop, opts.tau is not None)
+    check = cfg["exact.check"]
+    run_exact = check is True or (check == "auto" and n_eq <= cfg["exact.max_equations"])
+    summary["exact"] = {"ran": bool(run_exact), "equations": n_eq}
+    rel_exact = None
+    if run_exact:
+        # Both sides with the same information: the exact model has no Interbull.
+        base = dataclasses.replace(pop, interbull_animal=None, interbull_value=None)
+        ctx.progress.phase(f"exact check: approximation without Interbull, "
+                           f"MME inverse ({n_eq:,} equations)")
+        res_ni = res if pop.interbull_animal is None else _reliability(
+            base, opts, interbull_source=None, progress=False)
+        ex_a = _exact(base, opts.alpha, opts.tau, genomic=False)
+        exact = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
+                              "rel_pedigree": res_ni.rel_pedigree, "rel_exact_pblup": ex_a})
+        summary["exact"]["part1_vs_pblup"] = agreement(res_ni.rel_pedigree, ex_a)
+        rel_exact = ex_a
+        if genomic:
+            ex_h = _exact(base, opts.alpha, opts.tau, genomic=True)
+            exact["rel_final"] = res_ni.rel_final
+            exact["rel_exact_ssgblup"] = ex_h
+            summary["exact"]["part3_vs_ssgblup"] = agreement(res_ni.rel_final, ex_h)
+            g = np.zeros(pop.n_animals, bool)
+            g[pop.genotyped] = True
+            summary["exact"]["part3_vs_ssgblup_genotyped"] = agreement(res_ni.rel_final[g],
+                                                                       ex_h[g])
+            rel_exact = ex_h
+        summary["exact"]["interbull_left_out"] = pop.interbull_animal is not None
+        _write_parquet(exact, ctx.work / "exact.parquet")
+    table = result_table(pop, res, rel_exact)
+    table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
+    _write_parquet(table, ctx.work / "reliability.parquet")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+PUBLISHED = ("reliability.csv", "reliability.parquet", "report.html", "summary.txt",
+             "exact_check.csv")
+
+
+def final_table(upstream: dict) -> pd.DataFrame:
+    """The per-animal output: IDs as given, birth year, sex, genotyped, every part's ERC and
+    reliability (+ exact, + EBV when solved)."""
+    rel = _read_parquet(upstream["reliabilities"] / "reliability.parquet")
+    animals = _read_animals(upstream["prepare"])
+    out = pd.DataFrame({"animal": rel["animal"]})
+    out["birth_year"] = animals["birth_year"].to_numpy()
+    out["sex"] = animals["sex"].to_numpy()
+    out["genotyped"] = rel["rel_genomic"].notna().to_numpy()
+    for c in rel.columns:
+        if c != "animal":
+            out[c] = rel[c].to_numpy()
+    if "solve" in upstream:
+        sol = _read_parquet(upstream["solve"] / "solutions.parquet").set_index("animal")
+        sol = sol.reindex(out["animal"].astype(str))
+        out["ebv"] = sol["ebv"].to_numpy()
+        if np.isfinite(sol["pev"].to_numpy(np.float64)).any():
+            out["pev"] = sol["pev"].to_numpy()
+    return out
+
+
+def report(ctx: StageContext) -> dict:
+    """The per-animal CSV and Parquet, summary.txt and the HTML report."""
+    from bigeval.run.report import write_report, summary_text
+
+    up = ctx.upstream
+    table = final_table(up)
+    _write_parquet(table, ctx.work / "reliability.parquet")
+    ctx.point("mid")
+    table.to_csv(ctx.work / "reliability.csv", index=False, float_format=FLOAT_FORMAT,
+                 lineterminator="\n")
+    info = {name: json.loads((folder / "stage.json").read_text()) for name, folder in up.items()}
+    if "reliabilities" in up and (up["reliabilities"] / "exact.parquet").exists():
+        exact = _read_parquet(up["reliabilities"] / "exact.parquet")
+        exact.to_csv(ctx.work / "exact_check.csv", index=False, float_format=FLOAT_FORMAT,
+                     lineterminator="\n")
+    text = summary_text(ctx.config, table, up, info)
+    (ctx.work / "summary.txt").write_text(text + "\n")
+    write_report(ctx.config, table, up, info, ctx.work / "report.html")
+    return {"animals": len(table)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage table
+
+
+def _params_common(cfg):
+    return {}
+
+
+def _rel_params(cfg: RunConfig) -> dict:
+    keys = ("inputs.genotypes_format", "genomics.qc", "genomics.min_call_rate_snp",
+            "genomics.min_call_rate_animal", "genomics.min_maf", "genomics.max_concordance",
+            "genomics.tune", "genomics.blend", "genomics.chunks")
+    return {k: cfg[k] for k in keys}
+
+
+def _solve_params(cfg: RunConfig) -> dict:
+    keys = ("model.trait", "model.factors", "model.covariates", "model.solver",
+            "model.sigma_a2", "model.sigma_pe2", "model.sigma_e2")
+    return {**{k: cfg[k] for k in keys}, "relationship": _model_relationship(cfg),
+            "pe": _model_pe(cfg), "h2": cfg["parameters.h2"],
+            "repeatability": cfg["parameters.repeatability"],
+            "alpha": cfg.alpha() if cfg["parameters.h2"] is None else None,
+            "tau": cfg["parameters.tau"] if cfg["parameters.h2"] is None else None}
+
+
+def _reliability_params(cfg: RunConfig) -> dict:
+    o = _options(cfg)
+    return {"alpha": o.alpha, "tau": o.tau, "sib_adjust": o.sib_adjust,
+            "interbull_kind": o.interbull_kind if cfg["inputs.interbull"] else None,
+            "rounds": o.rounds, "tol": o.tol, "exact.check": cfg["exact.check"],
+            "exact.max_equations": cfg["exact.max_equations"]}
+
+
+def _files(*names):
+    def inputs(cfg: RunConfig) -> dict:
+        return {n: cfg[f"inputs.{n}"] for n in names if cfg[f"inputs.{n}"] is not None}
+    return inputs
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("validate", validate, inputs=_input_files,
+          params=lambda c: {k: c[k] for k in ("inputs.interbull_kind", "inputs.birth_year_column",
+                                              "inputs.sex_column", "inputs.genotypes_format",
+                                              "exact.check")}
+          | ({k: c[k] for k in ("model.trait", "model.factors", "model.covariates")}
+             if c.has_model else {}),
+          upstream=lambda c: ()),
+    Stage("prepare", prepare, inputs=_files("pedigree", "records", "interbull"),
+          params=lambda c: {k: c[k] for k in ("inputs.birth_year_column", "inputs.sex_column")},
+          upstream=lambda c: ()),
+    Stage("relationships", relationships,
+          inputs=_files("genotypes", "grm", "genotyped", "ginv", "a22inv"),
+          params=_rel_params, upstream=lambda c: ("prepare",),
+          enabled=lambda c: c.has_genomics),
+    Stage("solve", solve, inputs=_files("records"), params=_solve_params,
+          upstream=lambda c: ("prepare",) + (("relationships",)
+                                             if _model_relationship(c) == "H" else ()),
+          enabled=lambda c: c.has_model),
+    Stage("reliabilities", reliabilities, inputs=_files("interbull"),
+          params=_reliability_params,
+          upstream=lambda c: ("prepare",) + (("relationships",) if c.has_genomics else ())),
+    Stage("report", report, inputs=_files(),
+          params=lambda c: {k: c[k] for k in ("report.title", "report.young_years")},
+          upstream=lambda c: ("validate", "prepare") + (("relationships",) if c.has_genomics
+                                                        else ())
+          + (("solve",) if c.has_model else ()) + ("reliabilities",)),
+)
