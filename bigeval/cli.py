@@ -68,6 +68,20 @@ def _add_reliability(sub):
     p.add_argument("--work-dir", metavar="DIR",
                    help="out-of-core work folder, kept (default: a temporary folder in --out, "
                         "deleted at the end)")
+    d = p.add_argument_group("where the iteration runs (see cluster/README.md)")
+    d.add_argument("--engine", choices=("auto", "memory", "dask"), default=None,
+                   help="in memory, or partitioned on a Dask cluster; auto (default): Dask when "
+                        "a scheduler or cluster file is given or the pedigree is very large")
+    d.add_argument("--scheduler", metavar="ADDRESS",
+                   help="attach to a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (Dask "
+                        "config: bigeval.scheduler)")
+    d.add_argument("--cluster", metavar="FILE",
+                   help="start a cluster from a file: SLURM, PBS, Kubernetes or local (examples "
+                        "in cluster/)")
+    d.add_argument("--workers", type=int, metavar="N",
+                   help="workers to start (default: the cluster file's, or one per core)")
+    d.add_argument("--block-size", type=int, metavar="N",
+                   help="animals per pedigree block (default: one block per worker thread)")
     p.set_defaults(func=_cmd_reliability)
 
 
@@ -80,7 +94,8 @@ def _cmd_reliability(args) -> int:
         interbull=args.interbull, interbull_kind=args.interbull_kind, genotyped=args.genotyped,
         ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
         out_of_core=args.out_of_core if args.work_dir is None else True,
-        work_dir=args.work_dir)
+        work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
+        cluster=args.cluster, block_size=args.block_size, workers=args.workers)
     summary = run_reliability(job, progress=args.progress)
     print(summary.text)
     return 0

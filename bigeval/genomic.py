@@ -152,11 +152,40 @@ def tune_g(G: np.ndarray, A22: np.ndarray) -> np.ndarray:
     n = G.shape[0]
     if n < 2:
         return G.copy()
-    dg, da = np.trace(G) / n, np.trace(A22) / n
-    og = (G.sum() - np.trace(G)) / (n * (n - 1))
+    da = np.trace(A22) / n
     oa = (A22.sum() - np.trace(A22)) / (n * (n - 1))
-    b = (da - oa) / (dg - og)
-    return (da - b * dg) + b * G
+    return tune_g_means(G, da, oa)
+
+
+def tune_g_means(G: np.ndarray, mean_diag_a22: float, mean_offdiag_a22: float, *,
+                 overwrite: bool = False) -> np.ndarray:
+    """:func:`tune_g` from the mean diagonal and off-diagonal of A22 (no dense A22).
+
+    The means come from :func:`bigeval.relationships.a22_means`. With ``overwrite`` (and a
+    float64 G) the result is computed in the memory of G.
+
+    Examples
+    --------
+    >>> G = np.array([[1.0, -0.2], [-0.2, 1.2]])
+    >>> tune_g_means(G, 1.0, 0.25).round(4).tolist()
+    [[0.9423, 0.25], [0.25, 1.0577]]
+    """
+    G = np.asarray(G)
+    out = G if overwrite and G.dtype == np.float64 and G.flags.writeable else \
+        np.array(G, dtype=np.float64)
+    n = out.shape[0]
+    if n < 2:
+        return out
+    dg = np.trace(out) / n
+    og = (out.sum() - np.trace(out)) / (n * (n - 1))
+    if not dg != og:
+        raise InputError("G has equal mean diagonal and off-diagonal elements, so it cannot "
+                         "be tuned to A22", value=float(dg),
+                         remedy="check the genotypes (QC), or leave out tuning")
+    b = (mean_diag_a22 - mean_offdiag_a22) / (dg - og)  # Chen et al. (2011)
+    out *= b
+    out += mean_diag_a22 - b * dg
+    return out
 
 
 def blend_g(G: np.ndarray, A22: np.ndarray, w: float = 0.05) -> np.ndarray:

@@ -56,6 +56,14 @@ class ReliabilityJob:
     #: None: when the pedigree file is at least OUT_OF_CORE_BYTES
     out_of_core: bool | None = False
     work_dir: str | os.PathLike | None = None
+    #: where the iteration runs (bigeval.cluster): auto | memory | dask (None: the Dask config
+    #: bigeval.engine, else auto); a scheduler address to attach to; a cluster file
+    #: (cluster/*.yaml); animals per block; workers to start
+    engine: str | None = None
+    scheduler: str | None = None
+    cluster: str | os.PathLike | None = None
+    block_size: int | None = None
+    workers: int | None = None
 
     def resolved_alpha(self) -> float:
         from bigeval.errors import InputError
@@ -168,7 +176,13 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
         if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
             check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
     out = ensure_dir(job.out)  # fail on an unwritable folder before the long work
-    res = reliability(pop, opts, interbull_source=job.interbull, progress=progress)
+    from bigeval.cluster import reliability_engine
+
+    with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,
+                            cluster=job.cluster, block_size=job.block_size,
+                            n_workers=job.workers) as engine:
+        res = reliability(pop, opts, interbull_source=job.interbull, progress=progress,
+                          iterator=engine.iterator)
     rel_exact = None
     if job.exact:
         from bigeval.reliability.exact import exact_reliability
@@ -180,6 +194,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
             a22inv=pop.a22inv if use_h else None)
     table = result_table(pop, res, rel_exact)
     text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
+    text += "\n" + engine.description
     if job.exact and pop.interbull_animal is not None:
         text += "\nnote: the exact model has no Interbull information; the approximation has."
     files = {"reliability": out / "reliability.csv", "summary": out / "summary.txt"}

@@ -87,33 +87,121 @@ class ChunkReader:
     def __iter__(self) -> Iterator[pd.DataFrame]:
         path = readers._check_file(self.path, self.columns, kind=self.kind)
         cols, kind = self.columns, self.kind
-        with readers._parse_errors(path, cols, kind=kind):
-            reader = readers._read_csv(path, cols, chunksize=self.chunk_rows,
-                                       n_optional=len(self.optional or ()))
+        reader, raw = self._open(path)
         self.n_rows = 0
         first: tuple[int, InputError] | None = None  # (rank of the check, its error)
         with reader:
-            while True:
-                with readers._parse_errors(path, cols, kind=kind):
-                    raw = next(reader, None)
-                if raw is None:
-                    break
+            while raw is not None:
                 out = readers._tidy(raw, cols, kind=kind, path=path, optional=self.optional)
                 self.n_rows += len(out)
-                if len(out) == 0:
-                    continue
-                err = _first_failure(out, cols, kind=kind, path=path, rows_fn=self.rows_fn)
-                if err is not None:
-                    if first is None or err[0] < first[0]:
-                        first = err
-                    continue
-                if first is None:
-                    yield out
+                if len(out):
+                    err = _first_failure(out, cols, kind=kind, path=path, rows_fn=self.rows_fn)
+                    if err is not None:
+                        if first is None or err[0] < first[0]:
+                            first = err
+                    elif first is None:
+                        yield out
+                with readers._parse_errors(path, cols, kind=kind):
+                    raw = _get_chunk(reader, self.chunk_rows)
         if self.n_rows == 0:
             raise InputError(f"{kind} file has no data rows", file=path,
                              expected=f"columns {' '.join(cols)}")
         if first is not None:
             raise first[1]
+
+    def _open(self, path: Path):
+        """pandas' chunked reader in the layout the whole-file reader would choose, and the
+        first block.
+
+        The whole-file reader takes the optional columns, then the named ones, when *some*
+        line has them; pandas' chunked reader fixes the columns from its first block. So
+        when the first block has no line long enough, the first such line is looked up and
+        the first block made long enough to hold it (only a file whose long lines come late
+        makes that block large).
+        """
+        cols, kind = self.columns, self.kind
+        csv = readers.is_csv(path)
+        n_opt = len(self.optional or ())
+        for n_o in ([n_opt, 0] if n_opt and not csv else [0]):
+            rows = self.chunk_rows
+            for attempt in range(2):
+                with readers._parse_errors(path, cols, kind=kind):
+                    reader = readers._read_csv(path, cols, chunksize=self.chunk_rows,
+                                               n_optional=n_o)
+                try:
+                    first = _get_chunk(reader, rows)
+                except ValueError as exc:  # pandas' ParserError, UnicodeDecodeError, ...
+                    reader.close()
+                    if csv or (n_o == 0 and not _too_few_columns(exc)):
+                        with readers._parse_errors(path, cols, kind=kind):
+                            raise
+                    row = first_row_with_fields(path, len(cols) + n_o) if attempt == 0 else -1
+                    if row < 0:
+                        break
+                    rows = max(rows, row + 1)
+                else:
+                    return reader, first
+        # No line has the named columns: the whole-file reader raises its error.
+        readers.read_table(path, cols, kind=kind, optional=self.optional)
+        raise RuntimeError(f"{path}: pandas could not read the file in blocks, but whole")
+
+
+def _get_chunk(reader, rows: int):
+    try:
+        return reader.get_chunk(rows)
+    except StopIteration:
+        return None
+
+
+def _too_few_columns(exc: Exception) -> bool:
+    """Whether pandas failed because the first block has fewer columns than asked for."""
+    return "Too many columns specified" in str(exc) or "secols" in str(exc)
+
+
+@numba.njit(cache=True)
+def _scan_fields(buf, need, state):  # pragma: no cover - numba
+    """Whitespace-separated fields per line (pandas' ``sep=r"\\s+"``: space and tab; ``\\r``
+    before ``\\n`` ignored); the 0-based line of the first line with ``need`` fields or -1.
+    ``state`` = (line, fields so far, inside a field) carries over from block to block."""
+    line, fields, inside = state[0], state[1], state[2]
+    for b in buf:
+        if b == 10:  # \n
+            if fields >= need:
+                return line
+            line += 1
+            fields = 0
+            inside = 0
+        elif b == 32 or b == 9 or b == 13:
+            inside = 0
+        elif inside == 0:
+            inside = 1
+            fields += 1
+    state[0], state[1], state[2] = line, fields, inside
+    return -1
+
+
+def first_row_with_fields(path, need: int, block: int = 1 << 24) -> int:
+    """0-based number of the first line of a whitespace-separated file with at least
+    ``need`` fields, or -1 (one streaming pass in blocks of ``block`` bytes).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "ped.txt"
+    >>> _ = p.write_text("a 0 0\\n\\nb 0 0 2001\\n")
+    >>> first_row_with_fields(p, 4), first_row_with_fields(p, 5)
+    (2, -1)
+    """
+    state = np.zeros(3, np.int64)
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(block)
+            if not buf:
+                break
+            found = _scan_fields(np.frombuffer(buf, np.uint8), need, state)
+            if found >= 0:
+                return int(found)
+    return int(state[0]) if state[1] >= need else -1
 
 
 def _first_failure(out, cols, *, kind, path, rows_fn) -> tuple[int, InputError] | None:

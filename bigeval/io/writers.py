@@ -169,6 +169,26 @@ def _mkstemp(path: Path) -> Path:
     return Path(tmp)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - non-Linux
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _publish_mode(tmp: Path) -> None:
+    """Give a temporary file or folder the mode a plain create would (mkstemp makes 0600)."""
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
+
+
 def _fsync(tmp: Path) -> None:
     """Make a written file durable before a rename makes it visible."""
     if tmp.is_dir():
@@ -205,6 +225,7 @@ def atomic_files(*paths: str | os.PathLike):
         for path, tmp in zip(targets, tmps):
             with _translated(path):
                 _fsync(tmp)
+                _publish_mode(tmp)
         for path, tmp in zip(targets, tmps):
             with _translated(path):
                 os.replace(tmp, path)
@@ -266,6 +287,7 @@ def atomic_dir(path: str | os.PathLike):
                                     dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp)
         old = None
         if path.exists() or path.is_symlink():
             old = path.with_name(f".{path.name}.{_owner()}.old")

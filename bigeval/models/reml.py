@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from bigeval.errors import BigevalWarning, InputError
 from bigeval.models.mme import ModelData, assemble
@@ -51,24 +52,69 @@ def _names(md: ModelData) -> tuple[str, ...]:
                                  ("sigma_pe2", md.pe_ids is not None), ("sigma_e2", True)) if on)
 
 
-def _pieces(md: ModelData, theta: dict):
-    """Everything one round needs: solutions, C⁻¹, −2logL, the blocks."""
+DENSE_REML_MAX = 2000  # equations: the dense engine (the twin) up to here, sparse above
+
+
+class _DenseC:
+    """C = LHS factored densely: C⁻¹ formed whole (the twin of :class:`_SparseC`)."""
+
+    def __init__(self, lhs, theta):
+        try:
+            self.L = scipy.linalg.cholesky(lhs.toarray(), lower=True)
+        except np.linalg.LinAlgError:
+            raise InputError("the MME are not positive definite during REML", value=theta,
+                             remedy="try other starting values; check that every fixed-effect "
+                                    "level has records") from None
+        self.Cinv = scipy.linalg.cho_solve((self.L, True), np.eye(lhs.shape[0]))
+        self.logdet = 2.0 * float(np.log(np.diag(self.L)).sum())
+
+    def solve(self, b):
+        return scipy.linalg.cho_solve((self.L, True), b)
+
+    def trace(self, b: slice, K=None) -> float:
+        """tr(K C⁻¹_bb) (tr(C⁻¹_bb) when K is None)."""
+        Cb = self.Cinv[b, b]
+        return float(np.trace(Cb)) if K is None else float(K.multiply(Cb).sum())
+
+
+class _SparseC:
+    """C = LHS by sparse Cholesky; the traces from its selected inverse (the entries of C⁻¹
+    on the pattern of C, which holds every K⁻¹ block: Takahashi equations)."""
+
+    def __init__(self, lhs, theta):
+        from bigeval.models.cholesky import cholesky
+        from bigeval.models.selinv import selected_inverse
+        try:
+            self.f = cholesky(lhs, what="the MME left-hand side during REML")
+        except InputError as exc:
+            raise InputError(exc.message, value=theta,
+                             remedy="try other starting values; check that every "
+                                    "fixed-effect level has records") from None
+        self.sel = selected_inverse(self.f)
+        self.logdet = self.f.logdet()
+
+    def solve(self, b):
+        return self.f.solve(b)
+
+    def trace(self, b: slice, K=None) -> float:
+        if K is None:
+            return float(self.sel.diagonal()[b].sum())
+        K = sp.coo_matrix(K)
+        return float(K.data @ self.sel.entries(K.row + b.start, K.col + b.start))
+
+
+def _pieces(md: ModelData, theta: dict, engine: str = "dense"):
+    """Everything one round needs: solutions, C (factored), −2logL, the blocks."""
     m = assemble(md, sigma_a2=theta.get("sigma_a2"), sigma_pe2=theta.get("sigma_pe2"),
                  sigma_e2=theta["sigma_e2"])
-    C = m.lhs.toarray()
-    try:
-        L = scipy.linalg.cholesky(C, lower=True)
-    except np.linalg.LinAlgError:
-        raise InputError("the MME are not positive definite during REML",
-                         value=theta, remedy="try other starting values") from None
-    s = scipy.linalg.cho_solve((L, True), m.rhs)
-    Cinv = scipy.linalg.cho_solve((L, True), np.eye(len(s)))
+    C = (_DenseC if engine == "dense" else _SparseC)(m.lhs, theta)
+    s = C.solve(m.rhs)
     y = md.y
     n = len(y)
     p = m.blocks["fixed"].stop
     w = np.ones(n) if md.weights is None else md.weights
     ypy = float(y @ (m.rinv * y) - s @ m.rhs)
-    m2ll = (n - p) * np.log(2 * np.pi) + 2 * np.log(np.diag(L)).sum() + ypy \
+    m2ll = (n - p) * np.log(2 * np.pi) + C.logdet + ypy \
         + n * np.log(theta["sigma_e2"]) - np.log(w).sum()
     if "animal" in m.blocks:
         q = m.blocks["animal"].stop - m.blocks["animal"].start
@@ -76,16 +122,26 @@ def _pieces(md: ModelData, theta: dict):
     if "pe" in m.blocks:
         q = m.blocks["pe"].stop - m.blocks["pe"].start
         m2ll += q * np.log(theta["sigma_pe2"])
-    return m, s, Cinv, -0.5 * m2ll, ypy, p
+    return m, s, C, -0.5 * m2ll, ypy, p
 
 
-def loglik(md: ModelData, **theta) -> float:
+def _engine(md: ModelData, engine: str) -> str:
+    if engine not in ("auto", "dense", "sparse"):
+        raise InputError("unknown REML engine", value=engine, expected="auto, dense or sparse")
+    if engine != "auto":
+        return engine
+    neq = md.design.Xk.shape[1] + (0 if md.rel is None else md.rel.kinv.shape[0]) \
+        + (0 if md.pe_ids is None else len(md.pe_ids))
+    return "dense" if neq <= DENSE_REML_MAX else "sparse"
+
+
+def loglik(md: ModelData, engine: str = "auto", **theta) -> float:
     """REML log-likelihood at the variances given (keywords sigma_a2, sigma_pe2, sigma_e2)."""
-    return _pieces(md, theta)[3]
+    return _pieces(md, theta, _engine(md, engine))[3]
 
 
-def _round(md, th, names, method):
-    m, s, Cinv, ll, ypy, p = _pieces(md, th)
+def _round(md, th, names, method, engine="dense"):
+    m, s, C, ll, ypy, p = _pieces(md, th, engine)
     n = len(md.y)
     se2 = th["sigma_e2"]
     e = md.y - m.W @ s
@@ -97,10 +153,9 @@ def _round(md, th, names, method):
         b = m.blocks[blk]
         u = s[b]
         K = md.rel.kinv if blk == "animal" else None
-        Cb = Cinv[b, b]
         q = b.stop - b.start
         quad = float(u @ (K @ u)) if K is not None else float(u @ u)
-        tr = float((K.multiply(Cb)).sum()) if K is not None else float(np.trace(Cb))
+        tr = C.trace(b, K)
         sk = th[name]
         new[name] = (quad + tr) / q
         score[name] = -0.5 * (q / sk - tr / sk ** 2 - quad / sk ** 2)
@@ -110,25 +165,31 @@ def _round(md, th, names, method):
     w = np.ones(n) if md.weights is None else md.weights
     score["sigma_e2"] = -0.5 * ((n - p - trsum) / se2 - float(e @ (w * e)) / se2 ** 2)
     f["sigma_e2"] = e / se2
+    em = np.array([new[k] for k in names])
     if method == "em":
-        return ll, np.array([new[k] for k in names]), None
+        return ll, em, None, None
     # AI matrix: ½ f_i' P f_j, P f = R⁻¹(f − W C⁻¹ W'R⁻¹ f)
     F = np.column_stack([f[k] for k in names])
     RF = m.rinv[:, None] * F
-    PF = RF - m.rinv[:, None] * (m.W @ (Cinv @ (m.W.T @ RF)))
+    PF = RF - m.rinv[:, None] * (m.W @ C.solve(np.asarray(m.W.T @ RF)))
     AI = 0.5 * F.T @ PF
     g = np.array([score[k] for k in names])
-    return ll, np.array([th[k] for k in names]) + np.linalg.solve(AI, g), AI
+    return ll, em, np.array([th[k] for k in names]) + np.linalg.solve(AI, g), AI
 
 
 def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
-         tol: float | None = None, em_first: int = 1) -> REMLResult:
+         tol: float | None = None, em_first: int = 1, engine: str = "auto") -> REMLResult:
     """Estimate the variance components by EM-REML (``method='em'``) or AI-REML.
 
     ``start`` gives starting values by name (sigma_a2, sigma_pe2, sigma_e2). AI takes
     ``em_first`` EM rounds first and falls back to an EM step whenever an AI step leaves the
-    parameter space.
+    parameter space. ``engine``: ``dense`` (C⁻¹ formed whole; the twin), ``sparse`` (sparse
+    Cholesky, traces from the selected inverse) or ``auto`` (dense up to DENSE_REML_MAX
+    equations).
     """
+    if method not in ("ai", "em"):
+        raise InputError("unknown REML method", value=method, expected="ai or em")
+    engine = _engine(md, engine)
     names = _names(md)
     missing = [k for k in names if not start.get(k)]
     if missing:
@@ -140,11 +201,12 @@ def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
     it = 0
     for it in range(1, maxiter + 1):
         mth = "em" if (method == "em" or it <= em_first) else "ai"
-        ll, new, AI_ = _round(md, dict(zip(names, th)), names, mth)
+        ll, new_em, new_ai, AI_ = _round(md, dict(zip(names, th)), names, mth, engine)
+        new = new_em
         if mth == "ai":
             AI = AI_
-            if np.any(new <= 0):
-                _, new, _ = _round(md, dict(zip(names, th)), names, "em")
+            if np.all(new_ai > 0):  # else an EM step (it stays in the parameter space)
+                new = new_ai
         change = float(((new - th) ** 2).sum() / (new ** 2).sum())
         log.append((it, ll, *new, change))
         th = new
@@ -156,7 +218,7 @@ def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
         warnings.warn(f"REML did not converge in {maxiter} rounds", BigevalWarning,
                       stacklevel=2)
     theta = dict(zip(names, th))
-    ll_final, _, AI_final = _round(md, theta, names, "ai")
+    ll_final, _, _, AI_final = _round(md, theta, names, "ai", engine)
     se = np.full(len(names), np.nan)
     h2 = h2_se = np.nan
     cov = None

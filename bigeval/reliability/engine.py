@@ -223,31 +223,45 @@ def start_vector(pop: Population, opts: ReliabilityOptions, *, interbull_source=
 
 
 def genomic_reliability(d: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray,
-                        alpha: float) -> np.ndarray:
+                        alpha: float, *, overwrite: bool = False) -> np.ndarray:
     """Part II: r²_g = 1 − α diag(Q), Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹ (Misztal et al. 2013).
 
-    Only the diagonal of Q is formed, from a Cholesky factor (LAPACK potrf + potri), never a
-    general inverse; a matrix that is not positive definite (G and A22 on different scales)
-    is inverted by LDLᵀ with a warning, as the SAS program's ``inv`` would. Negative values
-    are set to 0, as in the SAS program.
+    Only the diagonal of Q is formed, from a Cholesky factor (LAPACK potrf + trtri:
+    ``Q_ii = Σ_k (L⁻¹)_ki²``), never a general inverse; a matrix that is not positive definite
+    (G and A22 on different scales) is inverted by LDLᵀ with a warning, as the SAS program's
+    ``inv`` would. Negative values are set to 0, as in the SAS program.
 
     Parameters
     ----------
     d
         Part I ERC of the genotyped animals (length n_g).
     ginv, a22inv
-        G⁻¹ and A22⁻¹ (n_g × n_g), in the same order as ``d``; not modified.
+        G⁻¹ and A22⁻¹ (n_g × n_g, both triangles), in the same order as ``d``; not modified
+        unless ``overwrite``.
+    overwrite
+        Build the Part II matrix in the memory of ``ginv`` (float64, C- or Fortran-ordered):
+        two n_g × n_g arrays in all instead of three.
     """
     ng = len(d)
     if ng == 0:
         return np.zeros(0)
-    check_dense(ng, copies=3, what=f"Part II's Q for {ng:,} genotyped animals")
-    m = np.array(ginv, dtype=np.float64, order="F")  # LAPACK works in place
-    m -= a22inv
+    in_place = (overwrite and isinstance(ginv, np.ndarray) and ginv.dtype == np.float64
+                and ginv.flags.writeable and (ginv.flags.f_contiguous or ginv.flags.c_contiguous))
+    check_dense(ng, copies=2 if in_place else 3,
+                what=f"Part II's Q for {ng:,} genotyped animals")
+    # LAPACK works in place on a Fortran array; a C-ordered symmetric matrix is its own
+    # Fortran-ordered transpose
+    if in_place:
+        m = ginv if ginv.flags.f_contiguous else ginv.T
+        m -= a22inv if ginv.flags.f_contiguous else np.asarray(a22inv).T
+    else:
+        m = np.array(ginv, dtype=np.float64, order="F")
+        m -= a22inv
     m[np.diag_indices(ng)] += 1.0
     m *= alpha
-    m[np.diag_indices(ng)] += d
-    q_diag, _ = symmetric_inverse_diag(m, what="Part II's D + (I + G⁻¹ − A22⁻¹)α")
+    m[np.diag_indices(ng)] += d  # Misztal et al. (2013): D + (I + G⁻¹ − A22⁻¹)α
+    q_diag, _ = symmetric_inverse_diag(m, overwrite=True,
+                                       what="Part II's D + (I + G⁻¹ − A22⁻¹)α")
     rel = 1.0 - alpha * q_diag
     return np.maximum(rel, 0.0)
 
@@ -281,23 +295,31 @@ class ReliabilityResult:
 
 
 def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=None,
-                progress: bool | None = None) -> ReliabilityResult:
+                progress: bool | None = None, iterator=None) -> ReliabilityResult:
     """Run Parts I–III on a prepared population.
 
     Part II and III run only when the population has genotyped animals with G⁻¹ and A22⁻¹.
+    ``iterator`` runs the iteration of Parts I and III instead of the in-memory :func:`iterate`:
+    a callable ``(d0, alpha, *, rounds, tol, fixed_animal, fixed_erc, label, progress)`` such
+    as :class:`bigeval.reliability.dask_engine.DaskIteration`.
     """
-    graph = FamilyGraph.from_parents(pop.sire, pop.dam)
+    if iterator is None:
+        graph = FamilyGraph.from_parents(pop.sire, pop.dam)
+
+        def iterator(d0, alpha, **kw):
+            return iterate(d0, graph, alpha, **kw)
+
     d0 = start_vector(pop, opts, interbull_source=interbull_source)
-    p1 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
-                 progress=progress)
+    p1 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
+                  progress=progress)
     rel_g = p3 = None
     if pop.genotyped is not None and pop.ginv is not None:
         rel_g = genomic_reliability(p1.d[pop.genotyped], pop.ginv, pop.a22inv, opts.alpha)
         with np.errstate(divide="ignore"):
             d_g = opts.alpha * rel_g / (1.0 - rel_g)
-        p3 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol,
-                     fixed_animal=pop.genotyped, fixed_erc=d_g, label="Part III",
-                     progress=progress)
+        p3 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol,
+                      fixed_animal=pop.genotyped, fixed_erc=d_g, label="Part III",
+                      progress=progress)
     return ReliabilityResult(erc_records=d0, part1=p1, rel_genomic=rel_g, part3=p3,
                              alpha=opts.alpha)
 

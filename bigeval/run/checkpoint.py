@@ -166,10 +166,13 @@ class StageStore:
                 return False, f"checkpoint file {rel} is corrupted (hash mismatch)"
         return True, "unchanged"
 
-    def outputs_hash(self, stage: str) -> str:
-        """One hash of all outputs of a committed stage (what downstream keys depend on)."""
-        meta = self.sidecar(stage) or {}
-        return hash_json(meta.get("outputs", {}))
+    def outputs_hash(self, stage: str, files=None) -> str:
+        """One hash of the outputs of a committed stage (all, or the names in ``files``):
+        what the keys of the stages reading them depend on."""
+        outputs = (self.sidecar(stage) or {}).get("outputs", {})
+        if files is not None:
+            outputs = {f: outputs.get(f) for f in files}
+        return hash_json(outputs)
 
     @contextlib.contextmanager
     def writing(self, stage: str):

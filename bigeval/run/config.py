@@ -112,6 +112,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("inputs", "interbull_kind", "choice", default="reliability",
         choices=("reliability", "erc"), help="the Interbull value is a reliability or an ERC",
         cli=("reliability --interbull-kind",)),
+    Key("inputs", "out_of_core", "auto-bool", default=False,
+        help="read and renumber the files in blocks through a Zarr work folder (national "
+             "pedigrees of 10 M animals); auto: for large pedigree files",
+        cli=("reliability --out-of-core",)),
     Key("inputs", "birth_year_column", "column", example=4,
         help="column of the pedigree with the birth year (1-based number, or a CSV header "
              "name); used by the report and the output"),
@@ -182,14 +186,30 @@ SCHEMA: tuple[Key, ...] = (
     # [cluster]
     Key("cluster", "scheduler", "str", default="threads",
         help="threads (local, default), synchronous, local-cluster, or a Dask scheduler "
-             "address tcp://host:8786", example="tcp://10.0.0.1:8786"),
-    Key("cluster", "workers", "int", example=2, help="local-cluster: worker processes"),
+             "address tcp://host:8786", example="tcp://10.0.0.1:8786",
+        cli=("reliability --scheduler", "run --scheduler")),
+    Key("cluster", "file", "path", example="cluster/slurm.yaml",
+        help="or start a cluster from a file: SLURM, PBS, Kubernetes or local (cluster/)",
+        cli=("reliability --cluster",)),
+    Key("cluster", "engine", "choice", default="auto", choices=("auto", "memory", "dask"),
+        help="where the iteration of Parts I and III runs: in memory, or partitioned on the "
+             "Dask cluster; auto: Dask with a scheduler or cluster file, or a very large "
+             "pedigree", cli=("reliability --engine",)),
+    Key("cluster", "workers", "int", example=2,
+        help="workers to start (local-cluster, or a cluster file)",
+        cli=("reliability --workers",)),
     Key("cluster", "threads_per_worker", "int", example=1,
         help="local-cluster: threads per worker"),
+    Key("cluster", "block_size", "int", example=250_000,
+        help="animals per pedigree block of the Dask engine (default: one block per worker "
+             "thread)", cli=("reliability --block-size",)),
     # [output]
     Key("output", "folder", "path", default="results",
         help="output folder: reliability.csv/.parquet, report.html, manifest.json, stages/",
         cli=("reliability --out", "grm --out", "run --out")),
+    Key("output", "work_dir", "path", example="/scratch/bigeval-work",
+        help="work folder of the out-of-core prepare (default: inside OUT/stages, removed "
+             "after use)", cli=("reliability --work-dir",)),
     Key("output", "progress", "auto-bool", default="auto",
         help="progress lines (auto: when the terminal is interactive)",
         cli=("reliability --progress", "run --progress")),
@@ -217,9 +237,9 @@ CLI_ONLY = {
     "run --until": "stop after a stage",
     "run --force": "re-run stages whose checkpoints are valid",
     "run --rehash": "hash input files again instead of trusting the size/time cache",
-    "run --scheduler": "= cluster.scheduler",
     "sample --out": "the folder of the sample (its config.toml points at its files)",
     "grm --triplets": "the run keeps G⁻¹ and A22⁻¹ in HDF5 (stages/relationships)",
+    "genotypes import --out": "a genotype file is imported into stages/relationships",
 }
 
 
@@ -530,7 +550,8 @@ def _check(cfg: RunConfig) -> None:
     for dotted in ("exact.max_equations", "report.young_years"):
         if v[dotted] < 0:
             raise err(dotted, f"{dotted} must not be negative", value=v[dotted])
-    for dotted in ("cluster.workers", "cluster.threads_per_worker", "sample.herds"):
+    for dotted in ("cluster.workers", "cluster.threads_per_worker", "cluster.block_size",
+                   "sample.herds"):
         if v[dotted] is not None and v[dotted] < 1:
             raise err(dotted, f"{dotted} must be at least 1", value=v[dotted])
     if not 0.0 < v["sample.fraction"] <= 1.0:

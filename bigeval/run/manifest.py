@@ -147,3 +147,6 @@ class Manifest:
     def write(self) -> None:
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)

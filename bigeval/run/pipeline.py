@@ -161,6 +161,7 @@ def _publish(store: StageStore, out: Path, kill) -> list[Path]:
             continue
         with atomic_path(target) as tmp:
             shutil.copyfile(folder / name, tmp)
+            _readable(tmp)
         written.append(target)
         kill("publish")
     return written
@@ -250,10 +251,26 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
                          manifest=manifest.data, report=report)
 
 
+def _readable(path: Path) -> None:
+    """Give a file or folder the permissions of the user's umask (temporary files are
+    created private; results are meant to be shared like any file the user writes)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        with contextlib.suppress(OSError):
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~umask)
+
+
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+def _split(upstream: str) -> tuple[str, list | None]:
+    """``"prepare/animals.parquet"`` -> ("prepare", ["animals.parquet"]); ``"prepare"`` -> all."""
+    stage, _, name = upstream.partition("/")
+    return stage, ([name] if name else None)
 
 
 def stage_key(stage, cfg: RunConfig, store: StageStore, hasher) -> tuple[str, dict]:
@@ -261,8 +278,9 @@ def stage_key(stage, cfg: RunConfig, store: StageStore, hasher) -> tuple[str, di
     files = stage.inputs(cfg)
     what = {"stage": stage.name, "version": stage.version,
             "params": stage.params(cfg),
-            "inputs": {n: hasher(p) for n, p in sorted(files.items())},
-            "upstream": {u: store.outputs_hash(u) for u in stage.upstream(cfg)}}
+            "inputs": {n: hasher(p) if Path(p).exists() else "missing"  # validate says so
+                       for n, p in sorted(files.items())},
+            "upstream": {u: store.outputs_hash(*_split(u)) for u in stage.upstream(cfg)}}
     return hash_json(what), what
 
 
@@ -281,7 +299,7 @@ def _run_stage(stage, i, n, cfg, store: StageStore, hasher, manifest: Manifest,
     if reusable:
         reason = "forced"
     show.line(f"[{i}/{n}] {name}: running ({reason})")
-    upstream = {u: store.folder(u) for u in stage.upstream(cfg)}
+    upstream = {_split(u)[0]: store.folder(_split(u)[0]) for u in stage.upstream(cfg)}
     t0 = time.perf_counter()
     kill = (lambda p: _point(name, p))
     with _kill_timer(name), MemorySampler() as mem, store.writing(name) as tmp:
@@ -294,6 +312,7 @@ def _run_stage(stage, i, n, cfg, store: StageStore, hasher, manifest: Manifest,
                                 "summary": summary, "seconds": seconds,
                                 "peak_rss_mb": round(mem.peak / MiB, 1),
                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        _readable(tmp)
         kill("sealed")
     kill("committed")
     manifest.stage({"name": name, "status": "executed", "reason": reason, "key": key,

@@ -72,7 +72,7 @@ class Stage:
     run: Callable[[StageContext], dict]
     inputs: Callable[[RunConfig], dict]
     params: Callable[[RunConfig], dict]
-    upstream: Callable[[RunConfig], tuple]
+    upstream: Callable[[RunConfig], tuple]  # "stage" (all outputs) or "stage/file"
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
     version: int = 1
 
@@ -241,18 +241,46 @@ def _check_in_pedigree(ids: np.ndarray, index: pd.Index, path, what: str) -> Non
 # Adapters over library calls that other work is changing (re-point them here)
 
 
-def _prepare(pedigree, records=None, **files):
-    """Read, validate and renumber (in memory; an out-of-core prepare plugs in here)."""
+def _prepare(cfg: RunConfig, pedigree, records=None, **files):
+    """Read, validate and renumber: in memory, or in blocks through a Zarr work folder
+    (:func:`bigeval.prepare_ooc.prepare_ooc`, the same numbering and errors) when
+    ``[inputs] out_of_core`` says so."""
+    import types
+
     from bigeval.prepare import prepare
 
+    flag = cfg["inputs.out_of_core"]
+    if flag is not False:
+        from bigeval.prepare_ooc import prepare_ooc, use_out_of_core
+
+        job = types.SimpleNamespace(out_of_core=None if flag == "auto" else flag,
+                                    pedigree=pedigree)
+        if use_out_of_core(job):
+            import tempfile
+
+            root = cfg["output.work_dir"] or (cfg.out / "stages")
+            Path(root).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=".prepare-ooc.", suffix=".tmp",
+                                             dir=root) as work:
+                return prepare_ooc(pedigree, records, work=Path(work) / "work.zarr",
+                                   **files).to_population()
     return prepare(pedigree, records, **files)
 
 
-def _reliability(pop, opts, *, interbull_source, progress: bool):
-    """Parts I-III (the in-memory engine; the distributed engine plugs in here)."""
+def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool):
+    """Parts I-III: the iteration in memory or partitioned on a Dask cluster
+    (:func:`bigeval.cluster.reliability_engine`, chosen by ``[cluster]``)."""
+    from bigeval.cluster import reliability_engine
     from bigeval.reliability.engine import reliability
 
-    return reliability(pop, opts, interbull_source=interbull_source, progress=progress)
+    sched = cfg["cluster.scheduler"]
+    address = None if sched in ("threads", "synchronous", "local-cluster") else sched
+    with reliability_engine(pop.sire, pop.dam, engine=cfg["cluster.engine"], scheduler=address,
+                            cluster=cfg["cluster.file"], block_size=cfg["cluster.block_size"],
+                            n_workers=cfg["cluster.workers"]) as engine:
+        res = reliability(pop, opts, interbull_source=interbull_source, progress=progress,
+                          iterator=engine.iterator)
+    return res, engine.description
 
 
 def _exact(pop, alpha: float, tau, *, genomic: bool) -> np.ndarray:
@@ -296,12 +324,19 @@ def validate(ctx: StageContext) -> dict:
                                                                    else ""),
                              remedy="fix the path in the configuration (relative to it)")
     ctx.progress.phase("reading pedigree, records, Interbull")
-    pop = _prepare(cfg["inputs.pedigree"], cfg["inputs.records"],
+    pop = _prepare(cfg, cfg["inputs.pedigree"], cfg["inputs.records"],
                    genotyped=cfg["inputs.genotyped"], interbull=cfg["inputs.interbull"],
-                   ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"])
+                   ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"],
+                   interbull_kind=cfg["inputs.interbull_kind"])
     ctx.point("mid")
     index = pd.Index(pop.ids)
     notes = []
+    from bigeval.prepare import single_record_groups
+
+    lonely = single_record_groups(pop)
+    if len(lonely):
+        notes.append(f"{len(lonely):,} contemporary group(s) hold a single record, which "
+                     f"carries no information (ERC 0), e.g. {lonely['cg'].iat[0]}")
     n_genotyped = 0 if pop.genotyped is None else len(pop.genotyped)
     n_snps = None
     for key in ("inputs.genotypes", "inputs.grm"):
@@ -348,10 +383,7 @@ def validate(ctx: StageContext) -> dict:
                          "0/NA)")
     if cfg.has_model:
         _model_records(cfg)  # trait and factor columns exist and are numbers where needed
-    with_pe = cfg["parameters.tau"] is not None
-    n_eq = exact_equations(pop, with_pe)
-    if cfg["exact.check"] is True:
-        check_dense(n_eq, copies=2, what=f"the exact check's MME inverse ({n_eq:,} equations)")
+    n_eq = exact_equations(pop, cfg["parameters.tau"] is not None)
     has_rec = np.zeros(pop.n_animals, bool)
     has_rec[pop.rec_animal] = True
     summary = {
@@ -374,8 +406,9 @@ def validate(ctx: StageContext) -> dict:
 def prepare(ctx: StageContext) -> dict:
     """Renumber the population and keep it as Parquet tables (IDs as given)."""
     cfg = ctx.config
-    pop = _prepare(cfg["inputs.pedigree"], cfg["inputs.records"],
-                   interbull=cfg["inputs.interbull"])
+    pop = _prepare(cfg, cfg["inputs.pedigree"], cfg["inputs.records"],
+                   interbull=cfg["inputs.interbull"],
+                   interbull_kind=cfg["inputs.interbull_kind"])
     extra = _pedigree_extra(cfg, pop.ids)
     animals = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
                             "sire": pop.sire.astype(np.int64), "dam": pop.dam.astype(np.int64),
@@ -454,7 +487,7 @@ def relationships(ctx: StageContext) -> dict:
     cfg = ctx.config
     summary: dict = {}
     if cfg["inputs.ginv"] is not None:
-        pop = _prepare(cfg["inputs.pedigree"], genotyped=cfg["inputs.genotyped"],
+        pop = _prepare(cfg, cfg["inputs.pedigree"], genotyped=cfg["inputs.genotyped"],
                        ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"])
         ids = pop.ids[pop.genotyped].astype(str)
         ginv, a22inv = pop.ginv, pop.a22inv
@@ -708,8 +741,8 @@ def reliabilities(ctx: StageContext) -> dict:
     pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
     opts = _options(cfg)
     ctx.progress.phase("Parts I-III")
-    res = _reliability(pop, opts, interbull_source=cfg["inputs.interbull"],
-                       progress=ctx.progress.enabled)
+    res, engine = _reliability(cfg, pop, opts, interbull_source=cfg["inputs.interbull"],
+                               progress=ctx.progress.enabled)
     ctx.point("mid")
     conv = [pd.DataFrame({"part": "I", "round": np.arange(1, res.part1.rounds + 1),
                           "max_change": res.part1.max_change})]
@@ -717,7 +750,7 @@ def reliabilities(ctx: StageContext) -> dict:
         conv.append(pd.DataFrame({"part": "III", "round": np.arange(1, res.part3.rounds + 1),
                                   "max_change": res.part3.max_change}))
     _write_parquet(pd.concat(conv, ignore_index=True), ctx.work / "convergence.parquet")
-    summary = {"alpha": opts.alpha, "rounds_part1": res.part1.rounds,
+    summary = {"alpha": opts.alpha, "engine": engine, "rounds_part1": res.part1.rounds,
                "converged_part1": res.part1.converged,
                "rounds_part3": None if res.part3 is None else res.part3.rounds,
                "mean_rel_pedigree": float(res.rel_pedigree.mean()),
@@ -734,7 +767,7 @@ def reliabilities(ctx: StageContext) -> dict:
         ctx.progress.phase(f"exact check: approximation without Interbull, "
                            f"MME inverse ({n_eq:,} equations)")
         res_ni = res if pop.interbull_animal is None else _reliability(
-            base, opts, interbull_source=None, progress=False)
+            cfg, base, opts, interbull_source=None, progress=False)[0]
         ex_a = _exact(base, opts.alpha, opts.tau, genomic=False)
         exact = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
                               "rel_pedigree": res_ni.rel_pedigree, "rel_exact_pblup": ex_a})
@@ -812,10 +845,6 @@ def report(ctx: StageContext) -> dict:
 # The stage table
 
 
-def _params_common(cfg):
-    return {}
-
-
 def _rel_params(cfg: RunConfig) -> dict:
     keys = ("inputs.genotypes_format", "genomics.qc", "genomics.min_call_rate_snp",
             "genomics.min_call_rate_animal", "genomics.min_maf", "genomics.max_concordance",
@@ -850,8 +879,7 @@ def _files(*names):
 STAGES: tuple[Stage, ...] = (
     Stage("validate", validate, inputs=_input_files,
           params=lambda c: {k: c[k] for k in ("inputs.interbull_kind", "inputs.birth_year_column",
-                                              "inputs.sex_column", "inputs.genotypes_format",
-                                              "exact.check")}
+                                              "inputs.sex_column", "inputs.genotypes_format")}
           | ({k: c[k] for k in ("model.trait", "model.factors", "model.covariates")}
              if c.has_model else {}),
           upstream=lambda c: ()),
@@ -860,11 +888,11 @@ STAGES: tuple[Stage, ...] = (
           upstream=lambda c: ()),
     Stage("relationships", relationships,
           inputs=_files("genotypes", "grm", "genotyped", "ginv", "a22inv"),
-          params=_rel_params, upstream=lambda c: ("prepare",),
+          params=_rel_params, upstream=lambda c: ("prepare/animals.parquet",),
           enabled=lambda c: c.has_genomics),
     Stage("solve", solve, inputs=_files("records"), params=_solve_params,
-          upstream=lambda c: ("prepare",) + (("relationships",)
-                                             if _model_relationship(c) == "H" else ()),
+          upstream=lambda c: ("prepare/animals.parquet",)
+          + (("relationships",) if _model_relationship(c) == "H" else ()),
           enabled=lambda c: c.has_model),
     Stage("reliabilities", reliabilities, inputs=_files("interbull"),
           params=_reliability_params,

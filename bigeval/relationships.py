@@ -1,0 +1,403 @@
+"""Relationships of the genotyped animals for single-step and Part II: A22, A22⁻¹, G*, G*⁻¹.
+
+Nothing here forms the relationship matrix A of the whole pedigree.
+
+* **Pruning.** A22 depends only on the genotyped animals and their ancestors, so every
+  computation first drops the other animals (:func:`prune_to_ancestors`): in a national
+  pedigree with young genotyped animals that removes most of it.
+* **A22⁻¹ from the sparse A⁻¹** (``method="sparse"``). With the non-genotyped animals (1) and
+  the genotyped ones (2) of the pruned pedigree, ``A22⁻¹ = A²² − A²¹ (A¹¹)⁻¹ A¹²``: the Schur
+  complement of the sparse A⁻¹ (Henderson's rules). ``A¹¹`` is factored once by a sparse
+  Cholesky (CHOLMOD when installed, else SuperLU: :func:`bigeval.models.cholesky.cholesky`),
+  and ``(A¹¹)⁻¹ A¹²`` is solved a panel of genotyped columns at a time. The cost is about
+  ``4 nnz(L) n_g`` flops, against ``n_g³`` for a dense inverse of A22.
+* **A22 and its Cholesky inverse** (``method="dense"``): A22 by Colleau's (2002) indirect
+  method (:func:`bigeval.pedigree.a22_dense`) on the pruned pedigree, then potrf + potri in
+  place (:func:`bigeval.linalg.spd_inverse`). The twin against which the sparse route is
+  tested, and the faster one for small n_g.
+* **Tuning and blending without a dense A22**: the means that :func:`bigeval.genomic.tune_g`
+  needs come from the diagonal ``1 + F`` and one Colleau product ``A22 1``
+  (:func:`a22_means`); blending adds A22 to G a block of Colleau columns at a time
+  (:func:`blend_with_a22`).
+
+References
+----------
+Misztal, I., Legarra, A., Aguilar, I. (2009) Computing procedures for genetic evaluation
+including phenotypic, full pedigree, and genomic information. J. Dairy Sci. 92:4648-4655
+(A22⁻¹ from the sparse A⁻¹).
+Colleau, J.-J. (2002) An indirect approach to the extensive calculation of relationship
+coefficients. Genet. Sel. Evol. 34:409-421.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+from bigeval._resources import check_dense
+from bigeval.errors import InputError
+from bigeval.linalg import mirror_lower, spd_inverse
+from bigeval.pedigree import (
+    _as_pedigree,
+    _colleau_columns,
+    _sorted_pedigree,
+    a22_dense,
+    ainv_sparse,
+    inbreeding,
+    mendelian_variance,
+    topological_order,
+)
+
+__all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22",
+           "genomic_inverses", "prune_to_ancestors"]
+
+A22_METHODS = ("auto", "sparse", "dense")
+#: Bytes of work space for one panel of solves / Colleau columns.
+PANEL_BYTES = 2**28
+#: ``auto`` takes the dense route up to this many genotyped animals (see benchmarks/bench_part2.py)
+DENSE_UP_TO = 2_000
+
+
+def _progress_printer(label: str, enabled: bool | None):
+    """A ``(done, total)`` callback writing one updating line to stderr (terminals only)."""
+    enabled = sys.stderr.isatty() if enabled is None else enabled
+    t0 = time.perf_counter()
+
+    def show(done: int, total: int):
+        if enabled:
+            end = "\n" if done >= total else ""
+            sys.stderr.write(f"\r{label}: {done:,}/{total:,}  "
+                             f"{time.perf_counter() - t0:6.1f} s{end}")
+            sys.stderr.flush()
+    return show
+
+
+def _as_genotyped(genotyped, n: int) -> np.ndarray:
+    g = np.asarray(genotyped)
+    if g.ndim != 1 or (g.size and not np.issubdtype(g.dtype, np.integer)):
+        raise InputError("genotyped must be a one-dimensional array of animal numbers",
+                         value=f"dtype {g.dtype}, shape {g.shape}",
+                         expected="integer animal numbers 0..n-1",
+                         remedy="map genotyped IDs to internal numbers first")
+    g = g.astype(np.int64, copy=False)
+    bad = np.flatnonzero((g < 0) | (g >= n))
+    if bad.size:
+        raise InputError(f"genotyped[{bad[0]}] is not an animal of the pedigree",
+                         value=int(g[bad[0]]), expected=f"an animal number 0..{n - 1}",
+                         remedy="give every genotyped animal a pedigree row")
+    uniq, counts = np.unique(g, return_counts=True)
+    if uniq.size != g.size:
+        raise InputError("an animal is listed twice among the genotyped",
+                         value=int(uniq[counts > 1][0]), expected="each animal once",
+                         remedy="remove the duplicated genotype row (QC finds duplicates)")
+    return g
+
+
+# --------------------------------------------------------------------------------------
+# pruning
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The genotyped animals and their ancestors, renumbered with parents first.
+
+    Attributes
+    ----------
+    animals
+        Original numbers of the kept animals (length n_p), indexed by new number.
+    sire, dam
+        Parents in the new numbering (-1 unknown); parents come before progeny.
+    genotyped
+        New numbers of the genotyped animals, in the order they were given.
+    """
+
+    animals: np.ndarray
+    sire: np.ndarray
+    dam: np.ndarray
+    genotyped: np.ndarray
+
+
+def prune_to_ancestors(sire, dam, genotyped) -> Pruned:
+    """Keep the genotyped animals and all their ancestors (relationships among them need
+    nothing else), renumbered with parents first.
+
+    Examples
+    --------
+    Animals 0-1 are the parents of 2; 3 is unrelated; 4 is a progeny of 2:
+
+    >>> p = prune_to_ancestors([-1, -1, 0, -1, 2], [-1, -1, 1, -1, -1], [2])
+    >>> p.animals.tolist(), p.sire.tolist(), p.dam.tolist(), p.genotyped.tolist()
+    ([0, 1, 2], [-1, -1, 0], [-1, -1, 1], [2])
+    """
+    sire, dam = _as_pedigree(sire, dam)
+    n = sire.shape[0]
+    g = _as_genotyped(genotyped, n)
+    keep = np.zeros(n, bool)
+    keep[g] = True
+    frontier = g
+    while frontier.size:  # one generation of parents per step
+        parents = np.concatenate([sire[frontier], dam[frontier]])
+        parents = np.unique(parents[parents >= 0])
+        frontier = parents[~keep[parents]]
+        keep[frontier] = True
+    kept = np.flatnonzero(keep)
+    new = np.full(n, -1, np.int64)
+    new[kept] = np.arange(kept.size)
+    s = np.where(sire[kept] >= 0, new[np.maximum(sire[kept], 0)], -1)
+    d = np.where(dam[kept] >= 0, new[np.maximum(dam[kept], 0)], -1)
+    order = topological_order(s, d)  # parents first (raises on a loop)
+    s2, d2, rank = _sorted_pedigree(s, d, order)
+    return Pruned(animals=kept[order], sire=s2, dam=d2, genotyped=rank[new[g]])
+
+
+# --------------------------------------------------------------------------------------
+# A22 statistics and blending, by Colleau's method
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=False)
+def _colleau_matvec(s, d, b, x):  # pragma: no cover - compiled
+    """``A x = T D T' x`` for a pedigree sorted parents first (Colleau 2002), one vector."""
+    n = s.shape[0]
+    v = x.copy()
+    for i in range(n - 1, -1, -1):
+        if s[i] >= 0:
+            v[s[i]] += 0.5 * v[i]
+        if d[i] >= 0:
+            v[d[i]] += 0.5 * v[i]
+    for i in range(n):
+        v[i] *= b[i]
+        if s[i] >= 0:
+            v[i] += 0.5 * v[s[i]]
+        if d[i] >= 0:
+            v[i] += 0.5 * v[d[i]]
+    return v
+
+
+def a22_means(sire, dam, genotyped, f=None) -> tuple[float, float]:
+    """Mean diagonal and mean off-diagonal element of A22, without forming A22.
+
+    The diagonal is ``1 + F``; the sum of all elements is ``1' A22 1 = x' A x`` with x the
+    indicator of the genotyped animals, one Colleau product (two passes over the pedigree).
+    These are what :func:`bigeval.genomic.tune_g` needs.
+
+    Examples
+    --------
+    Mrode (2014) Table 2.1, animals 5 and 6: A22 = [[1.125, 0.6875], [0.6875, 1.125]].
+
+    >>> a22_means([-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], [4, 5])
+    (1.125, 0.6875)
+    """
+    p = prune_to_ancestors(sire, dam, genotyped)
+    fp = inbreeding(p.sire, p.dam) if f is None else np.asarray(f, np.float64)[p.animals]
+    b = mendelian_variance(p.sire, p.dam, fp)
+    ng = p.genotyped.size
+    x = np.zeros(p.sire.size)
+    x[p.genotyped] = 1.0
+    total = float(x @ _colleau_matvec(p.sire, p.dam, b, x))
+    diag = float(np.sum(1.0 + fp[p.genotyped]))
+    mean_off = (total - diag) / (ng * (ng - 1)) if ng > 1 else 0.0
+    return diag / max(ng, 1), mean_off
+
+
+def blend_with_a22(G: np.ndarray, sire, dam, genotyped, w: float, f=None, *,
+                   progress=None) -> np.ndarray:
+    """``G ← (1 − w) G + w A22`` in place, A22 computed a block of columns at a time.
+
+    preGSf90's blending (default w = 0.05); ``G`` must be a writeable float64 array in the
+    order of ``genotyped``. No dense A22 is held: Colleau's method on the pruned pedigree
+    gives ``PANEL_BYTES`` worth of columns at a time.
+
+    Examples
+    --------
+    >>> G = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> blend_with_a22(G, [-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], [4, 5], 0.5).tolist()
+    [[1.0625, 0.34375], [0.34375, 1.0625]]
+    """
+    if not 0 <= w <= 1:
+        raise InputError("blending weight outside [0, 1]", value=w, expected="0 ≤ w ≤ 1",
+                         remedy="give a weight such as 0.05")
+    p = prune_to_ancestors(sire, dam, genotyped)
+    ng = p.genotyped.size
+    if G.shape != (ng, ng) or G.dtype != np.float64:
+        raise InputError("G must be a float64 square matrix in the order of the genotyped",
+                         value=f"{G.dtype}, shape {G.shape}", expected=f"({ng}, {ng}) float64")
+    fp = inbreeding(p.sire, p.dam) if f is None else np.asarray(f, np.float64)[p.animals]
+    b = mendelian_variance(p.sire, p.dam, fp)
+    G *= 1.0 - w
+    if w == 0:
+        return G
+    block = max(1, min(ng, PANEL_BYTES // (8 * max(p.sire.size, 1))))
+    show = progress or (lambda done, total: None)
+    for lo in range(0, ng, block):
+        cols = p.genotyped[lo:lo + block]
+        G[:, lo:lo + block] += w * _colleau_columns(p.sire, p.dam, b, cols)[p.genotyped]
+        show(min(ng, lo + block), ng)
+    return G
+
+
+# --------------------------------------------------------------------------------------
+# A22 inverse
+# --------------------------------------------------------------------------------------
+
+
+def _resolve(method: str, ng: int) -> str:
+    if method not in A22_METHODS:
+        raise InputError("unknown method for A22⁻¹", value=method,
+                         expected=" or ".join(A22_METHODS))
+    if method == "auto":
+        return "dense" if ng <= DENSE_UP_TO else "sparse"
+    return method
+
+
+def a22_inverse(sire, dam, genotyped, f=None, *, method: str = "auto", solver: str = "auto",
+                progress=None) -> np.ndarray:
+    """A22⁻¹, the inverse of the relationships among the genotyped animals.
+
+    Parameters
+    ----------
+    sire, dam
+        Parent numbers, one per animal (length n), -1 for an unknown parent; any numbering.
+    genotyped
+        Numbers of the genotyped animals (length n_g), in the order of the result.
+    f
+        Inbreeding coefficients (length n); computed (Meuwissen & Luo) when None.
+    method
+        ``sparse``: Schur complement of the sparse A⁻¹ of the pruned pedigree;
+        ``dense``: Colleau A22 and a Cholesky inverse; ``auto``: dense up to
+        ``DENSE_UP_TO`` genotyped animals, sparse above.
+    solver
+        Sparse Cholesky of A¹¹ for ``sparse``: ``auto`` (CHOLMOD when installed, else
+        SuperLU), ``cholmod`` or ``superlu``.
+    progress
+        ``(done, total)`` callback over the genotyped columns, or None.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, n_g by n_g, symmetric (both triangles), Fortran-ordered.
+
+    Raises
+    ------
+    InputError
+        Bad parents or genotyped numbers, an animal genotyped twice.
+    ResourceError
+        If the n_g by n_g result (and the work space) does not fit in memory.
+
+    Examples
+    --------
+    Mrode (2014) Table 2.1, animals 5 and 6 (here 4 and 5):
+
+    >>> a22_inverse([-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], [4, 5],
+    ...             method="sparse").round(4).tolist()
+    [[1.4211, -0.8684], [-0.8684, 1.4211]]
+    """
+    from bigeval.models.cholesky import cholesky
+
+    p = prune_to_ancestors(sire, dam, genotyped)
+    ng = p.genotyped.size
+    method = _resolve(method, ng)
+    fp = None if f is None else np.asarray(f, np.float64)[p.animals]
+    if method == "dense":
+        check_dense(ng, copies=1, what=f"A22 of {ng:,} genotyped animals")
+        A22 = np.asfortranarray(a22_dense(p.sire, p.dam, p.genotyped, fp))
+        return spd_inverse(A22, overwrite=True, what="A22",
+                           remedy="check the pedigree for duplicated animals")
+    n_p = p.sire.size
+    check_dense(ng, copies=1, what=f"A22⁻¹ of {ng:,} genotyped animals")
+    Ainv = ainv_sparse(p.sire, p.dam, fp).tocsc()  # Henderson's rules, pruned pedigree
+    is_g = np.zeros(n_p, bool)
+    is_g[p.genotyped] = True
+    other = np.flatnonzero(~is_g)
+    S = np.asfortranarray(Ainv[p.genotyped][:, p.genotyped].toarray())  # A²²
+    if other.size == 0:
+        return S
+    A12 = Ainv[other][:, p.genotyped].tocsc()  # A¹²: non-genotyped rows, genotyped columns
+    A21 = A12.T.tocsr()
+    factor = cholesky(Ainv[other][:, other], solver, what="A¹¹ (A⁻¹ of the non-genotyped)")
+    del Ainv
+    panel = int(max(1, min(ng, PANEL_BYTES // (16 * other.size))))
+    show = progress or (lambda done, total: None)
+    for lo in range(0, ng, panel):
+        hi = min(ng, lo + panel)
+        X = factor.solve(A12[:, lo:hi].toarray())  # (A¹¹)⁻¹ A¹² for these columns
+        S[lo:, lo:hi] -= A21[lo:] @ X  # lower triangle and diagonal block only
+        show(hi, ng)
+    return mirror_lower(S)
+
+
+# --------------------------------------------------------------------------------------
+# G*⁻¹ and A22⁻¹ together
+# --------------------------------------------------------------------------------------
+
+
+def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
+                     blend: float | None = None, f=None, method: str = "auto",
+                     overwrite: bool = False, ids=None, file=None, progress: bool | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """G*⁻¹ (G tuned to and blended with A22) and A22⁻¹, never holding more than two
+    n_g × n_g matrices (G, turned into G*⁻¹ in place, and A22⁻¹).
+
+    Parameters
+    ----------
+    G
+        VanRaden G (n_g × n_g, float64) in the order of ``genotyped``.
+    sire, dam, genotyped, f
+        The pedigree (any numbering, -1 unknown), the genotyped animals' numbers, and
+        optionally the inbreeding coefficients.
+    tune
+        Scale G to A22 (same mean diagonal and off-diagonal; :func:`a22_means`).
+    blend
+        ``G* = (1 − w) G + w A22`` after tuning (:func:`blend_with_a22`).
+    method
+        How A22⁻¹ is computed (:func:`a22_inverse`).
+    overwrite
+        Turn G itself into G*⁻¹ (no copy).
+    ids, file
+        IDs of the genotyped animals and the genotype file, for the error when G* is not
+        positive definite.
+    progress
+        Progress lines on stderr (default: when it is a terminal).
+
+    Returns
+    -------
+    ginv, a22inv : numpy.ndarray
+        float64, n_g by n_g, symmetric.
+
+    Raises
+    ------
+    InputError
+        G* is not positive definite (with the animal and what to do), bad pedigree input.
+    """
+    from bigeval.genomic import tune_g_means
+
+    ng = len(genotyped)
+    check_dense(ng, copies=(1 if overwrite else 2) + 1,
+                what=f"G*⁻¹ and A22⁻¹ of {ng:,} genotyped animals")
+    G = np.asarray(G)
+    if G.shape != (ng, ng):
+        raise InputError("G must be square with one row per genotyped animal",
+                         value=f"shape {G.shape}", expected=f"({ng}, {ng})")
+    work = G if overwrite and G.dtype == np.float64 and G.flags.writeable else \
+        np.array(G, dtype=np.float64)
+    if tune:
+        work = tune_g_means(work, *a22_means(sire, dam, genotyped, f), overwrite=True)
+    if blend is not None:
+        blend_with_a22(work, sire, dam, genotyped, blend, f,
+                       progress=_progress_printer("blending G with A22", progress))
+    if blend is None:
+        remedy = "blend G with A22 (e.g. --blend 0.05: G* = 0.95 G + 0.05 A22)"
+    else:
+        remedy = "blend more A22 into G (a larger --blend), or check the genotypes (QC)"
+    ginv = spd_inverse(work, overwrite=True, what="G" if not (tune or blend) else "G*",
+                       remedy=remedy, file=file, ids=ids)
+    a22inv = a22_inverse(sire, dam, genotyped, f, method=method,
+                         progress=_progress_printer("A22⁻¹ (sparse Schur complement)",
+                                                    progress))
+    return ginv, a22inv
