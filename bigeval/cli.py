@@ -52,6 +52,18 @@ def _add_reliability(sub):
     p.add_argument("--genotyped", metavar="FILE", help="animal (genotyped animals)")
     p.add_argument("--ginv", metavar="FILE", help="G⁻¹ triplets animal1 animal2 value")
     p.add_argument("--a22inv", metavar="FILE", help="A22⁻¹ triplets animal1 animal2 value")
+    gs = p.add_argument_group("genomics from genotypes (instead of --ginv/--a22inv)")
+    gs.add_argument("--genotypes", metavar="STORE",
+                    help="a genotype store (`bigeval genotypes import`): QC, G, G*⁻¹ and A22⁻¹ "
+                         "are built from it and the pedigree; --genotyped then lists the "
+                         "animals of the store to use (default: all)")
+    gs.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --genotypes: scale G to A22 (default: yes)")
+    gs.add_argument("--blend", type=float, default=0.05, metavar="W",
+                    help="with --genotypes: G* = (1-W) G + W A22 (default 0.05; 0: none)")
+    from bigeval.cli_genomics import add_genomic_options
+
+    add_genomic_options(p, gs)
     p.add_argument("--rounds", type=int, default=100, metavar="N",
                    help="rounds of the iteration (default 100, as in the methodology)")
     p.add_argument("--tol", type=float, metavar="X",
@@ -95,10 +107,22 @@ def _cmd_reliability(args) -> int:
         ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
         out_of_core=args.out_of_core if args.work_dir is None else True,
         work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
-        cluster=args.cluster, block_size=args.block_size, workers=args.workers)
+        cluster=args.cluster, block_size=args.block_size, workers=args.workers,
+        **_genomic_job_options(args))
     summary = run_reliability(job, progress=args.progress)
     print(summary.text)
     return 0
+
+
+def _genomic_job_options(args) -> dict:
+    """ReliabilityJob fields of ``--genotypes`` (G*⁻¹ and A22⁻¹ built from a store)."""
+    if args.genotypes is None:
+        return {}
+    from bigeval.cli_genomics import qc_options
+
+    return {"genotypes": args.genotypes, "qc": qc_options(args), "tune": args.tune,
+            "blend": args.blend or None, "a22inv_method": args.a22inv_method,
+            "grm_chunks": args.grm_chunks}
 
 
 def _add_simulate(sub):

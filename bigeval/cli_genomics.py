@@ -8,7 +8,7 @@ function takes the parsed arguments and returns an exit code (errors are
 
     bigeval genotypes import SRC --out geno.zarr [--format plink|blupf90|csv] [--chunks A,S]
     bigeval grm --genotypes geno.zarr [--pedigree PED] [--tune] [--blend W] [--out DIR]
-                [--triplets]
+                [--triplets] [--no-qc | --min-maf X ...] [--a22inv-method auto|sparse|dense]
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pandas as pd
 
 from bigeval.errors import InputError
 
-__all__ = ["register", "cmd_genotypes_import", "cmd_grm"]
+__all__ = ["register", "add_genomic_options", "cmd_genotypes_import", "cmd_grm",
+           "qc_options"]
 
 
 def _chunks(text: str) -> tuple[int, int]:
@@ -56,9 +57,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "grm", help="genomic relationships G, G⁻¹ and A22⁻¹",
-        description="VanRaden (2008) G from a genotype store (blockwise, Dask), optionally "
-                    "tuned to and blended with A22 from a pedigree; writes G.h5, Ginv.h5 and, "
-                    "with a pedigree, A22inv.h5 (datasets G, Ginv, A22inv and ids).")
+        description="Genotype QC (preGSf90's checks and defaults), VanRaden (2008) G from a "
+                    "genotype store (blockwise, Dask), optionally tuned to and blended with "
+                    "A22 from a pedigree; writes G.h5, Ginv.h5 and, with a pedigree, "
+                    "A22inv.h5 (datasets G, Ginv, A22inv and ids), qc_report.csv and "
+                    "summary.txt. A22⁻¹ comes from the sparse A⁻¹ (no dense A).")
     p.add_argument("--genotypes", required=True, metavar="STORE",
                    help="a store from `bigeval genotypes import`")
     p.add_argument("--pedigree", metavar="FILE", help="animal sire dam (for A22)")
@@ -66,11 +69,63 @@ def register(subparsers) -> None:
                    help="scale G to A22 (same mean diagonal and off-diagonal); needs --pedigree")
     p.add_argument("--blend", type=float, metavar="W",
                    help="G = (1-W) G + W A22 after tuning (e.g. 0.05); needs --pedigree")
+    add_genomic_options(p)
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default .)")
     p.add_argument("--triplets", action="store_true",
                    help="also write Ginv.txt and A22inv.txt: animal1 animal2 value, "
-                        "lower triangle")
+                        "lower triangle (the layout `bigeval reliability` reads)")
     p.set_defaults(func=cmd_grm)
+
+
+def add_genomic_options(p, group=None) -> None:
+    """QC thresholds, the A22⁻¹ method and G's chunks: shared by ``grm`` and
+    ``reliability --genotypes`` (the last two go into ``group`` when given)."""
+    from bigeval.qc import QCOptions
+    from bigeval.relationships import A22_METHODS
+
+    d = QCOptions()
+    g = p.add_argument_group("genotype QC (preGSf90's defaults; a threshold of 0 switches a "
+                             "check off)")
+    g.add_argument("--no-qc", dest="qc", action="store_false",
+                   help="use the genotypes as they are (no QC)")
+    g.add_argument("--min-call-rate-snp", type=float, default=d.min_call_rate_snp,
+                   metavar="X", help=f"drop SNPs called in fewer animals (default "
+                                     f"{d.min_call_rate_snp:g})")
+    g.add_argument("--min-call-rate-animal", type=float, default=d.min_call_rate_animal,
+                   metavar="X", help=f"drop animals with fewer SNPs called (default "
+                                     f"{d.min_call_rate_animal:g})")
+    g.add_argument("--min-maf", type=float, default=d.min_maf, metavar="X",
+                   help=f"drop SNPs with a smaller minor allele frequency (default "
+                        f"{d.min_maf:g}); monomorphic SNPs are always dropped")
+    g.add_argument("--max-concordance", type=float, default=d.max_concordance, metavar="X",
+                   help=f"animals whose genotypes agree at more than this share of SNPs are "
+                        f"duplicates; the later one is dropped (default {d.max_concordance:g})")
+    group = p if group is None else group
+    group.add_argument("--a22inv-method", choices=A22_METHODS, default="auto",
+                   help="A22⁻¹ from the sparse A⁻¹ (Schur complement; sparse), from A22 by "
+                        "Colleau's method and a Cholesky inverse (dense), or by size (auto)")
+    group.add_argument("--grm-chunks", type=_chunks, default=None, metavar="A,S",
+                   help="chunks animals,SNPs for G (default: the store's)")
+
+
+def qc_options(args):
+    """The :class:`bigeval.qc.QCOptions` of the parsed arguments, or None with --no-qc."""
+    from bigeval.qc import QCOptions
+
+    if not args.qc:
+        return None
+    return QCOptions(min_call_rate_snp=args.min_call_rate_snp,
+                     min_call_rate_animal=args.min_call_rate_animal, min_maf=args.min_maf,
+                     max_concordance=args.max_concordance)
+
+
+def qc_summary(report: pd.DataFrame) -> str:
+    """One line: what QC removed and why."""
+    if not len(report):
+        return "QC removed nothing"
+    counts = report.groupby(["kind", "reason"]).size()
+    return "QC removed " + ", ".join(f"{n:,} {k}{'s' if n > 1 else ''} ({r})"
+                                     for (k, r), n in counts.items())
 
 
 def cmd_genotypes_import(args) -> int:
@@ -89,61 +144,91 @@ def cmd_genotypes_import(args) -> int:
     return 0
 
 
-def _a22(pedigree: str, ids: np.ndarray) -> np.ndarray:
-    """A22 of the genotyped animals ``ids`` (in that order) from a pedigree file."""
+def _pedigree(path: str):
+    """IDs, sire and dam (internal numbers) of a pedigree file."""
     from bigeval.io import read_pedigree
-    from bigeval.pedigree import a22_dense
     from bigeval.prepare import renumber_pedigree
 
-    ped_ids, sire, dam, _ = renumber_pedigree(read_pedigree(pedigree), path=pedigree)
-    pos = pd.Index(np.asarray(ped_ids).astype(str)).get_indexer(ids)
-    if (pos < 0).any():
-        missing = ids[pos < 0]
-        raise InputError(f"{len(missing):,} genotyped animal(s) are not in the pedigree",
-                         file=pedigree, value=missing[0],
-                         expected="every genotyped animal in the pedigree",
-                         remedy="add the genotyped animals to the pedigree (unknown parents "
-                                "as 0), or remove them from the genotypes")
-    return a22_dense(sire, dam, pos)
+    ped_ids, sire, dam, _ = renumber_pedigree(read_pedigree(path), path=path)
+    return np.asarray(ped_ids).astype(str), sire, dam
 
 
 def cmd_grm(args) -> int:
     """``bigeval grm``: G (and G⁻¹, A22⁻¹) from a genotype store; files in ``args.out``."""
-    from bigeval._resources import check_dense
-    from bigeval.genomic import blend_g, tune_g
-    from bigeval.grm import grm, write_grm
-    from bigeval.io.genotypes import open_genotypes
-    from bigeval.io.writers import ensure_dir, write_triplets
-    from bigeval.linalg import spd_inverse
+    import time
 
+    from bigeval._resources import check_dense
+    from bigeval.grm import write_grm
+    from bigeval.io.genotypes import open_genotypes
+    from bigeval.io.writers import ensure_dir, write_csv_atomic, write_text_atomic, write_triplets
+    from bigeval.linalg import spd_inverse
+    from bigeval.relationships import (
+        a22_inverse,
+        a22_means,
+        blend_with_a22,
+        g_from_store,
+        positions_in_pedigree,
+    )
+
+    t0 = time.perf_counter()
     if (args.tune or args.blend is not None) and not args.pedigree:
         raise InputError("--tune and --blend need A22, hence a pedigree",
                          remedy="add --pedigree FILE")
+    qc = qc_options(args)
     out = ensure_dir(args.out)
-    _, ids, _ = open_genotypes(args.genotypes)
+    _, ids, snps = open_genotypes(args.genotypes)
     n = len(ids)
-    # G, A22 and one inverse at a time, float64: check before the long work starts
-    check_dense(n, copies=3.0 if args.pedigree else 2.0, what="G and its inverse")
-    A22 = _a22(args.pedigree, ids) if args.pedigree else None
-    G = grm(args.genotypes)
+    # G, turned into G⁻¹ in place, then A22⁻¹: check before the long work starts
+    check_dense(n, copies=1.6, what="G and its inverse")
+    ped = None
+    if args.pedigree:  # every genotyped animal in the pedigree, before G is computed
+        ped = _pedigree(args.pedigree)
+        positions_in_pedigree(ids, ped[0], file=args.genotypes)
+    G, ids, report = g_from_store(args.genotypes, qc=qc, chunks=args.grm_chunks)
+    written = []
+    if qc is not None:
+        written.append(write_csv_atomic(report, out / "qc_report.csv"))
+    lines = [f"bigeval grm: {n:,} animals x {len(snps):,} SNPs in {args.genotypes}",
+             "QC: " + ("off" if qc is None else
+                       f"SNP call rate >= {qc.min_call_rate_snp:g}, animal call rate >= "
+                       f"{qc.min_call_rate_animal:g}, MAF >= {qc.min_maf:g}, duplicates "
+                       f"above {qc.max_concordance:g} concordance; " + qc_summary(report)),
+             f"G (VanRaden 2008, method 1) of {len(ids):,} animals: mean diagonal "
+             f"{np.trace(G) / len(ids):.4f}"]
+    pos = None
+    if ped is not None:
+        pos = positions_in_pedigree(ids, ped[0], file=args.genotypes)
     if args.tune:
-        G = tune_g(G, A22)
+        from bigeval.genomic import tune_g_means
+
+        da, oa = a22_means(ped[1], ped[2], pos)
+        tune_g_means(G, da, oa, overwrite=True)
+        lines.append(f"tuned to A22 (mean diagonal {da:.4f}, mean off-diagonal {oa:.4f})")
     if args.blend is not None:
-        G = blend_g(G, A22, args.blend)
-    written = [write_grm(G, ids, out / "G.h5", name="G")]
+        blend_with_a22(G, ped[1], ped[2], pos, args.blend)
+        lines.append(f"blended: G* = {1 - args.blend:g} G + {args.blend:g} A22")
+    written.append(write_grm(G, ids, out / "G.h5", name="G"))
     remedy = ("blend G with A22: --pedigree FILE --blend 0.05" if args.blend is None
               else "blend more A22 into G (a larger --blend), or check the genotypes (QC)")
-    Ginv = spd_inverse(G, what="G", remedy=remedy, file=args.genotypes, ids=ids)
+    what = "G" if not (args.tune or args.blend is not None) else "G*"
+    Ginv = spd_inverse(G, overwrite=True, what=what, remedy=remedy, file=args.genotypes,
+                       ids=ids)
     del G
     written.append(write_grm(Ginv, ids, out / "Ginv.h5", name="Ginv"))
     if args.triplets:
         written.append(write_triplets(Ginv, ids, out / "Ginv.txt"))
     del Ginv
-    if A22 is not None:
-        A22inv = spd_inverse(A22, overwrite=True, what="A22",
-                             remedy="check the pedigree for duplicated animals")
+    if ped is not None:
+        A22inv = a22_inverse(ped[1], ped[2], pos, method=args.a22inv_method)
+        lines.append(f"A22⁻¹ from {args.pedigree} ({args.a22inv_method})")
         written.append(write_grm(A22inv, ids, out / "A22inv.h5", name="A22inv"))
         if args.triplets:
             written.append(write_triplets(A22inv, ids, out / "A22inv.txt"))
-    print(f"G of {n:,} genotyped animals: wrote " + ", ".join(str(Path(p)) for p in written))
+        del A22inv
+    lines.append(f"time {time.perf_counter() - t0:.1f} s; files: "
+                 + ", ".join(Path(p).name for p in written))
+    written.append(write_text_atomic("\n".join(lines) + "\n", out / "summary.txt"))
+    print("\n".join(lines))
+    print(f"G of {len(ids):,} genotyped animals: wrote "
+          + ", ".join(str(Path(p)) for p in written))
     return 0

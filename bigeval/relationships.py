@@ -54,7 +54,8 @@ from bigeval.pedigree import (
 )
 
 __all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22",
-           "genomic_inverses", "prune_to_ancestors"]
+           "g_from_store", "genomic_inverses", "inverses_from_store", "positions_in_pedigree",
+           "prune_to_ancestors"]
 
 A22_METHODS = ("auto", "sparse", "dense")
 #: Bytes of work space for one panel of solves / Colleau columns.
@@ -296,7 +297,7 @@ def a22_inverse(sire, dam, genotyped, f=None, *, method: str = "auto", solver: s
 
     >>> a22_inverse([-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], [4, 5],
     ...             method="sparse").round(4).tolist()
-    [[1.4211, -0.8684], [-0.8684, 1.4211]]
+    [[1.4187, -0.867], [-0.867, 1.4187]]
     """
     from bigeval.models.cholesky import cholesky
 
@@ -401,3 +402,166 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
                          progress=_progress_printer("A22⁻¹ (sparse Schur complement)",
                                                     progress))
     return ginv, a22inv
+
+
+# --------------------------------------------------------------------------------------
+# from files: the genotype store (QC, G) and the pedigree's IDs
+# --------------------------------------------------------------------------------------
+
+
+def positions_in_pedigree(genotyped_ids, pedigree_ids, *, file=None) -> np.ndarray:
+    """Pedigree positions of the genotyped animals (joined by ID), or a clear error.
+
+    Examples
+    --------
+    >>> positions_in_pedigree(["b", "a"], ["a", "b", "c"]).tolist()
+    [1, 0]
+    """
+    import pandas as pd
+
+    gids = np.asarray(genotyped_ids).astype(str)
+    pos = pd.Index(np.asarray(pedigree_ids).astype(str)).get_indexer(gids)
+    if (pos < 0).any():
+        missing = gids[pos < 0]
+        raise InputError(f"{len(missing):,} genotyped animal(s) are not in the pedigree",
+                         file=file, value=str(missing[0]),
+                         expected="every genotyped animal in the pedigree",
+                         remedy="add the genotyped animals to the pedigree (unknown parents "
+                                "as 0), or remove them from the genotypes")
+    dup = pd.Index(gids).duplicated()
+    if dup.any():
+        raise InputError("an animal is genotyped twice", file=file, value=str(gids[dup][0]),
+                         expected="one genotype row per animal",
+                         remedy="remove the duplicated row (QC keeps the first of duplicates)")
+    return pos.astype(np.int64)
+
+
+def g_from_store(store, *, qc=None, keep=None, chunks=None):
+    """G of the animals of a genotype store after QC.
+
+    Parameters
+    ----------
+    store
+        A store from :func:`bigeval.io.genotypes.import_genotypes`.
+    qc
+        :class:`bigeval.qc.QCOptions`, or None for no QC.
+    keep
+        IDs of the animals to use (all of the store's when None).
+    chunks
+        Rechunk the genotypes to (animals, SNPs) for G (default: the store's chunks).
+
+    Returns
+    -------
+    G, ids, report
+        G (float64, n × n) of the kept animals ``ids`` (store order), and the QC report
+        (:class:`bigeval.qc.QCResult` ``report``; empty without QC).
+
+    Raises
+    ------
+    InputError
+        An ID of ``keep`` not in the store; no SNP or no animal left after QC; every SNP
+        monomorphic.
+    """
+    import pandas as pd
+
+    from bigeval.grm import grm
+    from bigeval.io.genotypes import open_genotypes
+    from bigeval.qc import REPORT_COLUMNS
+    from bigeval.qc import qc as run_qc
+
+    X, sample_ids, snp_ids = open_genotypes(store)
+    if keep is not None:
+        keep = np.asarray(keep).astype(str)
+        rows = pd.Index(sample_ids).get_indexer(keep)
+        if (rows < 0).any():
+            raise InputError(f"{int((rows < 0).sum()):,} animal(s) to use are not in the "
+                             "genotype store", file=store, value=str(keep[rows < 0][0]),
+                             expected="IDs of animals in the store",
+                             remedy="import their genotypes, or remove them from the list")
+        rows = np.sort(rows)
+        X, sample_ids = X[rows], sample_ids[rows]
+    report = pd.DataFrame({c: [] for c in REPORT_COLUMNS})
+    if qc is not None:
+        try:
+            res = run_qc(X, sample_ids, snp_ids, qc)
+        except InputError as exc:
+            raise InputError(exc.message, file=store, value=exc.value, expected=exc.expected,
+                             remedy=exc.remedy) from None
+        X = X[res.animals][:, res.snps]
+        sample_ids = sample_ids[res.animals]
+        report = res.report
+    G = grm(X, chunks=chunks)
+    return G, np.asarray(sample_ids, dtype=str), report
+
+
+@dataclass(frozen=True)
+class StoreInverses:
+    """What :func:`inverses_from_store` built.
+
+    Attributes
+    ----------
+    genotyped
+        Pedigree positions of the genotyped animals used (after QC), in the matrices' order.
+    ids
+        Their IDs.
+    ginv, a22inv
+        G*⁻¹ and A22⁻¹ (float64, n_g × n_g, symmetric).
+    report
+        The QC report (empty without QC).
+    lines
+        A few lines for a run summary: QC, G, tuning, blending, A22⁻¹.
+    """
+
+    genotyped: np.ndarray
+    ids: np.ndarray
+    ginv: np.ndarray
+    a22inv: np.ndarray
+    report: object
+    lines: list
+
+
+def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
+                        tune: bool = True, blend: float | None = 0.05, method: str = "auto",
+                        chunks=None, progress: bool | None = None) -> StoreInverses:
+    """G*⁻¹ and A22⁻¹ from a genotype store and a renumbered pedigree (``reliability
+    --genotypes``): IDs checked against the pedigree first, then QC, G, tuning, blending,
+    the inverses (:func:`genomic_inverses`).
+
+    Parameters
+    ----------
+    store
+        A genotype store (:func:`bigeval.io.genotypes.import_genotypes`).
+    pedigree_ids, sire, dam
+        The pedigree: IDs by internal number and parents' numbers (-1 unknown).
+    keep
+        IDs of the animals of the store to use (default: all).
+    qc, tune, blend, method, chunks
+        :class:`bigeval.qc.QCOptions` (None: no QC); tune G to A22; blending weight (None:
+        none); A22⁻¹ method (:func:`a22_inverse`); chunks of the genotypes for G.
+    """
+    from bigeval.io.genotypes import open_genotypes
+
+    _, store_ids, snp_ids = open_genotypes(store)
+    if keep is None:  # every animal of the store must be in the pedigree, before G
+        positions_in_pedigree(store_ids, pedigree_ids, file=store)
+    G, ids, report = g_from_store(store, qc=qc, keep=keep, chunks=chunks)
+    pos = positions_in_pedigree(ids, pedigree_ids, file=store)
+    lines = [f"genotypes: {store} ({len(store_ids):,} animals x {len(snp_ids):,} SNPs); "
+             + ("no QC" if qc is None else _qc_line(qc, report))
+             + f"; G of {len(ids):,} animals"
+             + (", tuned to A22" if tune else "")
+             + (f", blended {1 - blend:g} G + {blend:g} A22" if blend is not None else "")
+             + f"; A22⁻¹ {_resolve(method, len(ids))}"]
+    ginv, a22inv = genomic_inverses(G, sire, dam, pos, tune=tune, blend=blend, method=method,
+                                    overwrite=True, ids=ids, file=store, progress=progress)
+    return StoreInverses(genotyped=pos, ids=ids, ginv=ginv, a22inv=a22inv, report=report,
+                         lines=lines)
+
+
+def _qc_line(qc, report) -> str:
+    removed = "nothing removed" if not len(report) else "removed " + ", ".join(
+        f"{n:,} {k}{'s' if n > 1 else ''} ({r})"
+        for (k, r), n in report.groupby(["kind", "reason"]).size().items())
+    return (f"QC (SNP call rate >= {qc.min_call_rate_snp:g}, animal call rate >= "
+            f"{qc.min_call_rate_animal:g}, MAF >= {qc.min_maf:g}, concordance <= "
+            f"{qc.max_concordance:g}): {removed}")

@@ -19,6 +19,7 @@ from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
 from bigeval.io.writers import atomic_files, ensure_dir, write_csv_atomic, write_text_atomic
 from bigeval.prepare import Population, prepare, single_record_groups
+from bigeval.qc import QCOptions
 from bigeval.reliability.engine import (
     ReliabilityOptions,
     ReliabilityResult,
@@ -30,6 +31,10 @@ from bigeval.reliability.engine import (
 
 #: Written beside the results when some contemporary groups hold a single record.
 SINGLE_RECORD_GROUPS = "single_record_groups.csv"
+#: QC of ``--genotypes`` runs by default (preGSf90's thresholds).
+QC_DEFAULT = QCOptions()
+#: The QC report of a ``--genotypes`` run.
+QC_REPORT = "qc_report.csv"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,17 @@ class ReliabilityJob:
     cluster: str | os.PathLike | None = None
     block_size: int | None = None
     workers: int | None = None
+    #: a genotype store (`bigeval genotypes import`): G*⁻¹ and A22⁻¹ are built from it and
+    #: the pedigree (bigeval.relationships.inverses_from_store) instead of read as triplets;
+    #: ``genotyped`` then lists the store's animals to use (default: all). QC options
+    #: (bigeval.qc.QCOptions; None: no QC), tuning, blending weight (None: none), A22⁻¹ method,
+    #: chunks (animals, SNPs) for G.
+    genotypes: str | os.PathLike | None = None
+    qc: object = QC_DEFAULT
+    tune: bool = True
+    blend: float | None = 0.05
+    a22inv_method: str = "auto"
+    grm_chunks: tuple | None = None
 
     def resolved_alpha(self) -> float:
         from bigeval.errors import InputError
@@ -156,6 +172,8 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     """
     from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
 
+    if job.genotypes is not None:
+        _check_genotypes_job(job)
     if use_out_of_core(job):
         return run_reliability_ooc(job, progress=progress)
     t0 = time.perf_counter()
@@ -163,6 +181,20 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol)
     pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
                   ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind)
+    genomic = None
+    if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
+        import dataclasses
+
+        from bigeval.relationships import inverses_from_store
+
+        ensure_dir(job.out)  # fail on an unwritable folder before the long work
+        genomic = inverses_from_store(
+            job.genotypes, pop.ids, pop.sire, pop.dam,
+            keep=None if pop.genotyped is None else pop.ids[pop.genotyped], qc=job.qc,
+            tune=job.tune, blend=job.blend, method=job.a22inv_method, chunks=job.grm_chunks,
+            progress=progress)
+        pop = dataclasses.replace(pop, genotyped=genomic.genotyped, ginv=genomic.ginv,
+                                  a22inv=genomic.a22inv)
     lonely = single_record_groups(pop)
     if len(lonely):
         warnings.warn(
@@ -195,17 +227,42 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     table = result_table(pop, res, rel_exact)
     text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
     text += "\n" + engine.description
+    if genomic is not None:
+        text += "\n" + "\n".join(genomic.lines)
     if job.exact and pop.interbull_animal is not None:
         text += "\nnote: the exact model has no Interbull information; the approximation has."
     files = {"reliability": out / "reliability.csv", "summary": out / "summary.txt"}
     if len(lonely):
         files["single_record_groups"] = out / SINGLE_RECORD_GROUPS
+    if genomic is not None and job.qc is not None:
+        files["qc_report"] = out / QC_REPORT
     with atomic_files(*files.values()) as tmp:  # all written before any is renamed
         table.to_csv(tmp[0], index=False, float_format="%.10g")
         tmp[1].write_text(text + "\n")
         if len(lonely):
             lonely.to_csv(tmp[2], index=False)
+        if "qc_report" in files:
+            genomic.report.to_csv(tmp[list(files).index("qc_report")], index=False)
     if not len(lonely):  # not left over from an earlier run on other data
         (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
     return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
                       rounds_part3=None if res.part3 is None else res.part3.rounds)
+
+
+def _check_genotypes_job(job: ReliabilityJob) -> None:
+    """``--genotypes`` builds G⁻¹ and A22⁻¹: refuse combinations that cannot work."""
+    from bigeval.errors import InputError
+
+    if job.ginv is not None or job.a22inv is not None:
+        raise InputError("give either a genotype store (--genotypes) or the G⁻¹ and A22⁻¹ "
+                         "triplets (--ginv, --a22inv), not both", file=job.genotypes,
+                         remedy="drop --genotypes, or drop --ginv and --a22inv")
+    from bigeval.prepare_ooc import use_out_of_core
+
+    if use_out_of_core(job):
+        raise InputError("--genotypes does not work with --out-of-core yet (the pedigree is "
+                         "read out of core from 128 MiB, or with --out-of-core)",
+                         file=job.genotypes,
+                         remedy="build the triplets with `bigeval grm --genotypes STORE "
+                                "--pedigree PED --tune --blend 0.05 --triplets` and pass "
+                                "--genotyped, --ginv and --a22inv")

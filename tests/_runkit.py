@@ -1,7 +1,7 @@
 """Shared data of the run tests (test_run, test_sample, test_report_browser).
 
-A small simulated dairy population (bigeval.simulate, seed 7: ~1 100 animals in 8 years,
-100 genotyped with 2 000 SNPs in a Zarr store of several chunks) and one complete reference
+A small simulated dairy population (bigeval.simulate, seed 7: ~1 200 animals in 10 herds and
+8 years, 100 genotyped with 2 000 SNPs in a Zarr store of several chunks) and one complete reference
 run of it, made once per test session under pytest's temporary folder and reused by every
 module (each test copies what it changes).
 """
@@ -62,8 +62,8 @@ def population(base: Path) -> Path:
         return cfg
     tmp = base / "pop.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    sim = simulate(SimulationConfig(n_animals=1_200, n_genotyped=100, n_snps=2_000, n_years=8,
-                                    seed=SEED))
+    sim = simulate(SimulationConfig(n_animals=1_200, n_herds=10, n_genotyped=100,
+                                    n_snps=2_000, n_years=8, seed=SEED))
     files = write_population(sim, tmp / "data")
     files["genotypes"].unlink()
     ids = np.asarray(sim.genotyped, dtype=str)

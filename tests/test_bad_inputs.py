@@ -266,7 +266,7 @@ CASES = [
          {"g.txt": "a1 0120\na2 2101\na3 0121\n"},
          ["grm", "--genotypes", "g.zarr", "--out", "grm"], memory=64,
          setup=[["genotypes", "import", "g.txt", "--out", "g.zarr"]],
-         says=("G and its inverse", "3 x 3", "144 B", "what to do")),
+         says=("G and its inverse", "3 x 3", "only 64 B", "what to do")),
     Case("out-not-writable", "output folder that cannot be created (under a regular file)",
          {**CLEAN, "results": "a file, not a folder\n"},
          ["reliability", "--pedigree", "ped.txt", "--records", "rec.txt", "--h2", "0.3",

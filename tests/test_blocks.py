@@ -80,9 +80,10 @@ def test_partition__order_and_sizes():
         partition(sire, dam, order=np.zeros(1000, int))
 
 
-@pytest.mark.parametrize("block_size", [1, 7, 333, 1000, 5000])
-def test_iterate_blocks__equals_in_memory_bit_for_bit(block_size):
-    sire, dam, d0 = population(1000, 2)
+@pytest.mark.parametrize("n,block_size", [(60, 1), (1000, 7), (1000, 333), (1000, 1000),
+                                          (1000, 5000)])
+def test_iterate_blocks__equals_in_memory_bit_for_bit(n, block_size):
+    sire, dam, d0 = population(n, 2)
     ref = in_memory(d0, sire, dam, rounds=ROUNDS)
     got = iterate_blocks(d0, partition(sire, dam, block_size=block_size), ALPHA,
                          rounds=ROUNDS, progress=False)

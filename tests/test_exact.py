@@ -344,3 +344,85 @@ def test_exact_reliability__too_large_raises_resource_error(monkeypatch, example
     monkeypatch.setattr(bigeval._resources, "available_memory", lambda: 100)
     with pytest.raises(ResourceError, match="exact MME left-hand side"):
         exact_reliability(sire, dam, rec_animal, rec_cg, ALPHA_3_1)
+
+
+# ------------------------------------------------------------------------------------------
+# the sparse path: sparse Cholesky + selected inversion (bigeval.models.selinv)
+# ------------------------------------------------------------------------------------------
+
+SPARSE = 1e-10  # sparse path against the dense twin
+
+
+def test_exact_reliability__sparse_mrode_example_3_1_published(example_3_1):
+    sire, dam, rec_animal, rec_cg, _ = example_3_1
+    d = exact_pev(sire, dam, rec_animal, rec_cg, ALPHA_3_1, method="sparse")
+    np.testing.assert_allclose(d, D_3_1, rtol=0, atol=PRINTED)
+    np.testing.assert_allclose(np.sqrt(d), SE_UNIT_3_1, rtol=0, atol=1e-8)  # BLUPF90/FSPAK
+
+
+@pytest.mark.parametrize("seed", [51, 52, 53])
+@pytest.mark.parametrize("tau", [None, 2.5])
+def test_exact_reliability__sparse_equals_dense(seed, tau):
+    sire, dam, rec_animal, rec_cg = simulated_population(300, 700, 25, seed)
+    dense = exact_reliability(sire, dam, rec_animal, rec_cg, 2.0, tau=tau, method="dense")
+    sparse = exact_reliability(sire, dam, rec_animal, rec_cg, 2.0, tau=tau, method="sparse")
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=SPARSE)
+
+
+@pytest.mark.parametrize("tau", [None, 3.0])
+def test_exact_reliability__sparse_single_step_equals_dense(genomic_population, tau):
+    sire, dam, rec_animal, rec_cg, genotyped, ginv, a22inv = genomic_population
+    kw = dict(tau=tau, genotyped=genotyped, ginv=ginv, a22inv=a22inv)
+    dense = exact_reliability(sire, dam, rec_animal, rec_cg, 3.0, method="dense", **kw)
+    sparse = exact_reliability(sire, dam, rec_animal, rec_cg, 3.0, method="sparse", **kw)
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=SPARSE)
+
+
+def test_exact_reliability__auto_method_by_size(monkeypatch, example_3_1):
+    import bigeval.reliability.exact as ex
+    sire, dam, rec_animal, rec_cg, _ = example_3_1
+    assert ex.exact_method(ex.DENSE_MAX_EQUATIONS) == "dense"
+    assert ex.exact_method(ex.DENSE_MAX_EQUATIONS + 1) == "sparse"
+    dense = exact_reliability(sire, dam, rec_animal, rec_cg, ALPHA_3_1)
+    # with no memory for a dense matrix, the small system still goes sparse when forced
+    monkeypatch.setattr(ex, "DENSE_MAX_EQUATIONS", 0)
+    monkeypatch.setattr(bigeval._resources, "available_memory", lambda: 100)
+    np.testing.assert_allclose(exact_reliability(sire, dam, rec_animal, rec_cg, ALPHA_3_1),
+                               dense, rtol=0, atol=SPARSE)
+
+
+def test_exact_reliability__sparse_not_positive_definite_raises(genomic_population):
+    sire, dam, rec_animal, rec_cg, genotyped, ginv, a22inv = genomic_population
+    bad = -10.0 * np.eye(len(genotyped))  # G⁻¹ - A22⁻¹ far from positive definite
+    with pytest.raises(InputError, match="not positive definite|diagonal element <= 0"):
+        exact_reliability(sire, dam, rec_animal, rec_cg, 3.0, genotyped=genotyped,
+                          ginv=bad, a22inv=a22inv, method="sparse")
+    with pytest.raises(InputError, match="unknown method"):
+        exact_reliability(sire, dam, rec_animal, rec_cg, 3.0, method="lu")
+
+
+def test_run_reliability__exact_takes_sparse_path_above_the_dense_size(tmp_path, monkeypatch):
+    import bigeval.reliability.exact as ex
+    from bigeval.workflow import ReliabilityJob, run_reliability
+    rng = np.random.default_rng(61)
+    n = 60  # even numbers are males, odd ones females (parents must keep one sex)
+    sire = np.array([-1] * 10 + [2 * rng.integers(0, i // 2) for i in range(10, n)])
+    dam = np.array([-1] * 10 + [2 * rng.integers(0, (i - 1) // 2) + 1 for i in range(10, n)])
+    rec_animal = rng.integers(0, n, 120)
+    rec_cg = rng.integers(0, 6, 120)
+    ids = np.array([f"a{i}" for i in range(n)])
+    par = lambda p: np.where(p >= 0, ids[np.maximum(p, 0)], "0")  # noqa: E731
+    (tmp_path / "ped.txt").write_text("".join(f"{a} {s} {d}\n" for a, s, d in
+                                              zip(ids, par(sire), par(dam))))
+    (tmp_path / "rec.txt").write_text("".join(f"{ids[a]} g{c}\n" for a, c in
+                                              zip(rec_animal, rec_cg)))
+    job = lambda out: ReliabilityJob(pedigree=tmp_path / "ped.txt",  # noqa: E731
+                                     records=tmp_path / "rec.txt", out=tmp_path / out,
+                                     alpha=2.0, exact=True, rounds=5)
+    run_reliability(job("dense"), progress=False)
+    monkeypatch.setattr(ex, "DENSE_MAX_EQUATIONS", 10)
+    monkeypatch.setattr(bigeval._resources, "available_memory", lambda: 100)  # no dense
+    run_reliability(job("sparse"), progress=False)
+    a = pd.read_csv(tmp_path / "dense" / "reliability.csv").set_index("animal")
+    b = pd.read_csv(tmp_path / "sparse" / "reliability.csv").set_index("animal")
+    np.testing.assert_allclose(b.loc[a.index, "rel_exact"], a["rel_exact"], atol=1e-9)

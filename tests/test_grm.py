@@ -166,7 +166,7 @@ def test_cmd_grm__blend_writes_g_ginv_a22inv(tmp_path, capsys):
     ped = DATA / "grm" / "ch11_pedigree.csv"
     out = tmp_path / "out"
     assert _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--pedigree", str(ped),
-                     "--blend", "0.05", "--out", str(out), "--triplets"]) == 0
+                     "--blend", "0.05", "--out", str(out), "--triplets", "--no-qc"]) == 0
     assert "G of 14 genotyped animals" in capsys.readouterr().out
     # dense twin: A from the whole pedigree (animals 1..26 numbered 0..25), bulls 13-26
     pedf = pd.read_csv(ped)
@@ -193,7 +193,8 @@ def test_cmd_grm__blend_writes_g_ginv_a22inv(tmp_path, capsys):
 def test_cmd_grm__not_positive_definite_suggests_blend(tmp_path):
     _mrode_store(tmp_path)  # 14 animals, 10 SNPs: G has rank < 14
     with pytest.raises(InputError, match=r"G is not positive definite.*--blend"):
-        _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--out", str(tmp_path)])
+        _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--out", str(tmp_path),
+                  "--no-qc"])
 
 
 def test_cmd_grm__blend_needs_pedigree(tmp_path):
@@ -209,3 +210,81 @@ def test_cmd_grm__genotyped_not_in_pedigree(tmp_path):
     with pytest.raises(InputError, match="12 genotyped animal.*not in the pedigree"):
         _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--pedigree", str(ped),
                   "--tune"])
+
+
+def _qc_store(tmp_path):
+    """40 animals x 300 SNPs with a low-call-rate SNP, a monomorphic SNP and a duplicate."""
+    from test_genotypes import write_csv
+
+    M = _random_genotypes(n=40, m=300, missing=0.01, seed=21)
+    M[:10, 7] = -1  # call rate 0.75
+    M[:, 50] = 2  # monomorphic
+    M[33] = M[4]  # animal a33 duplicates a4
+    ids = np.array([f"a{i}" for i in range(40)])
+    store = import_genotypes(write_csv(tmp_path / "g.csv", M, ids), tmp_path / "g.zarr",
+                             chunks=(16, 64))
+    return store, M, ids
+
+
+def test_cmd_grm__qc_by_default_report_and_g_of_kept(tmp_path):
+    from bigeval.qc import QCOptions, qc
+
+    store, M, ids = _qc_store(tmp_path)
+    out = tmp_path / "out"
+    ped = tmp_path / "ped.txt"  # unrelated animals: A22 = I
+    ped.write_text("".join(f"{a} 0 0\n" for a in ids))
+    assert _run_cli(["grm", "--genotypes", str(store), "--out", str(out), "--pedigree", str(ped),
+                     "--blend", "0.05", "--min-maf", "0.01"]) == 0
+    ref = qc(M, ids, [f"snp{j + 1}" for j in range(M.shape[1])], QCOptions(min_maf=0.01))
+    report = pd.read_csv(out / "qc_report.csv")
+    assert sorted(zip(report["id"], report["reason"])) == sorted(
+        zip(ref.report["id"], ref.report["reason"]))
+    assert {("snp8", "snp_call_rate"), ("snp51", "monomorphic"), ("a33", "duplicate")} <= set(
+        zip(report["id"], report["reason"]))
+    G, g_ids = read_grm(out / "G.h5")
+    kept = ids[ref.animals]
+    G_ref = 0.95 * vanraden_g(M[np.ix_(ref.animals, ref.snps)])[0] + 0.05 * np.eye(len(kept))
+    assert_same_g(joined(G, g_ids, kept), G_ref)
+    Ginv, g_ids = read_grm(out / "Ginv.h5", "Ginv")
+    np.testing.assert_allclose(joined(Ginv, g_ids, kept), np.linalg.inv(G_ref), rtol=0,
+                               atol=1e-9 * np.abs(Ginv).max())
+    summary = (out / "summary.txt").read_text()
+    assert "MAF >= 0.01" in summary and "duplicate" in summary
+
+
+def test_cmd_grm__empty_snp_set_after_qc_is_a_clear_error(tmp_path):
+    from test_genotypes import write_csv
+
+    M = np.full((20, 30), 2, np.int8)  # monomorphic SNPs, and one with MAF 1/40 < 0.05
+    M[3, 0] = 1
+    store = import_genotypes(write_csv(tmp_path / "g.csv", M, [f"a{i}" for i in range(20)]),
+                             tmp_path / "g.zarr")
+    with pytest.raises(InputError, match=r"g\.zarr.*no SNP is left after QC.*maf") as exc:
+        _run_cli(["grm", "--genotypes", str(store), "--out", str(tmp_path / "out")])
+    assert "relax the QC" in str(exc.value)
+    assert not (tmp_path / "out" / "G.h5").exists()
+
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_cmd_grm__tune_blend_equal_dense_twin(tmp_path, method):
+    from bigeval.genomic import blend_g, tune_g
+    from bigeval.pedigree import a_matrix_dense
+
+    assert _mrode_store(tmp_path) == 0
+    ped = DATA / "grm" / "ch11_pedigree.csv"
+    out = tmp_path / "out"
+    assert _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--pedigree", str(ped),
+                     "--tune", "--blend", "0.1", "--out", str(out), "--no-qc",
+                     "--a22inv-method", method]) == 0
+    pedf = pd.read_csv(ped)
+    A22 = a_matrix_dense(pedf["sire"].to_numpy() - 1, pedf["dam"].to_numpy() - 1)[12:, 12:]
+    geno = pd.read_csv(DATA / "mrode" / "ch11_genotypes.csv")
+    G_ref = blend_g(tune_g(vanraden_g(geno.drop(columns="animal").to_numpy())[0], A22), A22,
+                    0.1)
+    order = [str(a) for a in geno["animal"]]
+    for name, ref in [("G", G_ref), ("Ginv", np.linalg.inv(G_ref)),
+                      ("A22inv", np.linalg.inv(A22))]:
+        M, ids = read_grm(out / f"{name}.h5", name)
+        np.testing.assert_allclose(joined(M, ids, order), ref, rtol=0,
+                                   atol=EXACT * np.abs(ref).max())
+    assert "tuned to A22" in (out / "summary.txt").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,71 @@ def test_model_data__unknown_animal(tmp_path):
                      pedigree=MRODE / "ex3_1_pedigree.csv", sigma_a2=1, sigma_e2=1)
     with pytest.raises(InputError, match="not in the pedigree"):
         model_data(spec, read_data(spec), load_relationship(spec))
+
+
+# ---------------------------------------------------------------- sparse PEV, clear errors
+
+@pytest.mark.parametrize("toml", ["pblup.toml", "repeatability.toml", "ssgblup.toml"])
+@pytest.mark.parametrize("method", ["auto", "superlu"])
+def test_fit_mixed__selected_inversion_pev_equals_dense(monkeypatch, toml, method):
+    solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
+    _, _, ref = fit(toml, method="dense")
+    monkeypatch.setattr(solve_mod, "DENSE_MAX", 0)  # every system counts as large
+    _, _, r = fit(toml, method=method)
+    assert r.solution.method in ("cholmod", "superlu")
+    np.testing.assert_allclose(r.solution.x, ref.solution.x, atol=1e-9)
+    np.testing.assert_allclose(r.animals["pev"], ref.animals["pev"], rtol=1e-10)
+    np.testing.assert_allclose(r.animals["rel"], ref.animals["rel"], atol=1e-12)
+    np.testing.assert_allclose(r.fixed["se"], ref.fixed["se"], rtol=1e-10)
+
+
+def test_fit_mixed__pcg_skips_standard_errors_by_default():
+    _, _, r = fit("pblup.toml", method="pcg")
+    assert r.animals["pev"].isna().all()
+
+
+def test_solve__auto_without_cholmod_uses_the_fallback(monkeypatch):
+    import bigeval.models.cholesky as chol
+    solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
+    _, _, ref = fit("ssgblup.toml", method="dense")
+    monkeypatch.setattr(chol, "HAVE_CHOLMOD", False)
+    monkeypatch.setattr(solve_mod, "HAVE_CHOLMOD", False)
+    monkeypatch.setattr(solve_mod, "DENSE_MAX", 0)
+    _, _, r = fit("ssgblup.toml")
+    assert r.solution.method == "superlu"
+    np.testing.assert_allclose(r.animals["pev"], ref.animals["pev"], rtol=1e-10)
+
+
+def test_fit_mixed__zero_variance_is_a_clear_error():
+    spec = ModelSpec.from_toml(EXAMPLES / "pblup.toml")
+    md = model_data(spec, read_data(spec), load_relationship(spec))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="variance sigma_a2 must be positive"):
+            fit_mixed(md, sigma_a2=bad, sigma_e2=40.0)
+    with pytest.raises(InputError, match="variance sigma_e2 must be positive"):
+        fit_mixed(md, sigma_a2=20.0, sigma_e2=0.0)
+
+
+@pytest.mark.parametrize("method", ["auto", "dense", "splu", "superlu", "pcg"]
+                         + (["cholmod"] if HAVE_CHOLMOD else []))
+def test_solve__empty_fixed_level_is_a_clear_error(method):
+    from bigeval.models.mme import build_mme
+    y = np.array([1.0, 2.0, 3.0])
+    X = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # level 2 has no records
+    m = build_mme(y, X)
+    with pytest.raises(InputError, match="not positive definite|<= 0|singular"):
+        solve(m.lhs, m.rhs, method, n_fixed=2)
+
+
+def test_relationship_g__not_positive_definite_is_a_clear_error():
+    from bigeval.models.mme import relationship_g
+    G = np.array([[1.0, 1.0], [1.0, 1.0]])  # two identical genotypes: singular G
+    with pytest.raises(InputError, match="G is not positive definite.*ridge"):
+        relationship_g(["a", "b"], G)
+
+
+def test_solve__pcg_indefinite_is_a_clear_error():
+    import scipy.sparse as sp
+    A = sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(InputError, match="not positive definite"):
+        solve(A, np.array([1.0, 0.0]), "pcg")

@@ -33,6 +33,20 @@ from bigeval.reliability.engine import ReliabilityOptions, reliability, result_t
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+# prepare + reliability per example: fewer examples keep the file well under half a minute
+RUNS = settings(SETTINGS, max_examples=25)
+
+
+@pytest.fixture(autouse=True)
+def one_numba_thread():
+    """Tiny pedigrees: threads only cost (on a busy machine a parallel region waits for all
+    of them); results do not depend on the number of threads."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
 
 
 @st.composite
@@ -89,7 +103,7 @@ def results(ped: Path, rec: Path, opts: ReliabilityOptions) -> pd.DataFrame:
     return result_table(pop, reliability(pop, opts, progress=False)).set_index("animal")
 
 
-@SETTINGS
+@RUNS
 @given(populations(), st.randoms(use_true_random=False))
 def test_renumbering_invariance__permuted_rows_and_renamed_ids(population, rnd):
     ids, sire, dam, records, opts = population
@@ -110,7 +124,7 @@ def test_renumbering_invariance__permuted_rows_and_renamed_ids(population, rnd):
                                atol=1e-14)
 
 
-@SETTINGS
+@RUNS
 @given(populations())
 def test_reliabilities_in_0_1(population):
     ids, sire, dam, records, opts = population
@@ -157,7 +171,7 @@ def test_g_is_symmetric_positive_semidefinite(n, m, seed, p_missing):
     assert eig.min() >= -1e-9 * max(1.0, np.abs(eig).max()), eig.min()
 
 
-@SETTINGS
+@RUNS
 @given(populations())
 def test_unrelated_founder_without_records_changes_nobody(population):
     ids, sire, dam, records, opts = population

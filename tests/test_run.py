@@ -411,7 +411,7 @@ def test_run__removing_the_model_removes_the_solve_stage(ref, pop_config, tmp_pa
     text = pop_config.read_text().replace("[model]\ntrait = 3\n", "")
     cfg.write_text(text.replace('"data/', f'"{pop_config.parent}/data/'))
     res = _run(cfg, out)
-    assert res.executed == ["report"]
+    assert res.executed == ["validate", "report"]  # validate checked the model's columns
     assert not (out / "stages" / "solve").exists()
     assert "ebv" not in pd.read_csv(out / "reliability.csv", nrows=1).columns
 

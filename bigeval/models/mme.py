@@ -46,12 +46,14 @@ def _logdet_spd(M: np.ndarray, what: str) -> float:
     return 2.0 * float(np.log(np.diag(L)).sum())
 
 
-def relationship_a(ids, sire, dam) -> Relationship:
-    """A⁻¹ with inbreeding for a renumbered pedigree (parents before progeny, -1 unknown).
+def relationship_a(ids, sire, dam, *, with_inbreeding: bool = True) -> Relationship:
+    """A⁻¹ for a renumbered pedigree (parents before progeny, -1 unknown).
 
+    With inbreeding by default (Quaas 1976); ``with_inbreeding=False`` ignores it, as
+    BLUPF90's ``add_animal`` does for a pedigree file without inbreeding codes.
     log|A| = Σ log b_i, b_i the Mendelian sampling variances (A = TDT').
     """
-    f = inbreeding(sire, dam)
+    f = inbreeding(sire, dam) if with_inbreeding else np.zeros(len(sire))
     b = mendelian_variance(sire, dam, f)
     return Relationship("A", np.asarray(ids, dtype=object).astype(str),
                         ainv_sparse(sire, dam, f).tocsr(), float(np.log(b).sum()), 1.0 + f)
@@ -74,15 +76,15 @@ def relationship_g(ids, G) -> Relationship:
 
 
 def relationship_h(ids, sire, dam, genotyped, G, blend: float = 0.05,
-                   tune: bool = True) -> Relationship:
+                   tune: bool = True, *, with_inbreeding: bool = True) -> Relationship:
     """H⁻¹ = A⁻¹ + [[0, 0], [0, G*⁻¹ − A22⁻¹]] (Aguilar et al. 2010).
 
     G* = tune(blend(G, A22, w), A22) (Mrode & Pocrnic 2023, Example 12.1: blend 0.95 G +
     0.05 A22, then Chen et al. 2011 tuning). ``genotyped`` are internal numbers (rows of G).
     log|H| = log|A| − log|A22| + log|G*|.
     """
-    f = inbreeding(sire, dam)
-    a = relationship_a(ids, sire, dam)
+    f = inbreeding(sire, dam) if with_inbreeding else np.zeros(len(sire))
+    a = relationship_a(ids, sire, dam, with_inbreeding=with_inbreeding)
     genotyped = np.asarray(genotyped, dtype=np.int64)
     A22 = a22_dense(sire, dam, genotyped, f)
     Gs = blend_g(G, A22, blend) if blend else np.asarray(G, dtype=np.float64)
@@ -190,12 +192,13 @@ def load_relationship(spec) -> Relationship:
     ids, sire, dam, _ = renumber_pedigree(read_pedigree(spec.pedigree), path=spec.pedigree)
     ids = np.asarray(ids, dtype=object).astype(str)
     if spec.relationship == "A":
-        return relationship_a(ids, sire, dam)
+        return relationship_a(ids, sire, dam, with_inbreeding=spec.inbreeding)
     pos = pd.Index(ids).get_indexer(gids)
     if (pos < 0).any():
         raise InputError("genotyped animal not in the pedigree", file=spec.genotypes,
                          value=gids[pos < 0][0], remedy="add it to the pedigree")
-    return relationship_h(ids, sire, dam, pos, G, blend=spec.g_blend)
+    return relationship_h(ids, sire, dam, pos, G, blend=spec.g_blend,
+                          with_inbreeding=spec.inbreeding)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ A configuration file (paths are relative to the file)::
     g_ridge = 0.0                # G + ridge I before inversion
     g_blend = 0.05               # H only: G* = (1 - w) G + w A22, then tuned to A22
     pe = false                   # permanent-environment effect (repeated records)
+    inbreeding = true            # A⁻¹ with inbreeding (false: as BLUPF90 without codes)
 
     [variance]
     sigma_a2 = 20.0
@@ -64,6 +65,7 @@ class ModelSpec:
     g_ridge: float = 0.0
     g_blend: float = 0.05
     pe: bool = False
+    inbreeding: bool = True
     sigma_a2: float | None = None
     sigma_pe2: float | None = None
     sigma_e2: float | None = None
@@ -142,7 +144,7 @@ class ModelSpec:
         known = {"data": {"file", "trait", "weights"},
                  "fixed": {"intercept", "factors", "covariates"},
                  "animal": {"column", "relationship", "pedigree", "genotypes", "g_matrix",
-                            "g_ridge", "g_blend", "pe"},
+                            "g_ridge", "g_blend", "pe", "inbreeding"},
                  "variance": {"sigma_a2", "sigma_pe2", "sigma_e2"}}
         for sec, body in cfg.items():
             if sec not in known or not isinstance(body, dict):
@@ -167,6 +169,7 @@ class ModelSpec:
             pedigree=rel(animal.get("pedigree")), genotypes=rel(animal.get("genotypes")),
             g_matrix=rel(animal.get("g_matrix")), g_ridge=float(animal.get("g_ridge", 0.0)),
             g_blend=float(animal.get("g_blend", 0.05)), pe=bool(animal.get("pe", False)),
+            inbreeding=bool(animal.get("inbreeding", True)),
             sigma_a2=var.get("sigma_a2"), sigma_pe2=var.get("sigma_pe2"),
             sigma_e2=var.get("sigma_e2"), source=path)
 

@@ -438,11 +438,13 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
 
 def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = 100,
                    tol: float | None = None, fixed_animal=None, fixed_erc=None,
-                   label: str = "Part I", progress: bool | None = None, threads=None):
+                   label: str = "Part I", progress: bool | None = None, threads: int = 1):
     """The in-memory driver of the per-block steps: every block in turn, round by round.
 
     Same parameters and result as :func:`bigeval.reliability.engine.iterate` (caller's
-    numbering), with the pedigree given as a :class:`Partition`. Equal to it bit for bit.
+    numbering), with the pedigree given as a :class:`Partition`. Equal to it bit for bit. It
+    is the single-process twin of the Dask driver, not a fast path (``iterate`` is): the
+    kernels run with ``threads`` numba threads (None: numba's setting).
     """
     from bigeval.reliability.engine import IterationResult, _Progress
 

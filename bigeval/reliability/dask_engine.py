@@ -302,9 +302,13 @@ class DaskIteration:
 
     def __call__(self, d0, alpha: float, *, rounds: int = 100, tol: float | None = None,
                  fixed_animal=None, fixed_erc=None, label: str = "Part I",
-                 progress: bool | None = None):
+                 progress: bool | None = None, on_round=None):
         """Run the iteration; same arguments and result as
-        :func:`bigeval.reliability.engine.iterate` (caller's numbering)."""
+        :func:`bigeval.reliability.engine.iterate` (caller's numbering).
+
+        ``on_round(k, change)`` is called as each round k completes (with ``tol``, rounds of a
+        batch past the stopping round are reported too, then discarded).
+        """
         from bigeval.reliability.engine import IterationResult, _Progress
 
         t0 = time.perf_counter()
@@ -329,13 +333,13 @@ class DaskIteration:
         try:
             while k < rounds and not converged:
                 k1 = min(rounds, k + max(1, int(self.rounds_per_batch)))
-                shown = []
 
-                def on_round(j, c):
-                    shown.append(c)
+                def report(j, c):
                     prog.update(j, c)
+                    if on_round is not None:
+                        on_round(j, c)
 
-                got, keep = self._batch(alpha, tok, k, k1, state, on_round)
+                got, keep = self._batch(alpha, tok, k, k1, state, report)
                 stop = next((i for i, c in enumerate(got) if tol is not None and c <= tol),
                             None)
                 if stop is not None and k + stop + 1 < k1:

@@ -251,12 +251,11 @@ def genomic_reliability(d: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray,
                 what=f"Part II's Q for {ng:,} genotyped animals")
     # LAPACK works in place on a Fortran array; a C-ordered symmetric matrix is its own
     # Fortran-ordered transpose
-    if in_place:
-        m = ginv if ginv.flags.f_contiguous else ginv.T
-        m -= a22inv if ginv.flags.f_contiguous else np.asarray(a22inv).T
-    else:
-        m = np.array(ginv, dtype=np.float64, order="F")
-        m -= a22inv
+    m = (ginv if ginv.flags.f_contiguous else ginv.T) if in_place else \
+        np.array(ginv, dtype=np.float64, order="F")
+    a22inv = np.asarray(a22inv)
+    # symmetric: subtract in the memory order of m (a C-ordered array's transpose is Fortran)
+    m -= a22inv.T if a22inv.flags.c_contiguous and not a22inv.flags.f_contiguous else a22inv
     m[np.diag_indices(ng)] += 1.0
     m *= alpha
     m[np.diag_indices(ng)] += d  # Misztal et al. (2013): D + (I + G⁻¹ − A22⁻¹)α
