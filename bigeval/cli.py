@@ -4,12 +4,15 @@ Subcommands
 -----------
 reliability   Parts I–III of the approximate-reliability method on your files.
 simulate      Write a simulated dairy population (pedigree, records, genotypes, Interbull).
-demo          Simulate a modest population, run Parts I–III, compare with exact values.
+demo          Simulate a modest population and run the routine evaluation (`run`) on it.
 genotypes     Import genotypes (PLINK, BLUPF90 text, CSV) into a chunked Zarr store.
 grm           G (blockwise with Dask), G⁻¹ and A22⁻¹ from a genotype store and a pedigree.
 anova, ols, solve, reml, cv
               The mixed models on a TOML model file: ANOVA, BLUE/OLS, PBLUP/GBLUP/ssGBLUP,
               REML (EM, AI), cross-validation.
+run, config, sample
+              The routine run from one TOML configuration (stages, checkpoints, resume,
+              report), its template and checks, and laptop-size samples of its inputs.
 """
 
 from __future__ import annotations

@@ -120,6 +120,32 @@ def test_chunk_reader__blocks_make_the_whole_file_frame(tmp_path, name, chunk_ro
     pd.testing.assert_frame_equal(got[whole.columns], whole, check_dtype=False)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_chunk_reader__optional_column_only_on_late_lines(tmp_path, chunk_rows):
+    # pandas' chunked reader takes its columns from the first block; the whole-file reader
+    # from any line: a birth year on line 5 only must still be read (and checked)
+    path = tmp_path / "ped.txt"
+    path.write_text("a 0 0\nb 0 0\nc a b\n\nd c b 2015\ne c 0\n")
+    whole = io.read_pedigree(path)
+    assert "birth" in whole
+    got = pd.concat(ooc.ChunkReader(path, readers.PEDIGREE_COLUMNS, kind="pedigree",
+                                    rows_fn=readers.pedigree_rows, chunk_rows=chunk_rows,
+                                    optional={"birth": readers.BIRTH_COLUMNS}),
+                    ignore_index=True)
+    pd.testing.assert_frame_equal(got[["animal", "sire", "dam", "line"]],
+                                  whole[["animal", "sire", "dam", "line"]], check_dtype=False)
+    assert got["birth"].fillna("").tolist() == ["", "", "", "2015", ""]
+    assert_same_population(ooc_population(tmp_path, path, chunk_rows=chunk_rows),
+                           prepare(path))
+
+
+def test_first_row_with_fields__counts_whitespace_fields_per_line(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"a b\r\n\n  a\tb  c \nx y z w\n")
+    assert [ooc.first_row_with_fields(path, k, block=3) for k in (1, 2, 3, 4, 5)] == \
+        [0, 0, 2, 3, -1]
+
+
 BAD_READS = [  # (file name, content): the first failing check is not in the first block
     ("r1.txt", "A h1\nB h1\nC\nD h2\n\nE h2\n"),  # short row
     ("r2.txt", "A h1\nB h1\nC h2\nD h2\nE\n"),  # short row, last line
@@ -128,6 +154,9 @@ BAD_READS = [  # (file name, content): the first failing check is not in the fir
     ("r5.txt", ""),  # empty file
     ("r6.txt", "\n\n   \n"),  # blank lines only
     ("r7.csv", "animal;cg\nA;h1\n"),  # not comma-separated
+    ("r8.txt", "A\nB\nC h1\nD h2\n"),  # first lines short, later ones whole
+    ("r9.txt", "A\nB\nC\n"),  # every line short
+    ("r10.txt", "A h1\nB h1 x\nC h1 y z\n\xff\n"),  # not UTF-8
 ]
 
 

@@ -435,3 +435,28 @@ def test_run__local_cluster_equals_threads(ref, pop_config, tmp_path):
     _run(pop_config, out, overrides={"cluster.scheduler": "local-cluster",
                                      "cluster.workers": 2})
     assert _runkit.same_bytes(ref, out) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the example config and the README
+
+
+def test_run__mrode_example_config_gives_the_book_values(tmp_path):
+    """examples/config-mrode-ex3.1.toml: Mrode (2014) Example 3.1, EBVs and exact
+    reliabilities as published (3rd ed., Example 3.1 and §3.3)."""
+    out = tmp_path / "out"
+    res = _run(REPO / "examples" / "config-mrode-ex3.1.toml", out)
+    assert res.executed == ["validate", "prepare", "solve", "reliabilities", "report"]
+    t = pd.read_csv(out / "reliability.csv").set_index("animal").loc[range(1, 9)]
+    ebv = [0.098, -0.019, -0.041, -0.009, -0.186, 0.177, -0.249, 0.183]  # Mrode 3rd ed. 3.1
+    rel = [0.058, 0.016, 0.088, 0.144, 0.144, 0.116, 0.116, 0.156]  # §3.3
+    np.testing.assert_allclose(t["ebv"], ebv, atol=1e-3)
+    np.testing.assert_allclose(t["rel_exact"], rel, atol=1.5e-3)
+
+
+def test_readme__has_the_current_config_reference():
+    from bigeval.run.config import reference_markdown
+
+    readme = (REPO / "README.md").read_text()
+    missing = [row for row in reference_markdown().splitlines() if row not in readme]
+    assert not missing, "README's configuration reference is out of date: " + missing[0]

@@ -187,3 +187,46 @@ def test_cholesky__cholmod_and_superlu_agree():
     d1 = inverse_diagonal(A, "cholmod")
     d2 = inverse_diagonal(A, "superlu")
     np.testing.assert_allclose(d1, d2, rtol=1e-10)
+
+
+def dense_block_lhs(n_animals: int = 1_000, ng: int = 120, seed: int = 5) -> sp.csc_matrix:
+    """simulated_lhs plus a dense SPD block on random animals, as G⁻¹ − A22⁻¹ adds."""
+    A = simulated_lhs(n_animals, seed=7)
+    rng = np.random.default_rng(seed)
+    g = np.sort(rng.choice(A.shape[0], ng, replace=False))
+    X = rng.standard_normal((ng, 50))
+    r, c = np.meshgrid(g, g, indexing="ij")
+    add = sp.csc_matrix(((0.1 * X @ X.T / 50).ravel(), (r.ravel(), c.ravel())), shape=A.shape)
+    return (A + add).tocsc()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("supernode_min", [0, 1, 4, 32, 10**9])
+def test_takahashi__supernodal_and_column_paths_against_dense(method, supernode_min):
+    A = dense_block_lhs()
+    f = cholesky(A, method)
+    Z = takahashi(f.L, supernode_min=supernode_min).tocoo()
+    Zdense = np.linalg.inv(A.toarray())[np.ix_(f.perm, f.perm)]
+    np.testing.assert_allclose(Z.data, Zdense[Z.row, Z.col], atol=TOL * np.abs(Zdense).max(),
+                               rtol=0)
+    # the same on small random matrices, whose supernodes are short
+    B = random_spd(150, 0.03, 17)
+    f = cholesky(B, method)
+    Z = takahashi(f.L, supernode_min=supernode_min).tocoo()
+    Bi = np.linalg.inv(B.toarray())[np.ix_(f.perm, f.perm)]
+    np.testing.assert_allclose(Z.data, Bi[Z.row, Z.col], atol=TOL * np.abs(Bi).max(), rtol=0)
+
+
+def test_takahashi__supernode_detection():
+    from bigeval.models.selinv import _supernodes
+    A = dense_block_lhs()
+    L = cholesky(A, METHODS[-1]).L
+    starts = _supernodes(L.indptr.astype(np.int64), L.indices.astype(np.int64))
+    assert starts[0] == 0 and starts[-1] == A.shape[0] and np.all(np.diff(starts) > 0)
+    cnt = np.diff(L.indptr)
+    for f, l in zip(starts[:-1], starts[1:]):  # nested patterns inside every supernode
+        rows_f = set(L.indices[L.indptr[f]:L.indptr[f + 1]])
+        for j in range(f + 1, l):
+            assert set(L.indices[L.indptr[j]:L.indptr[j + 1]]) == rows_f - set(range(f, j))
+            assert cnt[j] == cnt[f] - (j - f)
+    assert np.diff(starts).max() >= 32  # the dense block makes a big supernode

@@ -117,7 +117,9 @@ class ChunkReader:
         line has them; pandas' chunked reader fixes the columns from its first block. So
         when the first block has no line long enough, the first such line is looked up and
         the first block made long enough to hold it (only a file whose long lines come late
-        makes that block large).
+        makes that block large). A file that pandas cannot read in blocks as it reads it
+        whole (no line long enough, a short first line) is bad: the whole-file reader then
+        reads it to raise its error.
         """
         cols, kind = self.columns, self.kind
         csv = readers.is_csv(path)
@@ -140,8 +142,12 @@ class ChunkReader:
                         break
                     rows = max(rows, row + 1)
                 else:
-                    return reader, first
-        # No line has the named columns: the whole-file reader raises its error.
+                    if csv or first is None or first.shape[1] >= len(cols):
+                        return reader, first
+                    reader.close()  # pandas took the columns of a short first line
+                    break
+        # No line has the named columns, or the first line is short: the file is bad, and
+        # the whole-file reader raises its error (it may be a parse error on a later line).
         readers.read_table(path, cols, kind=kind, optional=self.optional)
         raise RuntimeError(f"{path}: pandas could not read the file in blocks, but whole")
 

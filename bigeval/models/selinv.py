@@ -177,7 +177,42 @@ def _supernode_inverse(L, z, f, l, where):
 
 # a supernode is done with BLAS-3 when it has at least this many columns (below, the
 # scalar column sweep is faster than the Python and gather overhead)
-SUPERNODE_MIN = 16
+SUPERNODE_MIN = 32
+# BLAS calls on blocks below this many flops run on one thread: on a busy 2-core machine
+# small multithreaded OpenBLAS calls were measured 5-10x slower than single-threaded ones
+# (spinning threads of the two OpenBLAS copies numpy and CHOLMOD load)
+_THREADED_FLOPS = 1e9
+
+
+def _sweep(L, z, starts, supernode_min, where, acc) -> int:
+    """Right-to-left sweep: big supernodes by BLAS-3, the columns between by the kernel."""
+    from threadpoolctl import ThreadpoolController
+    ctl = ThreadpoolController()
+    blas = ctl.select(user_api="blas")
+    threads = max([i["num_threads"] for i in blas.info()] or [1])
+    indptr, indices, data = L.indptr, L.indices, L.data
+    n = L.shape[0]
+    hi = n  # columns >= hi are done
+    with ctl.limit(limits=1, user_api="blas"):
+        for t in range(starts.size - 2, -1, -1):
+            f, l = int(starts[t]), int(starts[t + 1])
+            s = l - f
+            if s < supernode_min:
+                continue
+            rc = _takahashi_kernel(indptr, indices, data, z, l, hi, where, acc)
+            if rc != -1:
+                return rc
+            r = int(indptr[f + 1] - indptr[f]) - s
+            flops = s ** 3 / 3.0 + s * r * (r + s)
+            if flops >= _THREADED_FLOPS and threads > 1:
+                with ctl.limit(limits=threads, user_api="blas"):
+                    ok = _supernode_inverse(L, z, f, l, where)
+            else:
+                ok = _supernode_inverse(L, z, f, l, where)
+            if not ok:
+                return f
+            hi = f
+        return _takahashi_kernel(indptr, indices, data, z, 0, hi, where, acc)
 
 
 @njit(cache=True)
@@ -250,20 +285,7 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN) -> sp.csc_matrix:
     rc = -1
     if n:
         starts = _supernodes(indptr, indices)
-        hi = n  # columns >= hi are done
-        for t in range(starts.size - 2, -1, -1):
-            f, l = int(starts[t]), int(starts[t + 1])
-            if l - f < supernode_min:
-                continue
-            rc = _takahashi_kernel(indptr, indices, L.data, z, l, hi, where, acc)
-            if rc != -1:
-                break
-            if not _supernode_inverse(Li, z, f, l, where):
-                rc = f
-                break
-            hi = f
-        if rc == -1:
-            rc = _takahashi_kernel(indptr, indices, L.data, z, 0, hi, where, acc)
+        rc = _sweep(Li, z, starts, supernode_min, where, acc)
     if rc <= -2:
         raise InputError("the Cholesky factor is not lower triangular with its diagonal first",
                          value=f"column {-2 - rc}", remedy="pass the factor L of A = L Lᵀ")

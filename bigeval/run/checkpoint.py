@@ -128,13 +128,22 @@ class StageStore:
     def folder(self, stage: str) -> Path:
         return self.root / stage
 
-    def clean_debris(self) -> list[Path]:
-        """Remove the temporary folders a killed run left (``.<stage>.*.tmp`` / ``.old``)."""
+    def clean_debris(self, published=()) -> list[Path]:
+        """Remove what a killed run left: temporary stage folders and files here
+        (``.<stage>.*.tmp``, ``.old``) and the temporary files of the ``published`` names
+        (``.<name>.*.tmp``) in the output folder."""
         removed = []
-        for p in self.root.glob(".*"):
-            if p.is_dir() and (p.name.endswith(".tmp") or p.name.endswith(".old")):
+        candidates = list(self.root.glob(".*"))
+        for name in published:
+            candidates += list(self.root.parent.glob(f".{name}.*.tmp"))
+        for p in candidates:
+            if not (p.name.endswith(".tmp") or p.name.endswith(".old")):
+                continue
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
         return removed
 
     def sidecar(self, stage: str) -> dict | None:

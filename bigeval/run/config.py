@@ -35,7 +35,7 @@ from typing import Any
 from bigeval.errors import InputError
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",
-           "template", "dump_config", "cli_table", "CLI_ONLY"]
+           "template", "dump_config", "cli_table", "CLI_ONLY", "reference_markdown"]
 
 #: Schedulers a run accepts besides a cluster address (``tcp://host:8786``).
 SCHEDULERS = ("threads", "synchronous", "local-cluster")
@@ -181,8 +181,9 @@ SCHEMA: tuple[Key, ...] = (
         help="compare with exact reliabilities from the MME inverse (auto: when the MME has "
              "at most max_equations equations)", cli=("reliability --exact",)),
     Key("exact", "max_equations", "int", default=20_000,
-        help="largest MME inverted densely for the check (run the check on a `bigeval "
-             "sample` for larger data)"),
+        help="largest MME the check inverts with check = \"auto\" (dense up to 5 000 "
+             "equations, then sparse selected inversion); run it on a `bigeval sample` of "
+             "larger data"),
     # [cluster]
     Key("cluster", "scheduler", "str", default="threads",
         help="threads (local, default), synchronous, local-cluster, or a Dask scheduler "
@@ -241,6 +242,17 @@ CLI_ONLY = {
     "grm --triplets": "the run keeps G⁻¹ and A22⁻¹ in HDF5 (stages/relationships)",
     "genotypes import --out": "a genotype file is imported into stages/relationships",
 }
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table (the README's, kept in sync by a test)."""
+    rows = ["| key | default | what | command-line option |", "|---|---|---|---|"]
+    for k in SCHEMA:
+        default = ("required" if k.required else "–" if k.default is None
+                   else _toml_value(k.default))
+        cli = ", ".join(f"`{c}`" for c in k.cli)
+        rows.append(f"| `{k.dotted}` | {default} | {k.help} | {cli} |")
+    return "\n".join(rows)
 
 
 def cli_table() -> list[tuple[str, str]]:

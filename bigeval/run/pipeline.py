@@ -203,7 +203,7 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
     out = ensure_dir(cfg.out)
     with _lock(out):
         store = StageStore(out / "stages")
-        for p in store.clean_debris():
+        for p in store.clean_debris(published=(*PUBLISHED, "manifest.json")):
             show.line(f"removed {p.name} left by an interrupted run")
         hasher = InputHasher(store.root / "input-hashes.json", trust_cache=not rehash)
         manifest = Manifest(out / "manifest.json", config=cfg, argv=argv)

@@ -135,6 +135,7 @@ def _fig_by_birth_year(table: pd.DataFrame) -> str | None:
         mn = ng.groupby("birth_year")["rel_final"].mean()
         ax.plot(mn.index, mn.values, "^--", color=NONGENO_COLOUR, label="final, not genotyped")
     ax.set_xlabel("birth year")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("mean reliability")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, ncol=2)
