@@ -17,7 +17,7 @@ import numpy as np
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
-from bigeval.io.writers import atomic_files, ensure_dir, write_csv_atomic, write_text_atomic
+from bigeval.io.writers import atomic_files, ensure_dir
 from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.qc import QCOptions
 from bigeval.reliability.engine import (

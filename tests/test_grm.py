@@ -288,3 +288,19 @@ def test_cmd_grm__tune_blend_equal_dense_twin(tmp_path, method):
         np.testing.assert_allclose(joined(M, ids, order), ref, rtol=0,
                                    atol=EXACT * np.abs(ref).max())
     assert "tuned to A22" in (out / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.1])
+def test_prepared__equals_slow_twin(missing):
+    from bigeval.grm import _matvec64, _prepared, _split
+
+    M = _random_genotypes(n=37, m=91, missing=missing, seed=22)
+    c = 2 * np.random.default_rng(23).uniform(0.05, 0.95, 91)
+    X, u, U = _prepared(M, c)
+    X_ref, U_ref = _split(M)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_allclose(u, _matvec64(X_ref, c), rtol=1e-14, atol=1e-12)
+    if missing:
+        np.testing.assert_array_equal(U.toarray(), U_ref.toarray())
+    else:
+        assert U is None and U_ref is None

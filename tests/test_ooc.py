@@ -242,13 +242,13 @@ def test_prepare_ooc__equals_prepare(tmp_path, seed, style, birth):
     f = write_random_population(tmp_path, seed, style=style, birth=birth)
     kw = dict(genotyped=f["genotyped"], interbull=f["interbull"])
     expect = prepare(f["pedigree"], f["records"], **kw)
-    for chunk_rows in (37, 1000):
+    for chunk_rows in (101, 1000):
         got = ooc_population(tmp_path, f["pedigree"], f["records"], chunk_rows=chunk_rows, **kw)
         assert_same_population(got, expect)
 
 
 def test_prepare_ooc__one_row_blocks_and_no_records(tmp_path):
-    f = write_random_population(tmp_path, 4, n=60)
+    f = write_random_population(tmp_path, 4, n=40)
     assert_same_population(ooc_population(tmp_path, f["pedigree"], chunk_rows=1),
                            prepare(f["pedigree"]))
 

@@ -201,7 +201,7 @@ def dense_block_lhs(n_animals: int = 1_000, ng: int = 120, seed: int = 5) -> sp.
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("supernode_min", [0, 1, 4, 32, 10**9])
+@pytest.mark.parametrize("supernode_min", [0, 4, 10**9])
 def test_takahashi__supernodal_and_column_paths_against_dense(method, supernode_min):
     A = dense_block_lhs()
     f = cholesky(A, method)

@@ -68,8 +68,12 @@ def solve_direct(lhs, rhs, method: str = "auto") -> Solution:
     return Solution(np.asarray(x).ravel(), method)
 
 
+FIXED_BLOCK_MAX = 2000  # fixed effects inverted as one dense block up to this many
+
+
 def block_preconditioner(lhs, n_fixed: int) -> spla.LinearOperator:
-    """M⁻¹ for PCG: dense inverse of the fixed-effect block, 1/diag for the other equations."""
+    """M⁻¹ for PCG: dense inverse of the fixed-effect block (up to FIXED_BLOCK_MAX
+    equations; a diagonal above), 1/diag for the other equations."""
     lhs = sp.csr_matrix(lhs)
     n = lhs.shape[0]
     d = lhs.diagonal().copy()
@@ -79,6 +83,8 @@ def block_preconditioner(lhs, n_fixed: int) -> spla.LinearOperator:
                          value=float(d[i]), expected="> 0", remedy=_NOT_PD)
     inv_d = 1.0 / d
     Fi = None
+    if n_fixed > FIXED_BLOCK_MAX:  # e.g. 67 000 contemporary groups: their diagonal only
+        n_fixed = 0
     if n_fixed:
         from bigeval.linalg import spd_inverse
         Fi = spd_inverse(lhs[:n_fixed, :n_fixed].toarray(), what="the fixed-effect block of "

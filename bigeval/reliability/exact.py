@@ -179,9 +179,8 @@ def _exact_lhs(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a2
     lhs = lhs + sp.block_diag(blocks, format="csr")  # + α A⁻¹, + τ I
     if g is not None:
         # H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ - A22⁻¹]]  (Aguilar et al. 2010)
-        r, c = np.meshgrid(k + g, k + g, indexing="ij")
-        lhs = lhs + sp.csr_matrix(((alpha * gdiff).ravel(), (r.ravel(), c.ravel())),
-                                  shape=(neq, neq))
+        from bigeval.models.mme import dense_block
+        lhs = lhs.tocsc() + dense_block(alpha * gdiff, k + g, neq)
     return lhs.tocsc(), k, n
 
 

@@ -192,6 +192,9 @@ def _pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
     df = df.drop_duplicates("animal", keep="first").set_index("animal")
     if "birth_year" in df:
         by = pd.to_numeric(df["birth_year"], errors="coerce")
+        if by.isna().all():  # dates such as 2019-03-01 or 20190301: their year
+            by = pd.to_datetime(df["birth_year"], errors="coerce", format="mixed").dt.year
+        by = by.where(by < 10_000, by // 10_000)  # YYYYMMDD
         by = by.where((by > 0) & (by == np.round(by)))
         out["birth_year"] = by.reindex(out.index).astype("Int32")
     else:
