@@ -176,7 +176,9 @@ def job_script(cfg: dict) -> str:
     """The batch script dask-jobqueue submits for one worker job (SLURM / PBS), offline."""
     if cfg["kind"] not in ("slurm", "pbs"):
         raise ValueError("job scripts exist for slurm and pbs clusters")
-    cluster = make_cluster(cfg)
+    # rendering starts a scheduler here: no dashboard for it (port 8787 may be taken)
+    opts = {**cfg.get("scheduler_options", {}), "dashboard_address": ":0"}
+    cluster = make_cluster({**cfg, "scheduler_options": opts})
     try:
         return cluster.job_script()
     finally:

@@ -248,7 +248,7 @@ def test_prepare_ooc__equals_prepare(tmp_path, seed, style, birth):
 
 
 def test_prepare_ooc__one_row_blocks_and_no_records(tmp_path):
-    f = write_random_population(tmp_path, 4, n=40)
+    f = write_random_population(tmp_path, 4, n=60)
     assert_same_population(ooc_population(tmp_path, f["pedigree"], chunk_rows=1),
                            prepare(f["pedigree"]))
 

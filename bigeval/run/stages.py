@@ -19,7 +19,6 @@ Outputs per stage (``OUT/stages/<stage>/``)::
                     cgs.parquet          cg (codes as given)
                     interbull.parquet    animal, value (when Interbull is given)
     relationships   Ginv.h5, A22inv.h5   G*⁻¹ and A22⁻¹ of the genotyped animals (with ids)
-                    genomic.parquet      animal, g_diag, a22_diag (diagonals of G* and A22)
                     qc.parquet           what genotype QC removed and why
                     genotypes.zarr       the imported store (when given a genotype file)
     solve           solutions.parquet    animal, ebv, pev, rel (MME)
@@ -480,113 +479,89 @@ def _qc_options(cfg: RunConfig):
 
 
 def relationships(ctx: StageContext) -> dict:
-    """G*⁻¹ and A22⁻¹ of the genotyped animals: from genotypes (QC, G with Dask, A22 by
-    Colleau's method, tuning, blending, Cholesky inverses), from a ready G, or from triplets."""
-    from bigeval.genomic import blend_g, tune_g
+    """G*⁻¹ and A22⁻¹ of the genotyped animals (:mod:`bigeval.relationships`): from a genotype
+    store (QC, G with Dask, tuning to and blending with A22, the inverses), from a ready G,
+    or read from G⁻¹/A22⁻¹ triplets. A genotype file is imported into a store first."""
     from bigeval.grm import write_grm
-    from bigeval.linalg import spd_inverse, spd_inverse_diag
-    from bigeval.pedigree import a22_dense
+    from bigeval.relationships import genomic_inverses, inverses_from_store, \
+        positions_in_pedigree
 
     cfg = ctx.config
     summary: dict = {}
+    blend = cfg["genomics.blend"] or None
     if cfg["inputs.ginv"] is not None:
         pop = _prepare(cfg, cfg["inputs.pedigree"], genotyped=cfg["inputs.genotyped"],
                        ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"])
         ids = pop.ids[pop.genotyped].astype(str)
         ginv, a22inv = pop.ginv, pop.a22inv
-        ctx.progress.phase(f"inverting G⁻¹ and A22⁻¹ for their diagonals ({len(ids):,})")
-        g_diag = spd_inverse_diag(ginv, what="G⁻¹ (from the triplets)")
-        a22_diag = spd_inverse_diag(a22inv, what="A22⁻¹ (from the triplets)")
         summary["source"] = "triplets"
     else:
         animals = _read_animals(ctx.upstream["prepare"])
-        index = pd.Index(animals["animal"].to_numpy(dtype=object).astype(str))
-        keep_list = None
+        ped_ids = animals["animal"].to_numpy(dtype=object).astype(str)
+        sire, dam = animals["sire"].to_numpy(np.int64), animals["dam"].to_numpy(np.int64)
+        keep = None
         if cfg["inputs.genotyped"] is not None:
             from bigeval.io.readers import read_genotyped
 
-            keep_list = read_genotyped(cfg["inputs.genotyped"])["animal"].to_numpy(str)
+            keep = read_genotyped(cfg["inputs.genotyped"])["animal"].to_numpy(str)
         if cfg["inputs.grm"] is not None:
             from bigeval.grm import read_grm
 
             G, ids = read_grm(cfg["inputs.grm"])
-            if keep_list is not None:
-                rows = np.flatnonzero(np.isin(ids, keep_list))
+            if keep is not None:
+                rows = np.flatnonzero(np.isin(ids, keep))
                 G, ids = G[np.ix_(rows, rows)], ids[rows]
+            pos = positions_in_pedigree(ids, ped_ids, file=cfg["inputs.grm"])
+            ctx.point("mid")
+            ginv, a22inv = genomic_inverses(
+                G, sire, dam, pos, tune=cfg["genomics.tune"], blend=blend,
+                method=cfg["genomics.a22inv_method"], overwrite=True, ids=ids,
+                file=cfg["inputs.grm"], progress=ctx.progress.enabled)
             summary["source"] = "grm"
         else:
-            G, ids, qc_summary = _g_from_genotypes(ctx, keep_list)
-            summary.update(source="genotypes", **qc_summary)
-        ctx.point("mid")
-        pos = index.get_indexer(ids)
-        _check_in_pedigree(ids, index, cfg["inputs.genotypes"] or cfg["inputs.grm"],
-                           "genotyped")
-        ctx.progress.phase(f"A22 of {len(ids):,} genotyped animals (Colleau)")
-        A22 = a22_dense(animals["sire"].to_numpy(np.int64), animals["dam"].to_numpy(np.int64),
-                        pos)
-        if cfg["genomics.tune"]:
-            G = tune_g(G, A22)
-        if cfg["genomics.blend"]:
-            G = blend_g(G, A22, cfg["genomics.blend"])
-        g_diag, a22_diag = np.diag(G).copy(), np.diag(A22).copy()
-        summary.update(mean_diag_g=float(g_diag.mean()), mean_diag_a22=float(a22_diag.mean()))
-        ctx.progress.phase(f"inverting G* ({len(ids):,} x {len(ids):,}, Cholesky)")
-        remedy = ("blend more A22 into G ([genomics] blend), or check the genotypes (QC)")
-        ginv = spd_inverse(G, overwrite=True, what="G* (G tuned and blended)", remedy=remedy)
-        del G
-        ctx.progress.phase(f"inverting A22 ({len(ids):,} x {len(ids):,}, Cholesky)")
-        a22inv = spd_inverse(A22, overwrite=True, what="A22",
-                             remedy="check the pedigree for duplicated animals")
-        del A22
+            store = _genotype_store(ctx)
+            ctx.point("mid")
+            res = inverses_from_store(
+                store, ped_ids, sire, dam, keep=keep,
+                qc=_qc_options(cfg) if cfg["genomics.qc"] else None, tune=cfg["genomics.tune"],
+                blend=blend, method=cfg["genomics.a22inv_method"],
+                chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None,
+                progress=ctx.progress.enabled)
+            ids, ginv, a22inv = res.ids, res.ginv, res.a22inv
+            report = res.report.astype({"kind": str, "id": str, "reason": str,
+                                        "threshold": str})
+            report["value"] = report["value"].astype(np.float64)
+            _write_parquet(report, ctx.work / "qc.parquet")
+            from bigeval.io.genotypes import open_genotypes
+
+            X, _, snps = open_genotypes(store)
+            summary.update(source="genotypes", animals_in_store=int(X.shape[0]),
+                           snps_in_store=int(len(snps)), animals_used=len(ids),
+                           snps_used=int(len(snps)) - int(((report["kind"] == "snp")).sum()),
+                           lines=res.lines)
     write_grm(ginv, ids, ctx.work / "Ginv.h5", name="Ginv")
     write_grm(a22inv, ids, ctx.work / "A22inv.h5", name="A22inv")
-    _write_parquet(pd.DataFrame({"animal": pd.array(np.asarray(ids, dtype=str), dtype="string"),
-                                 "g_diag": g_diag, "a22_diag": a22_diag}),
-                   ctx.work / "genomic.parquet")
     summary["genotyped"] = len(ids)
     return summary
 
 
-def _g_from_genotypes(ctx: StageContext, keep_list):
-    """Import (if needed), QC and G of the genotypes; QC report to ``qc.parquet``."""
-    from bigeval.grm import grm
-    from bigeval.io.genotypes import DEFAULT_CHUNKS, import_genotypes, open_genotypes
+def _genotype_store(ctx: StageContext) -> Path:
+    """The genotype store of the run: the input, or a genotype file imported into the stage."""
+    from bigeval.io.genotypes import DEFAULT_CHUNKS, import_genotypes
 
     cfg = ctx.config
     path = Path(cfg["inputs.genotypes"])
-    chunks = tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None
-    if not is_zarr_store(path):
-        ctx.progress.phase(f"importing {path.name} into a genotype store")
+    if is_zarr_store(path):
+        return path
+    ctx.progress.phase(f"importing {path.name} into a genotype store")
 
-        def imported(done, total):
-            ctx.progress.update(f"import: {done:,}{'' if total is None else f' / {total:,}'} "
-                                "animals")
+    def imported(done, total):
+        ctx.progress.update(f"import: {done:,}{'' if total is None else f' / {total:,}'} "
+                            "animals")
 
-        path = import_genotypes(path, ctx.work / "genotypes.zarr",
-                                fmt=cfg["inputs.genotypes_format"],
-                                chunks=chunks or DEFAULT_CHUNKS, progress=imported)
-    X, sample_ids, snp_ids = open_genotypes(path)
-    if keep_list is not None:
-        rows = np.flatnonzero(np.isin(sample_ids, keep_list))
-        X, sample_ids = X[rows], sample_ids[rows]
-    summary = {"animals_in_store": int(X.shape[0]), "snps_in_store": int(X.shape[1])}
-    report = pd.DataFrame({"kind": [], "id": [], "reason": [], "value": [], "threshold": []})
-    if cfg["genomics.qc"]:
-        from bigeval.qc import qc
-
-        with ctx.progress.dask("genotype QC"):
-            res = qc(X, sample_ids, snp_ids, _qc_options(cfg))
-        report = res.report
-        X, sample_ids = X[res.animals][:, res.snps], sample_ids[res.animals]
-        summary["qc_removed"] = {f"{k}:{r}": int(n) for (k, r), n in
-                                 report.groupby(["kind", "reason"]).size().items()}
-    report = report.astype({"kind": str, "id": str, "reason": str, "threshold": str})
-    report["value"] = report["value"].astype(np.float64)
-    _write_parquet(report, ctx.work / "qc.parquet")
-    summary.update(animals_used=int(X.shape[0]), snps_used=int(X.shape[1]))
-    with ctx.progress.dask(f"G ({X.shape[0]:,} animals x {X.shape[1]:,} SNPs)"):
-        G = grm(X, chunks=chunks)
-    return G, np.asarray(sample_ids, dtype=str), summary
+    chunks = tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else DEFAULT_CHUNKS
+    return import_genotypes(path, ctx.work / "genotypes.zarr", fmt=cfg["inputs.genotypes_format"],
+                            chunks=chunks, progress=imported)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -666,6 +641,13 @@ def _model_relationship(cfg: RunConfig) -> str:
     return ("H" if cfg.has_genomics else "A") if rel == "auto" else rel
 
 
+def _diag_of_inverse(m: np.ndarray) -> np.ndarray:
+    """diag(M⁻¹) of an SPD matrix (diag(G*) from G*⁻¹), by Cholesky."""
+    from bigeval.linalg import spd_inverse_diag
+
+    return spd_inverse_diag(m, what="G*⁻¹")
+
+
 def solve(ctx: StageContext) -> dict:
     """EBV (GEBV with H) of every pedigree animal by the mixed-model equations."""
     import scipy.sparse as sp
@@ -687,7 +669,9 @@ def solve(ctx: StageContext) -> dict:
         folder = ctx.upstream["relationships"]
         ginv, gids = read_grm(folder / "Ginv.h5", name="Ginv")
         a22inv, _ = read_grm(folder / "A22inv.h5", name="A22inv")
-        gdiag = _read_parquet(folder / "genomic.parquet")["g_diag"].to_numpy(np.float64)
+        ctx.progress.phase(f"diag(G*) from G*⁻¹ ({len(gids):,} genotyped), for the PEV's "
+                           "reliabilities")
+        gdiag = _diag_of_inverse(ginv)
         pos = pd.Index(ids).get_indexer(gids)
         r, c = np.meshgrid(pos, pos, indexing="ij")
         delta = ginv - a22inv  # H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ − A22⁻¹]] (Aguilar et al. 2010)
@@ -851,7 +835,7 @@ def report(ctx: StageContext) -> dict:
 def _rel_params(cfg: RunConfig) -> dict:
     keys = ("inputs.genotypes_format", "genomics.qc", "genomics.min_call_rate_snp",
             "genomics.min_call_rate_animal", "genomics.min_maf", "genomics.max_concordance",
-            "genomics.tune", "genomics.blend", "genomics.chunks")
+            "genomics.tune", "genomics.blend", "genomics.chunks", "genomics.a22inv_method")
     return {k: cfg[k] for k in keys}
 
 
