@@ -21,6 +21,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from numba import njit
 
 from bigeval.errors import InputError
 from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky
@@ -99,9 +100,33 @@ def block_preconditioner(lhs, n_fixed: int) -> spla.LinearOperator:
     return spla.LinearOperator((n, n), matvec=apply, dtype=np.float64)
 
 
+@njit(cache=True)
+def _dot(a, b):  # pragma: no cover - compiled
+    """a·b in one pass without BLAS: BLAS ddot on 2 threads was measured at 4 ms for a
+    22 000-vector on a busy machine (30 ms per PCG iteration instead of 2)."""
+    s = 0.0
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True)
+def _update(x, r, p, q, alpha):  # pragma: no cover - compiled
+    """x += α p; r -= α q; returns r·r."""
+    s = 0.0
+    for i in range(x.size):
+        x[i] += alpha * p[i]
+        r[i] -= alpha * q[i]
+        s += r[i] * r[i]
+    return s
+
+
 def solve_pcg(lhs, rhs, *, n_fixed: int = 0, x0=None, rtol: float = 1e-12,
               maxiter: int | None = None) -> Solution:
-    """Preconditioned conjugate gradients; convergence on ||r|| / ||rhs|| < rtol."""
+    """Preconditioned conjugate gradients; convergence on ||r|| / ||rhs|| < rtol.
+
+    BLUPF90's default criterion, 1e-12 on ||r||²/||rhs||², is ``rtol=1e-6``.
+    """
     lhs = sp.csr_matrix(lhs)
     rhs = np.asarray(rhs, dtype=np.float64)
     n = len(rhs)
@@ -111,24 +136,23 @@ def solve_pcg(lhs, rhs, *, n_fixed: int = 0, x0=None, rtol: float = 1e-12,
     r = rhs - lhs @ x
     z = Minv.matvec(r)
     p = z.copy()
-    rz = r @ z
-    norm_b = np.linalg.norm(rhs) or 1.0
+    rz = _dot(r, z)
+    norm_b = np.sqrt(_dot(rhs, rhs)) or 1.0
     it = 0
+    res = float("nan")
     for it in range(1, maxiter + 1):
         q = lhs @ p
-        pq = p @ q
+        pq = _dot(p, q)
         if not pq > 0:  # a direction of non-positive curvature: LHS not positive definite
             raise InputError("PCG: the MME are not positive definite", value=float(pq),
                              remedy=_NOT_PD)
-        alpha = rz / pq
-        x += alpha * p
-        r -= alpha * q
-        res = np.linalg.norm(r) / norm_b
+        res = np.sqrt(_update(x, r, p, q, rz / pq)) / norm_b
         if res < rtol:
             break
         z = Minv.matvec(r)
-        rz_new = r @ z
-        p = z + (rz_new / rz) * p
+        rz_new = _dot(r, z)
+        p *= rz_new / rz
+        p += z
         rz = rz_new
     else:
         raise InputError(f"PCG did not converge in {maxiter} iterations", value=res,
