@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                          "store's size")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-memory", default=None,
-                    help="memory limit per worker (default: 3/4 of the store's int8 size)")
+                    help="memory limit per worker (default: 3/4 of the store's int8 size, "
+                         "at least 600 MiB)")
     args = ap.parse_args(argv)
 
     from bigeval.grm import grm
@@ -117,7 +118,8 @@ def main(argv=None) -> int:
             import dask
             from distributed import Client, LocalCluster
 
-            limit = args.worker_memory or f"{int(0.75 * n * m / 1024**2)}MiB"
+            # below the store's size, but not below what a worker process itself needs
+            limit = args.worker_memory or f"{max(600, int(0.75 * n * m / 1024**2))}MiB"
             with LocalCluster(n_workers=args.workers, threads_per_worker=1,
                               memory_limit=limit, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client, \

@@ -81,7 +81,7 @@ def _reml(args) -> int:
     spec, df, out = _load(args)
     _, md = _model(spec, df)
     start = {k: getattr(spec, k) for k in ("sigma_a2", "sigma_pe2", "sigma_e2")}
-    r = reml(md, start, method=args.method)
+    r = reml(md, start, method=args.method, tol=args.tol, maxiter=args.maxiter)
     t = pd.DataFrame({"component": list(r.names) + ["h2", "loglik"],
                       "estimate": list(r.theta) + [r.h2, r.loglik],
                       "se": list(r.se) + [r.h2_se, float("nan")]})
@@ -131,6 +131,11 @@ def register(subparsers) -> None:
                                 "with --solver pcg); large systems use selected inversion")
         if name == "reml":
             p.add_argument("--method", default="ai", choices=["ai", "em"])
+            p.add_argument("--tol", type=float, default=None,
+                           help="stop when sum((new - old)^2) / sum(new^2) < TOL (default "
+                                "1e-8 for AI, 1e-6 for EM, whose small steps stop it short "
+                                "of the maximum: use 1e-10 for precise EM estimates)")
+            p.add_argument("--maxiter", type=int, default=500)
         if name == "cv":
             p.add_argument("--folds", type=int, default=5)
             p.add_argument("--seed", type=int, default=1)

@@ -92,7 +92,7 @@ def test_fit_mixed__mrode_example_12_1_single_step():
 
 @pytest.mark.parametrize("toml", ["pblup.toml", "repeatability.toml", "gblup.toml",
                                   "ssgblup.toml"])
-@pytest.mark.parametrize("method", ["dense", "splu", "pcg"]
+@pytest.mark.parametrize("method", ["dense", "splu", "superlu", "pcg"]
                          + (["cholmod"] if HAVE_CHOLMOD else []))
 def test_solve__methods_agree(toml, method):
     _, _, ref = fit(toml, method="dense")

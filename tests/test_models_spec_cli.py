@@ -85,6 +85,19 @@ def test_cli__reml(tmp_path):
     assert np.isclose(v.loc["sigma_a2", "estimate"], 3.3954, atol=5e-4)
 
 
+def test_cli__reml_em_tol_and_solver_options(tmp_path):
+    args = parser().parse_args(["reml", str(EXAMPLES / "reml.toml"), "--out", str(tmp_path),
+                                "--method", "ai", "--tol", "1e-12", "--maxiter", "50"])
+    assert args.func(args) == 0
+    v = pd.read_csv(tmp_path / "variances.csv").set_index("component")
+    assert np.isclose(v.loc["sigma_a2", "estimate"], 3.395398, rtol=1e-5)  # ASReml-R
+    args = parser().parse_args(["solve", str(EXAMPLES / "pblup.toml"), "--out",
+                                str(tmp_path), "--solver", "pcg", "--no-se"])
+    assert args.func(args) == 0
+    a = pd.read_csv(tmp_path / "animals.csv")
+    assert a["pev"].isna().all() and abs(a.loc[a.animal == 1, "ebv"].iat[0] - 0.098) < 5e-4
+
+
 def test_cli__bad_config_exit_code(tmp_path, capsys):
     args = parser().parse_args(["solve", str(tmp_path / "none.toml"), "--out", str(tmp_path)])
     assert args.func(args) == 1

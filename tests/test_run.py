@@ -216,8 +216,7 @@ def test_run__outputs_and_manifest(ref, pop_config):
 
 def test_run__equals_the_separate_commands(ref, pop_config, tmp_path):
     """The run's reliabilities are those of `bigeval reliability --genotypes` on the same
-    files, and, without QC, those of `bigeval grm --no-qc --tune --blend 0.05 --triplets` then
-    `bigeval reliability --ginv --a22inv` (the BLUPF90-style chain of programs)."""
+    files."""
     from bigeval.cli import main
     from bigeval.errors import BigevalWarning
 
@@ -230,6 +229,19 @@ def test_run__equals_the_separate_commands(ref, pop_config, tmp_path):
         assert main([*common, "--genotypes", str(data / "genotypes.zarr"), "--out",
                      str(tmp_path / "rel")]) == 0
     _compare(tmp_path / "rel", ref)
+
+
+@pytest.mark.slow
+def test_run__without_qc_equals_the_chain_of_programs(pop_config, tmp_path):
+    """Without QC: `bigeval grm --no-qc --tune --blend 0.05 --triplets`, then `bigeval
+    reliability --ginv --a22inv` (the BLUPF90-style chain of programs) gives the run's values."""
+    from bigeval.cli import main
+    from bigeval.errors import BigevalWarning
+
+    data = pop_config.parent / "data"
+    common = ["reliability", "--pedigree", str(data / "pedigree.txt"), "--records",
+              str(data / "records.txt"), "--h2", "0.25", "--repeatability", "0.4", "--tau", "4",
+              "--interbull", str(data / "interbull.txt"), "--no-progress"]
     out = tmp_path / "run-noqc"
     _run(pop_config, out, overrides={"genomics.qc": False})
     assert main(["grm", "--genotypes", str(data / "genotypes.zarr"), "--pedigree",
@@ -295,7 +307,6 @@ def test_run__output_folder_is_locked_while_running(pop_config, tmp_path):
 
 @pytest.mark.parametrize("overrides, executed", [
     ({"parameters.h2": 0.30}, ["solve", "reliabilities", "report"]),
-    ({"genomics.blend": 0.10}, ["relationships", "solve", "reliabilities", "report"]),
     ({"inputs.genotypes": "data/genotypes_v2.zarr"},
      ["validate", "relationships", "solve", "reliabilities", "report"]),
     ({"report.title": "another title"}, ["report"]),
@@ -311,6 +322,13 @@ def test_run__config_change_reruns_exactly_the_affected_stages(ref, pop_config, 
     m = _manifest(out)
     assert all(s["reason"] == "inputs or parameters changed" for s in m["stages"]
                if s["status"] == "executed")
+
+
+@pytest.mark.slow
+def test_run__genomics_change_reruns_relationships_and_what_follows(ref, pop_config, tmp_path):
+    out = _runkit.copy_run(ref, tmp_path / "out")
+    res = _run(pop_config, out, overrides={"genomics.blend": 0.10})
+    assert res.executed == ["relationships", "solve", "reliabilities", "report"]
 
 
 def test_run__changed_input_content_is_detected_by_hash(ref, pop_config, tmp_path):
@@ -340,9 +358,33 @@ def _killed_run(config: Path, out: Path, at: str) -> subprocess.CompletedProcess
 
 
 CRASHES = [("validate", "mid"), ("prepare", "sealed"), ("relationships", "mid"),
-           ("solve", "mid"), ("reliabilities", "committed"), ("report", "publish")]
+           ("solve", "written"), ("reliabilities", "committed"), ("report", "publish")]
 
 
+def test_run__sigkill_in_every_stage_in_turn_then_identical_results(ref, pop_config, tmp_path):
+    """One output folder, one run after another, each killed (SIGKILL) inside the next stage:
+    every run resumes what the killed one left, and the last one, uninterrupted, gives the
+    bytes of the reference run."""
+    out = tmp_path / "out"
+    for k, (stage, point) in enumerate(CRASHES):
+        proc = _killed_run(pop_config, out, f"{stage}:{point}")
+        assert proc.returncode == -signal.SIGKILL, (stage, proc.stderr[-2000:])
+        m = _manifest(out)
+        assert m["status"] == "running"  # killed: no clean-up ran
+        done = [s["name"] for s in m["stages"]]
+        assert done == ALL[:k + (point == "publish")], (stage, done)
+        committed = (out / "stages" / stage / "stage.json").exists()
+        assert committed == (point in ("committed", "publish")), stage
+    res = _run(pop_config, out)
+    assert res.executed == [] and res.skipped == ALL  # the last kill was after the report
+    assert _runkit.same_bytes(ref, out) == []
+    for name in ("reliability.parquet", "convergence.parquet", "exact.parquet"):
+        a = ref / "stages" / "reliabilities" / name
+        assert a.read_bytes() == (out / "stages" / "reliabilities" / name).read_bytes()
+    assert not list((out / "stages").glob(".*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, point", CRASHES, ids=[f"{s}-{p}" for s, p in CRASHES])
 def test_run__sigkill_in_each_stage_then_rerun_gives_identical_results(
         ref, pop_config, tmp_path, stage, point):

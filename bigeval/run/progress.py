@@ -64,10 +64,13 @@ class Progress:
             def _start_state(self, dsk, state):
                 self.total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
                 self.done = 0
+                self.shown = 0.0
 
             def _posttask(self, key, result, dsk, state, worker_id):
                 self.done += 1
-                if self.done % 4 == 0 or self.done == self.total:
+                now = time.perf_counter()
+                if now - self.shown >= 0.2 or self.done == self.total:  # a few lines a second
+                    self.shown = now
                     progress.update(f"{label}: {self.done:,}/{self.total:,} tasks  "
                                     f"{time.perf_counter() - t0:6.1f} s")
 

@@ -521,12 +521,13 @@ def relationships(ctx: StageContext) -> dict:
         else:
             store = _genotype_store(ctx)
             ctx.point("mid")
-            res = inverses_from_store(
-                store, ped_ids, sire, dam, keep=keep,
-                qc=_qc_options(cfg) if cfg["genomics.qc"] else None, tune=cfg["genomics.tune"],
-                blend=blend, method=cfg["genomics.a22inv_method"],
-                chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None,
-                progress=ctx.progress.enabled)
+            with ctx.progress.dask("genotype QC and G"):
+                res = inverses_from_store(
+                    store, ped_ids, sire, dam, keep=keep,
+                    qc=_qc_options(cfg) if cfg["genomics.qc"] else None,
+                    tune=cfg["genomics.tune"], blend=blend, method=cfg["genomics.a22inv_method"],
+                    chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None,
+                    progress=ctx.progress.enabled)
             ids, ginv, a22inv = res.ids, res.ginv, res.a22inv
             report = res.report.astype({"kind": str, "id": str, "reason": str,
                                         "threshold": str})
