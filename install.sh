@@ -55,7 +55,8 @@ else
 fi
 
 extras=""
-[[ "$mode" == "test" ]] && extras="test"
+# test: the test tools, and the cluster extra so the SLURM/PBS/Kubernetes recipes are checked
+[[ "$mode" == "test" ]] && extras="test,cluster"
 # the CHOLMOD binding only where its headers are present
 if [[ -f /usr/include/suitesparse/cholmod.h ]]; then
     extras="${extras:+$extras,}cholmod"

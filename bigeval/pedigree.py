@@ -631,7 +631,7 @@ def ainv_sparse(sire, dam, f=None) -> sp.csr_matrix:
     return sp.coo_matrix((vals[keep], (rows, cols)), shape=(n, n)).tocsr()
 
 
-@njit(cache=False)
+@njit(cache=False, nogil=True)
 def _colleau_columns(s, d, b, cols):  # pragma: no cover - compiled
     """Columns ``cols`` of A = T D T' for a pedigree sorted parents first (n by k).
 

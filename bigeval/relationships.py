@@ -12,9 +12,10 @@ Nothing here forms the relationship matrix A of the whole pedigree.
   and ``(A¹¹)⁻¹ A¹²`` is solved a panel of genotyped columns at a time. The cost is about
   ``4 nnz(L) n_g`` flops, against ``n_g³`` for a dense inverse of A22.
 * **A22 and its Cholesky inverse** (``method="dense"``): A22 by Colleau's (2002) indirect
-  method (:func:`bigeval.pedigree.a22_dense`) on the pruned pedigree, then potrf + potri in
-  place (:func:`bigeval.linalg.spd_inverse`). The twin against which the sparse route is
-  tested, and the faster one for small n_g.
+  method (the columns of :func:`bigeval.pedigree.a22_dense`, in parallel) on the pruned
+  pedigree, then potrf + potri in place (:func:`bigeval.linalg.spd_inverse`). The twin
+  against which the sparse route is tested, and the faster one for small n_g without
+  CHOLMOD.
 * **Tuning and blending without a dense A22**: the means that :func:`bigeval.genomic.tune_g`
   needs come from the diagonal ``1 + F`` and one Colleau product ``A22 1``
   (:func:`a22_means`); blending adds A22 to G a block of Colleau columns at a time
@@ -36,7 +37,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from numba import njit
 
 from bigeval._resources import check_dense
@@ -46,7 +46,6 @@ from bigeval.pedigree import (
     _as_pedigree,
     _colleau_columns,
     _sorted_pedigree,
-    a22_dense,
     ainv_sparse,
     inbreeding,
     mendelian_variance,
@@ -60,8 +59,11 @@ __all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22"
 A22_METHODS = ("auto", "sparse", "dense")
 #: Bytes of work space for one panel of solves / Colleau columns.
 PANEL_BYTES = 2**28
-#: ``auto`` takes the dense route up to this many genotyped animals (see benchmarks/bench_part2.py)
-DENSE_UP_TO = 2_000
+#: ``auto`` takes the dense route up to this many genotyped animals when the sparse
+#: Cholesky is SuperLU (with CHOLMOD the sparse route is always faster: 100 000-animal
+#: pedigree, 3 000 genotyped: CHOLMOD 4.0 s, SuperLU 28.5 s, dense 15.4 s;
+#: benchmarks/bench_part2.py --compare)
+DENSE_UP_TO = 10_000
 
 
 def _progress_printer(label: str, enabled: bool | None):
@@ -234,13 +236,39 @@ def blend_with_a22(G: np.ndarray, sire, dam, genotyped, w: float, f=None, *,
     G *= 1.0 - w
     if w == 0:
         return G
-    block = max(1, min(ng, PANEL_BYTES // (8 * max(p.sire.size, 1))))
     show = progress or (lambda done, total: None)
-    for lo in range(0, ng, block):
-        cols = p.genotyped[lo:lo + block]
-        G[:, lo:lo + block] += w * _colleau_columns(p.sire, p.dam, b, cols)[p.genotyped]
-        show(min(ng, lo + block), ng)
+    for lo, hi, cols in _a22_columns(p, b):
+        G[:, lo:hi] += w * cols
+        show(hi, ng)
     return G
+
+
+def _a22_columns(p: Pruned, b: np.ndarray):
+    """Blocks of columns of A22 (lo, hi, A22[:, lo:hi]) by Colleau's method, in order.
+
+    Each block takes ``PANEL_BYTES`` of work space; blocks are computed by one thread per core
+    (the compiled kernel releases the GIL), at most two blocks ahead of the consumer.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    ng = p.genotyped.size
+    block = max(1, min(ng, PANEL_BYTES // (8 * max(p.sire.size, 1))))
+    starts = list(range(0, ng, block))
+
+    def work(lo):
+        cols = _colleau_columns(p.sire, p.dam, b, p.genotyped[lo:lo + block])
+        return cols[p.genotyped]
+
+    threads = max(1, min(os.cpu_count() or 1, len(starts)))
+    with ThreadPoolExecutor(threads) as pool:
+        pending = [pool.submit(work, lo) for lo in starts[:threads]]
+        for k, lo in enumerate(starts):
+            cols = pending[k].result()
+            pending[k] = None
+            if k + threads < len(starts):
+                pending.append(pool.submit(work, starts[k + threads]))
+            yield lo, min(ng, lo + block), cols
 
 
 # --------------------------------------------------------------------------------------
@@ -253,7 +281,9 @@ def _resolve(method: str, ng: int) -> str:
         raise InputError("unknown method for A22⁻¹", value=method,
                          expected=" or ".join(A22_METHODS))
     if method == "auto":
-        return "dense" if ng <= DENSE_UP_TO else "sparse"
+        from bigeval.models.cholesky import HAVE_CHOLMOD
+
+        return "sparse" if HAVE_CHOLMOD or ng > DENSE_UP_TO else "dense"
     return method
 
 
@@ -271,8 +301,8 @@ def a22_inverse(sire, dam, genotyped, f=None, *, method: str = "auto", solver: s
         Inbreeding coefficients (length n); computed (Meuwissen & Luo) when None.
     method
         ``sparse``: Schur complement of the sparse A⁻¹ of the pruned pedigree;
-        ``dense``: Colleau A22 and a Cholesky inverse; ``auto``: dense up to
-        ``DENSE_UP_TO`` genotyped animals, sparse above.
+        ``dense``: Colleau A22 and a Cholesky inverse; ``auto``: sparse with CHOLMOD,
+        else dense up to ``DENSE_UP_TO`` genotyped animals and sparse (SuperLU) above.
     solver
         Sparse Cholesky of A¹¹ for ``sparse``: ``auto`` (CHOLMOD when installed, else
         SuperLU), ``cholmod`` or ``superlu``.
@@ -305,9 +335,11 @@ def a22_inverse(sire, dam, genotyped, f=None, *, method: str = "auto", solver: s
     ng = p.genotyped.size
     method = _resolve(method, ng)
     fp = None if f is None else np.asarray(f, np.float64)[p.animals]
-    if method == "dense":
+    if method == "dense":  # Colleau's A22 (columns in parallel), Cholesky inverse in place
         check_dense(ng, copies=1, what=f"A22 of {ng:,} genotyped animals")
-        A22 = np.asfortranarray(a22_dense(p.sire, p.dam, p.genotyped, fp))
+        A22 = np.empty((ng, ng), order="F")
+        for lo, hi, cols in _a22_columns(p, mendelian_variance(p.sire, p.dam, fp)):
+            A22[:, lo:hi] = cols
         return spd_inverse(A22, overwrite=True, what="A22",
                            remedy="check the pedigree for duplicated animals")
     n_p = p.sire.size

@@ -97,6 +97,7 @@ def test_dask_iteration__distributed_equals_in_memory(client):
     assert got3.rounds == ref3.rounds and np.array_equal(got3.d, ref3.d)
 
 
+@pytest.mark.slow
 def test_reliability__parts_1_to_3_on_dask(client):
     from bigeval.simulate import SimulationConfig, simulate
     from test_reliability import write_inputs  # noqa: PLC0415 - shared fixture writer

@@ -156,3 +156,13 @@ def test_genomic_reliability__overwrite_equals_copy(order):
     np.testing.assert_allclose(genomic_reliability(d, work, a22inv, 2.0, overwrite=True), ref,
                                rtol=1e-12)
     assert not np.array_equal(work, ginv)  # it was used as work space
+
+
+def test_positions_in_pedigree__missing_and_duplicated_ids_are_clear_errors():
+    ped = ["a", "b", "c", "d"]
+    assert rel.positions_in_pedigree(["d", "a"], ped).tolist() == [3, 0]
+    with pytest.raises(InputError, match=r"geno\.zarr: 2 genotyped animal\(s\) are not in the "
+                                         r"pedigree; value: 'x'"):
+        rel.positions_in_pedigree(["a", "x", "y"], ped, file="geno.zarr")
+    with pytest.raises(InputError, match="genotyped twice; value: 'b'"):
+        rel.positions_in_pedigree(["b", "a", "b"], ped)
