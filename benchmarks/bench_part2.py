@@ -5,9 +5,9 @@ young bulls, foreign bulls and young cows, as :mod:`bigeval.simulate` picks them
 stand-in for G* of the genotyped animals (0.9 A22; setup, not timed as Part II), then times in
 the same run:
 
-* the **floor**: one in-place Cholesky inverse (potrf + potri) of an n_g × n_g matrix —
-  potrf blocked over LAPACK dpotrf (OpenBLAS' own multithreaded dpotrf segfaults from
-  n ≈ 16 300 on this CPU), then LAPACK's dpotri (trtri + lauum) unchanged;
+* the **floor**: one in-place Cholesky inverse (potrf + potri) of an n_g × n_g matrix, by
+  LAPACK's blocked algorithms with LAPACK on the diagonal blocks (OpenBLAS' own
+  multithreaded dpotrf segfaults from n ≈ 16 300 on this CPU: see bigeval.linalg);
 * **Part II** as bigeval runs it: G*⁻¹ in place (:func:`bigeval.linalg.spd_inverse`),
   A22⁻¹ without A (:func:`bigeval.relationships.a22_inverse`), and the diagonal of
   Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹ in place (:func:`bigeval.reliability.genomic_reliability`);
@@ -69,18 +69,18 @@ def _g_star(sire, dam, g, f, seed):
 
 
 def _floor(G) -> float:
-    """potrf (blocked, crash-safe) + LAPACK dpotri in place on a copy of G; seconds."""
-    import scipy.linalg
+    """In-place potrf + potri (LAPACK's blocked algorithms, crash-safe tiles) of a copy of G.
 
-    from bigeval.linalg import cholesky_lower
+    OpenBLAS' own dpotrf (and its dpotri) cannot serve: its multithreaded dsyrk segfaults on
+    results spanning more than 2 GiB (n ≳ 16 300); bigeval.linalg runs the same blocked
+    algorithms with LAPACK on diagonal blocks and level-3 BLAS on tiles.
+    """
+    from bigeval.linalg import _inverse_lower
 
     a = np.array(G, order="F")
     t = time.perf_counter()
-    cholesky_lower(a, what="G*")
-    _, info = scipy.linalg.lapack.dpotri(a, lower=1, overwrite_c=1)
-    el = time.perf_counter() - t
-    assert info == 0
-    return el
+    _inverse_lower(a, "G*", overwrite=True, remedy="")
+    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:

@@ -213,10 +213,15 @@ def dashboard_link(client) -> str | None:
 @contextlib.contextmanager
 def connect(scheduler: str | None = None, *, cluster: str | os.PathLike | dict | None = None,
             n_workers: int | None = None, threads_per_worker: int = 1,
-            processes: bool = True, log=_log):
+            processes: bool = False, log=_log):
     """A ``distributed.Client``: attached to ``scheduler``, on a cluster file's cluster, or on
-    an embedded ``LocalCluster`` (``n_workers`` processes, default one per core). Prints the
+    an embedded ``LocalCluster`` (``n_workers`` workers, default one per core). Prints the
     dashboard link. Clusters it started are closed on exit; an attached one is left running.
+
+    The embedded workers are threads of this process by default (the block kernels release
+    the GIL): at 1 M animals they ran 0.6–1.2× the in-memory time where worker processes ran
+    1.7–3.1× (benchmarks/bench_dask.py), as nothing is serialised between them. A cluster
+    file with ``kind: local`` and ``processes: true`` gives worker processes.
     """
     from distributed import Client, LocalCluster
 
@@ -245,7 +250,8 @@ def connect(scheduler: str | None = None, *, cluster: str | os.PathLike | dict |
         owned = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
                              processes=processes, dashboard_address=":0")
         client = Client(owned)
-        where = f"embedded LocalCluster, {n} workers × {threads_per_worker} thread"
+        where = (f"embedded LocalCluster, {n} {'process' if processes else 'thread'} workers "
+                 f"× {threads_per_worker} thread")
     link = dashboard_link(client)
     log(f"Dask: {where}; dashboard: {link or 'not served (pip install bokeh)'}")
     try:

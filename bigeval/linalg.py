@@ -10,10 +10,12 @@ GIL): no copy of the matrix is made beyond what the caller asks for.
 
 **OpenBLAS crash guard.** The OpenBLAS in the NumPy/SciPy wheels segfaults in its
 multithreaded ``dpotrf`` for n ≳ 16 300 (measured here at n = 17 000, 2 threads; n = 15 000
-is fine). From ``BLOCKED_FROM`` on, the Cholesky factor, the triangular inverse and the
-product ``L⁻ᵀL⁻¹`` are computed by the blocked right-looking algorithms of LAPACK (dpotrf,
-dtrtri, dlauum) written out here: LAPACK is only ever called on diagonal blocks of ``BLOCK``
-rows, and the rest is level-3 BLAS (dtrsm, dtrmm, dsyrk, dgemm), multithreaded and safe.
+is fine). The cause, measured: a multithreaded ``dsyrk`` whose result spans more than 2 GiB
+(16 300² doubles ≈ 2³¹ bytes); dgemm, dtrsm and dtrmm on the same spans are fine. From
+``BLOCKED_FROM`` on, the Cholesky factor, the triangular inverse and the product ``L⁻ᵀL⁻¹``
+are computed by the blocked algorithms of LAPACK (dpotrf, dtrtri, dlauum) written out here:
+LAPACK is only ever called on diagonal blocks of ``BLOCK`` rows, the rest is level-3 BLAS
+(dtrsm, dtrmm, dgemm, and dsyrk on tiles of at most ``BLOCK`` columns), multithreaded.
 """
 
 from __future__ import annotations
@@ -75,9 +77,16 @@ class _View:
 
 
 def _potrf_blocked(a: np.ndarray, block: int) -> int:
-    """Lower Cholesky factor in place (right-looking, LAPACK dpotrf's blocking); info."""
-    potrf, trsm, syrk = _fn("lapack", "dpotrf", 5), _fn("blas", "dtrsm", 11), \
-        _fn("blas", "dsyrk", 10)
+    """Lower Cholesky factor in place (right-looking, LAPACK dpotrf's blocking); info.
+
+    The trailing update ``A22 -= L21 L21ᵀ`` is done in column tiles of at most ``block``
+    columns (dsyrk on the diagonal tile, dgemm below it): the wheels' OpenBLAS segfaults in
+    a multithreaded dsyrk whose result spans more than 2 GiB of memory (measured: n = 16 100
+    columns of a 17 000-row array crash, 12 000 do not; one thread, or dgemm, is fine) —
+    the crash behind its dpotrf's from n ≈ 16 300.
+    """
+    potrf, trsm, syrk, gemm = (_fn("lapack", "dpotrf", 5), _fn("blas", "dtrsm", 11),
+                               _fn("blas", "dsyrk", 10), _fn("blas", "dgemm", 13))
     v, n = _View(a), a.shape[0]
     for k in range(0, n, block):
         b = min(block, n - k)
@@ -86,11 +95,16 @@ def _potrf_blocked(a: np.ndarray, block: int) -> int:
         if info.value:
             return k + info.value
         r = n - k - b
-        if r:  # L21 = A21 L11⁻ᵀ;  A22 -= L21 L21ᵀ (lower triangle only)
+        if r:  # L21 = A21 L11⁻ᵀ;  A22 -= L21 L21ᵀ (lower triangle only), by column tiles
             trsm(_c("R"), _c("L"), _c("T"), _c("N"), _i(r), _i(b), _d(1.0), v.at(k, k), v.ld,
                  v.at(k + b, k), v.ld)
-            syrk(_c("L"), _c("N"), _i(r), _i(b), _d(-1.0), v.at(k + b, k), v.ld, _d(1.0),
-                 v.at(k + b, k + b), v.ld)
+            for j0 in range(k + b, n, block):
+                j1 = min(n, j0 + block)
+                syrk(_c("L"), _c("N"), _i(j1 - j0), _i(b), _d(-1.0), v.at(j0, k), v.ld,
+                     _d(1.0), v.at(j0, j0), v.ld)
+                if j1 < n:
+                    gemm(_c("N"), _c("T"), _i(n - j1), _i(j1 - j0), _i(b), _d(-1.0),
+                         v.at(j1, k), v.ld, v.at(j0, k), v.ld, _d(1.0), v.at(j1, j0), v.ld)
     return 0
 
 

@@ -191,18 +191,31 @@ def run_cli(files, out, *extra):
     return (pd.read_csv(out / "reliability.csv"), (out / "summary.txt").read_text())
 
 
-def test_cli__embedded_local_cluster_equals_in_memory(tmp_path, capsys):
-    """`--engine dask` without a scheduler: a LocalCluster of worker processes (everything is
-    pickled as on a real cluster); the table equals the in-memory run's."""
+def test_cli__local_cluster_of_processes_equals_in_memory(tmp_path, capsys):
+    """`--cluster` with a local cluster of worker processes (everything is pickled as on a
+    real cluster): the table equals the in-memory run's."""
     pytest.importorskip("distributed")
     files = simulated_files(tmp_path / "in")
+    cfg = tmp_path / "local.yaml"
+    cfg.write_text((CLUSTER / "local.yaml").read_text())  # kind: local, 2 worker processes
     mem, mem_text = run_cli(files, tmp_path / "mem", "--engine", "memory")
-    got, text = run_cli(files, tmp_path / "dask", "--engine", "dask", "--workers", "2",
-                        "--block-size", "300")
+    got, text = run_cli(files, tmp_path / "dask", "--cluster", str(cfg), "--block-size", "300")
     assert "engine: in memory (asked for)" in mem_text
     assert "engine: dask (distributed at tcp://" in text and "2 workers" in text
-    assert "blocks of" in text
+    assert "a cluster file is given" in text and "2 blocks of 2" in text
     err = capsys.readouterr().err
-    assert "embedded LocalCluster, 2 workers" in err and "dashboard:" in err
+    assert "local cluster with 2 workers" in err and "dashboard:" in err
     pd.testing.assert_frame_equal(got, mem)
     assert np.isfinite(got["rel_final"]).all()
+
+
+def test_connect__embedded_local_cluster_reports_dashboard():
+    pytest.importorskip("distributed")
+    from bigeval.cluster import connect
+
+    said = []
+    with connect(n_workers=1, log=said.append) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert len(client.nthreads()) == 1
+    assert said[0].startswith("Dask: embedded LocalCluster, 1 thread workers × 1 thread")
+    assert "dashboard: " in said[0]

@@ -100,7 +100,9 @@ def test_mirror_lower__blocks():
 
 @pytest.mark.slow
 def test_spd_inverse__no_openblas_crash_above_16300():
-    """Regression: the wheel's OpenBLAS segfaults in multithreaded dpotrf at n = 17 000.
+    """Regression: the wheel's OpenBLAS segfaults in multithreaded dpotrf at n = 17 000, and
+    in a multithreaded dsyrk whose result spans more than 2 GiB — which a first trailing
+    update of 16 100 columns (block 900) of a 17 000-row matrix would do without tiling.
 
     Run in a child process so that a crash fails this test instead of killing pytest.
     """
@@ -111,7 +113,7 @@ def test_spd_inverse__no_openblas_crash_above_16300():
         a = np.zeros((n, n), order="F")
         a[np.diag_indices(n)] = 2.0
         a[1:, 0] = a[0, 1:] = 1.0 / n
-        d = spd_inverse_diag(a, overwrite=True)
+        d = spd_inverse_diag(a, overwrite=True, block=900)
         assert np.all(np.isfinite(d)) and abs(d[5] - 0.5) < 1e-6, d[:6]
         print("ok")
     """)

@@ -217,6 +217,15 @@ def test_takahashi__supernodal_and_column_paths_against_dense(method, supernode_
     np.testing.assert_allclose(Z.data, Bi[Z.row, Z.col], atol=TOL * np.abs(Bi).max(), rtol=0)
 
 
+def test_takahashi__int32_and_int64_indices():
+    A = dense_block_lhs()
+    f = cholesky(A, METHODS[-1])
+    L = f.L
+    L64 = sp.csc_matrix((L.data, L.indices.astype(np.int64), L.indptr.astype(np.int64)),
+                        shape=L.shape)
+    np.testing.assert_array_equal(takahashi(L64).data, takahashi(L).data)
+
+
 def test_takahashi__supernode_detection():
     from bigeval.models.selinv import _supernodes
     A = dense_block_lhs()
