@@ -131,6 +131,10 @@ def test_takahashi__bad_factor_raises():
         takahashi(sp.csc_matrix(np.array([[1.0, 0.0], [0.5, 0.0]])))
     with pytest.raises(InputError, match="not square"):
         takahashi(sp.csc_matrix(np.ones((2, 3))))
+    upper = sp.csc_matrix(np.triu(np.ones((4, 4))) + np.eye(4))
+    for supernode_min in (0, 10**9):  # the block path checks the layout too
+        with pytest.raises(InputError, match="not lower triangular|not closed"):
+            takahashi(upper, supernode_min=supernode_min)
 
 
 def test_symbolic_factor_pattern__contains_numeric_pattern():

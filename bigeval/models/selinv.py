@@ -95,21 +95,24 @@ def _supernodes(indptr, indices):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _gather_block(indptr, indices, data, f, l):  # pragma: no cover - compiled
-    """L_SS (s × s, lower) and L_RS (r × s) of supernode [f, l), and its rows R."""
+    """L_SS (s × s, lower) and L_RS (r × s) of supernode [f, l), its rows R, and whether
+    the columns have the supernode's layout (rows f+t … l−1, then R; diagonal first)."""
     s = l - f
     p0 = indptr[f]
     rows = indices[p0 + s:indptr[f + 1]].copy()
     r = rows.size
     Lss = np.zeros((s, s))
     Lrs = np.empty((r, s))
+    ok = True
     for t in range(s):
         q = indptr[f + t]
         for u in range(t, s):
+            ok = ok and indices[q + u - t] == f + u
             Lss[u, t] = data[q + u - t]
         q += s - t
         for a in range(r):
             Lrs[a, t] = data[q + a]
-    return Lss, Lrs, rows
+    return Lss, Lrs, rows, ok
 
 
 @njit(cache=True)
@@ -155,7 +158,9 @@ def _supernode_inverse(L, z, f, l, where):
     Only the lower triangle of Z_SS is formed and stored (no symmetrised copies: the
     10 000-column genomic supernode of ssGBLUP is 0.8 GB per dense copy).
     """
-    Lss, Lrs, rows = _gather_block(L.indptr, L.indices, L.data, f, l)
+    Lss, Lrs, rows, ok = _gather_block(L.indptr, L.indices, L.data, f, l)
+    if not ok:
+        return False
     r = rows.size
     if r:
         # Y = L_RS L_SS⁻¹  <=>  L_SSᵀ Yᵀ = L_RSᵀ
@@ -278,7 +283,7 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN) -> sp.csc_matrix:
         L = L.copy()
         L.sort_indices()
     n = L.shape[0]
-    # store the diagonal explicitly even where it was dropped (then it is 0 and caught below)
+    # a missing (or zero) diagonal entry reads as 0 here
     if L.nnz and np.any(L.diagonal() <= 0):
         raise InputError("the Cholesky factor has a diagonal element <= 0",
                          value=float(L.diagonal().min()),

@@ -691,9 +691,15 @@ def solve(ctx: StageContext) -> dict:
     md = model_data(spec, df, rel)
     var = _variances(cfg, md.y, pe)
     ctx.point("mid")
-    ctx.progress.phase(f"solving the MME ({cfg['model.solver']} solver)")
+    n_eq = md.design.Xk.shape[1] + len(ids) + (0 if md.pe_ids is None else len(md.pe_ids))
+    pev = cfg["model.pev"]
+    se = (n_eq <= cfg["exact.max_equations"]) if pev == "auto" else bool(pev)
+    if cfg["model.solver"] == "pcg":
+        se = False  # iterative solutions: no factor to invert
+    ctx.progress.phase(f"solving the MME ({n_eq:,} equations, {cfg['model.solver']} solver"
+                       + (", PEV by selected inversion)" if se else ")"))
     res = fit_mixed(md, sigma_a2=var["sigma_a2"], sigma_e2=var["sigma_e2"],
-                    sigma_pe2=var["sigma_pe2"], method=cfg["model.solver"])
+                    sigma_pe2=var["sigma_pe2"], method=cfg["model.solver"], se=se)
     sol = res.animals.copy()
     sol["animal"] = pd.array(sol["animal"].astype(str), dtype="string")
     _write_parquet(sol, ctx.work / "solutions.parquet")
@@ -842,7 +848,8 @@ def _rel_params(cfg: RunConfig) -> dict:
 
 def _solve_params(cfg: RunConfig) -> dict:
     keys = ("model.trait", "model.factors", "model.covariates", "model.solver",
-            "model.sigma_a2", "model.sigma_pe2", "model.sigma_e2")
+            "model.sigma_a2", "model.sigma_pe2", "model.sigma_e2", "model.pev",
+            "exact.max_equations")
     return {**{k: cfg[k] for k in keys}, "relationship": _model_relationship(cfg),
             "pe": _model_pe(cfg), "h2": cfg["parameters.h2"],
             "repeatability": cfg["parameters.repeatability"],
