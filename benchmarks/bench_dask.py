@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 
 import numba
 import numpy as np
+
+from _population import simulated_population
 
 
 def main(argv=None):
@@ -36,22 +37,11 @@ def main(argv=None):
 
     from distributed import Client, LocalCluster
 
-    from bigeval.prepare import prepare
     from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, start_vector
     from bigeval.reliability.blocks import partition
     from bigeval.reliability.dask_engine import DaskIteration
-    from bigeval.simulate import SimulationConfig, simulate, write_population
 
-    t = time.perf_counter()
-    sim = simulate(SimulationConfig(n_animals=args.animals, n_genotyped=0, n_snps=0,
-                                    seed=args.seed))
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write_population(sim, tmp)
-        pop = prepare(files["pedigree"], files["records"], interbull=files["interbull"])
-    print(f"population: {pop.n_animals:,} animals, {pop.n_records:,} records, "
-          f"{pop.n_cg:,} contemporary groups ({time.perf_counter() - t:.1f} s)")
-    print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    pop = simulated_population(args.animals, args.seed)
     alpha = 3.0
     d0 = start_vector(pop, ReliabilityOptions(alpha=alpha))
     graph = FamilyGraph.from_parents(pop.sire, pop.dam)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 
 import numba
 import numpy as np
+
+from _population import simulated_population
 
 
 def main(argv=None):
@@ -30,24 +31,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args(argv)
 
-    from bigeval.prepare import prepare
     from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, start_vector
     from bigeval.reliability.reference import iterate_scalar
-    from bigeval.simulate import SimulationConfig, simulate, write_population
 
-    t = time.perf_counter()
-    sim = simulate(SimulationConfig(n_animals=args.animals, n_genotyped=0, n_snps=0,
-                                    seed=args.seed))
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write_population(sim, tmp)
-        pop = prepare(files["pedigree"], files["records"], interbull=files["interbull"])
-    print(f"population: {pop.n_animals:,} animals, {pop.n_records:,} records, "
-          f"{pop.n_cg:,} contemporary groups ({time.perf_counter() - t:.1f} s to simulate, "
-          f"write, read and prepare)")
+    pop = simulated_population(args.animals, args.seed)
     alpha = 3.0
     d0 = start_vector(pop, ReliabilityOptions(alpha=alpha))
     graph = FamilyGraph.from_parents(pop.sire, pop.dam)
-    print(f"threads: numba {numba.get_num_threads()}, cores {os.cpu_count()}")
 
     iterate(d0, graph, alpha, rounds=2, progress=False)  # compile
     fast = []

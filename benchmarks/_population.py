@@ -1,0 +1,27 @@
+"""The simulated population the iteration benchmarks share (one place, so they time the same thing)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+import numba
+
+
+def simulated_population(n_animals: int, seed: int):
+    """Simulate, write, read back and prepare a herd-structured population; print its size."""
+    from bigeval.prepare import prepare
+    from bigeval.simulate import SimulationConfig, simulate, write_population
+
+    t = time.perf_counter()
+    sim = simulate(SimulationConfig(n_animals=n_animals, n_genotyped=0, n_snps=0, seed=seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_population(sim, tmp)
+        pop = prepare(files["pedigree"], files["records"], interbull=files["interbull"])
+    print(f"population: {pop.n_animals:,} animals, {pop.n_records:,} records, "
+          f"{pop.n_cg:,} contemporary groups ({time.perf_counter() - t:.1f} s to simulate, "
+          f"write, read and prepare)")
+    print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    return pop
