@@ -15,11 +15,9 @@ threaded scheduler in one process, and the per-task overhead of the distributed 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
-import numba
 import numpy as np
 
 from _population import simulated_population

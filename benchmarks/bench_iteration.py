@@ -12,11 +12,9 @@ on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
-import numba
 import numpy as np
 
 from _population import simulated_population
