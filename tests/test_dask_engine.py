@@ -28,6 +28,18 @@ import distributed.diagnostics.plugin  # noqa: E402
 ALPHA = 3.0
 
 
+def same_across_processes(a, b):
+    """Worker processes against the in-memory engine: equal to the issue's 1e-12.
+
+    Bit for bit only when every process runs the same compiled kernels: with a cold numba
+    cache, a worker that loads the kernel the driver has just cached differs from the
+    driver's own JIT build in the last bits of the fastmath family solve (measured: up to
+    4e-15 on the 1 000-animal test, 925 of 1 000 animals). In one process (sync, threads)
+    the tests above stay bit for bit.
+    """
+    return np.allclose(a, b, rtol=0, atol=1e-12)
+
+
 def population(n, seed):
     rng = np.random.default_rng(seed)
     sire, dam = random_pedigree(n, rng)
@@ -84,8 +96,8 @@ def test_dask_iteration__distributed_equals_in_memory(client):
     seen = []
     it = DaskIteration(partition(sire, dam, n_blocks=5), client, rounds_per_batch=4)
     got = it(d0, ALPHA, rounds=10, progress=False, on_round=lambda k, c: seen.append(k))
-    assert np.array_equal(got.d, ref.d)
-    assert np.array_equal(got.max_change, ref.max_change)
+    assert same_across_processes(got.d, ref.d)
+    assert same_across_processes(got.max_change, ref.max_change)
     assert seen == list(range(1, 11))  # progress per round, in order
     assert "distributed" in it.describe() and "5 blocks" in it.describe()
     # the same plans serve a second run (Part III) on the cluster
@@ -94,7 +106,7 @@ def test_dask_iteration__distributed_equals_in_memory(client):
                      fixed_erc=np.ones(20))
     got3 = it(d0, ALPHA, rounds=30, tol=1e-3, fixed_animal=fixed, fixed_erc=np.ones(20),
               progress=False)
-    assert got3.rounds == ref3.rounds and np.array_equal(got3.d, ref3.d)
+    assert got3.rounds == ref3.rounds and same_across_processes(got3.d, ref3.d)
 
 
 @pytest.mark.slow
@@ -118,9 +130,9 @@ def test_reliability__parts_1_to_3_on_dask(client):
     it = DaskIteration(partition(pop.sire, pop.dam, n_blocks=3), client)
     got = reliability(pop, opts, progress=False, iterator=it)
     assert got.part3 is not None
-    assert np.array_equal(got.erc_pedigree, ref.erc_pedigree)
-    assert np.array_equal(got.rel_genomic, ref.rel_genomic)
-    assert np.array_equal(got.erc_final, ref.erc_final)
+    assert same_across_processes(got.erc_pedigree, ref.erc_pedigree)
+    assert same_across_processes(got.rel_genomic, ref.rel_genomic)
+    assert same_across_processes(got.erc_final, ref.erc_final)
 
 
 def test_own_record_erc_blocks__distributed(client):
@@ -171,5 +183,5 @@ def test_dask_iteration__worker_killed_mid_round():
         assert killed
         assert pids[victim] not in c.run(os.getpid).values()  # that process is gone
         assert sum(n > 1 for n in counter.memory.values()) > 0  # lost keys were recomputed
-    assert np.array_equal(got.d, ref.d)
-    assert np.array_equal(got.max_change, ref.max_change)
+    assert same_across_processes(got.d, ref.d)
+    assert same_across_processes(got.max_change, ref.max_change)
