@@ -146,7 +146,7 @@ def _prepared(M, c):
     return X, u, U
 
 
-def _pair_block(state, Mi, Mj, c, same, blas_threads):
+def _pair_block(state, Mi, Mj, c, same):
     """Add one SNP block to the running sums of pair (i, j); ``state`` None for the first.
 
     The state holds the integer part ``sum_k X_i X_j'`` in float32 (exact below 2^24, flushed
@@ -156,7 +156,6 @@ def _pair_block(state, Mi, Mj, c, same, blas_threads):
     of G beyond the GEMM itself; on the diagonal SYRK fills the upper triangle only.
     """
     from scipy.linalg.blas import sgemm, ssyrk
-    from threadpoolctl import threadpool_limits
 
     c = np.asarray(c, dtype=np.float64)
     m = len(c)
@@ -171,14 +170,15 @@ def _pair_block(state, Mi, Mj, c, same, blas_threads):
         state["f64"] = f64 if state["f64"] is None else state["f64"] + f64
         state["f32"][:] = 0.0
         state["snps"] = 0
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
-        # C-ordered X (n x m) is the Fortran-ordered X' (m x n): C += (X')' (X') = X X'
-        if same:
-            state["f32"] = ssyrk(1.0, Xi.T, beta=1.0, c=state["f32"], trans=1, lower=0,
-                                 overwrite_c=1)
-        else:
-            state["f32"] = sgemm(1.0, Xi.T, Xj.T, beta=1.0, c=state["f32"], trans_a=1,
-                                 overwrite_c=1)
+    # C-ordered X (n x m) is the Fortran-ordered X' (m x n): C += (X')' (X') = X X'.
+    # BLAS threads are set once around the whole compute (grm): a per-task limit would be
+    # restored by one task while another's GEMM starts, oversubscribing the cores.
+    if same:
+        state["f32"] = ssyrk(1.0, Xi.T, beta=1.0, c=state["f32"], trans=1, lower=0,
+                             overwrite_c=1)
+    else:
+        state["f32"] = sgemm(1.0, Xi.T, Xj.T, beta=1.0, c=state["f32"], trans_a=1,
+                             overwrite_c=1)
     state["snps"] += m
     state["ui"] += ui
     if not same:
@@ -199,8 +199,56 @@ def _pair_block(state, Mi, Mj, c, same, blas_threads):
     return state
 
 
+@njit(cache=True, nogil=True)
+def _finish_kernel(f32, extra, ui, uj, cc, inv_scale, same):  # pragma: no cover - compiled
+    """One pass: ``(X_i X_j' - u_i 1' - 1 u_j' + c'c + extra) * inv_scale`` in float64; on
+    a diagonal block the lower triangle is read from SYRK's upper one."""
+    ni, nj = f32.shape
+    P = np.empty((ni, nj))
+    has_extra = extra.shape[0] > 0
+    for a in range(ni):
+        for b in range(nj):
+            if same and b < a:
+                x = np.float64(f32[b, a])
+            else:
+                x = np.float64(f32[a, b])
+            v = x - ui[a] - uj[b] + cc
+            if has_extra:
+                v += extra[a, b]
+            P[a, b] = v * inv_scale
+    return P
+
+
+def _finish_fast(state, same, inv_scale):
+    """:func:`_finish_pair` times ``inv_scale`` in one compiled pass (tested against it)."""
+    extra = state["f64"]
+    if state["miss"] is not None:
+        extra = state["miss"] if extra is None else extra + state["miss"]
+    if extra is None:
+        extra = np.zeros((0, 0))
+    uj = state["ui"] if same else state["uj"]
+    return _finish_kernel(state["f32"], np.ascontiguousarray(extra), state["ui"], uj,
+                          float(state["cc"]), float(inv_scale), same)
+
+
+@njit(cache=True, nogil=True)
+def _place(G, block, r0, c0, mirror):  # pragma: no cover - compiled
+    """``G[r0:, c0:] = block`` and, with ``mirror``, its transpose at ``G[c0:, r0:]`` (tiled)."""
+    ni, nj = block.shape
+    for a in range(ni):
+        for b in range(nj):
+            G[r0 + a, c0 + b] = block[a, b]
+    if mirror:
+        t = 64
+        for a0 in range(0, ni, t):
+            for b0 in range(0, nj, t):
+                for b in range(b0, min(nj, b0 + t)):
+                    for a in range(a0, min(ni, a0 + t)):
+                        G[c0 + b, r0 + a] = block[a, b]
+
+
 def _finish_pair(state, same):
-    """Z_i Z_j' from the running sums (see the module docstring)."""
+    """Z_i Z_j' from the running sums (see the module docstring); the slow twin."""
     P = state["f32"].astype(np.float64, order="C")
     if same:  # SYRK filled the upper triangle; the lower one is still 0
         P += np.triu(P, 1).T
@@ -279,18 +327,23 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None) -
             for k in range(kb):
                 ck = c[snp_edges[k]:snp_edges[k + 1]]
                 state = delayed(_pair_block, pure=True)(state, parts[i, k], parts[j, k], ck,
-                                                        i == j, blas_threads)
+                                                        i == j)
             pairs.append((i, j))
-            tasks.append(delayed(_finish_pair, pure=True)(state, i == j))
-    blocks = dask.compute(*tasks)  # stage boundary: all products at once
+            tasks.append(delayed(_finish_fast, pure=True)(state, i == j, 1.0 / scale))
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    # one limit for the whole compute (threaded scheduler; distributed workers run BLAS on
+    # one thread already)
+    limit = nullcontext() if blas_threads is None else \
+        threadpool_limits(limits=blas_threads, user_api="blas")
+    with limit:
+        blocks = dask.compute(*tasks)  # stage boundary: all products at once
     G = np.empty((n, n))
-    for (i, j), b in zip(pairs, blocks):
-        ri, rj = slice(row_edges[i], row_edges[i + 1]), slice(row_edges[j], row_edges[j + 1])
-        G[ri, rj] = b
-        if i != j:
-            G[rj, ri] = b.T
+    for (i, j), b in zip(pairs, blocks):  # blocks are already divided by the scale
+        _place(G, b, row_edges[i], row_edges[j], i != j)
     del blocks, tasks
-    G /= scale
     return G
 
 

@@ -304,3 +304,19 @@ def test_prepared__equals_slow_twin(missing):
         np.testing.assert_array_equal(U.toarray(), U_ref.toarray())
     else:
         assert U is None and U_ref is None
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.05])
+def test_finish_fast__equals_slow_twin(missing):
+    from bigeval.grm import _finish_fast, _finish_pair, _pair_block
+
+    M = _random_genotypes(n=30, m=60, missing=missing, seed=24)
+    c = 2 * np.random.default_rng(25).uniform(0.05, 0.95, 60)
+    for same, (a, b) in ((True, (0, 0)), (False, (0, 1))):
+        Mi, Mj = M[:15], M[15 * b:15 * b + 15]
+        state = None
+        for k in range(0, 60, 20):  # three SNP blocks
+            state = _pair_block(state, Mi[:, k:k + 20], Mj[:, k:k + 20], c[k:k + 20], same)
+        ref = _finish_pair(state, same) / 7.0
+        np.testing.assert_allclose(_finish_fast(state, same, 1 / 7.0), ref, rtol=1e-14,
+                                   atol=1e-13)
