@@ -76,167 +76,16 @@ class Stage:
     version: int = 1
 
 
-# ---------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def is_zarr_store(path: Path) -> bool:
-    """A Zarr (v3 or v2) group folder."""
-    path = Path(path)
-    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup"))
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
-    return path
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pandas()
-
-
-def _write_json(obj, path: Path) -> Path:
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
-    return path
-
-
-def _jsonable(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x))
-
-
-def _read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
-    """Columns of an input file by 1-based number or (for ``.csv``) header name, as strings.
-
-    ``columns`` maps an output name to a column spec; the frame has those names and ``line``.
-    """
-    from bigeval.io.readers import is_csv
-
-    path = Path(path)
-    csv = is_csv(path)
-    common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
-    if csv:
-        df = pd.read_csv(path, sep=",", header=0, **common)
-        df.columns = [str(c).strip() for c in df.columns]
-        lower = {c.lower(): c for c in df.columns}
-        picked = {}
-        for name, spec in columns.items():
-            if isinstance(spec, int):
-                if spec > len(df.columns):
-                    raise InputError(f"{kind} file has no column {spec}", file=path, line=1,
-                                     value=",".join(df.columns),
-                                     expected=f"at least {spec} columns",
-                                     remedy="fix the column number in the configuration")
-                picked[name] = df.columns[spec - 1]
-            else:
-                col = lower.get(str(spec).lower())
-                if col is None:
-                    raise InputError(f"{kind} file has no column named {spec!r}", file=path,
-                                     line=1, value=",".join(df.columns),
-                                     expected="one of the header's names",
-                                     remedy="fix the column name in the configuration")
-                picked[name] = col
-        out = pd.DataFrame({name: df[col].str.strip() for name, col in picked.items()})
-        out["line"] = np.arange(len(df), dtype=np.int64) + 2
-    else:
-        want = {}
-        for name, spec in columns.items():
-            if not isinstance(spec, int):
-                raise InputError(f"{kind} file has no header, so columns are numbers",
-                                 file=path, value=spec, expected="a 1-based column number",
-                                 remedy="give the column's number, or use a .csv file with "
-                                        "a header")
-            want[name] = spec - 1
-        usecols = sorted(set(want.values()))
-        try:
-            df = pd.read_csv(path, sep=r"\s+", header=None, usecols=usecols,
-                             skip_blank_lines=False, **common)
-        except ValueError as exc:
-            raise InputError(f"{kind} file has fewer columns than the configuration names",
-                             file=path, value=max(want.values()) + 1,
-                             expected=f"{max(want.values()) + 1} whitespace-separated columns",
-                             remedy=f"fix the column numbers ({exc})") from None
-        out = pd.DataFrame({name: df[c].astype(str).str.strip() for name, c in want.items()})
-        out["line"] = np.arange(len(df), dtype=np.int64) + 1
-        out = out[df.notna().any(axis=1).to_numpy()] if len(df) else out
-        first = next(iter(columns))
-        out = out[out[first] != ""].reset_index(drop=True)
-    return out
-
-
-def _pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
-    """Birth year and sex of each animal (in ``ids`` order) from the pedigree's extra columns."""
-    cols = {"animal": 1 if not str(cfg["inputs.pedigree"]).lower().endswith((".csv", ".csv.gz"))
-            else "animal"}
-    for name in ("birth_year", "sex"):
-        if cfg[f"inputs.{name}_column"] is not None:
-            cols[name] = cfg[f"inputs.{name}_column"]
-    out = pd.DataFrame(index=pd.Index(ids, name="animal"))
-    if len(cols) == 1:
-        out["birth_year"] = pd.array([pd.NA] * len(ids), dtype="Int32")
-        out["sex"] = pd.array([pd.NA] * len(ids), dtype="string")
-        return out.reset_index(drop=True)
-    df = _read_columns(cfg["inputs.pedigree"], cols, kind="pedigree")
-    df = df.drop_duplicates("animal", keep="first").set_index("animal")
-    if "birth_year" in df:
-        by = pd.to_numeric(df["birth_year"], errors="coerce")
-        if by.isna().all():  # dates such as 2019-03-01 or 20190301: their year
-            by = pd.to_datetime(df["birth_year"], errors="coerce", format="mixed").dt.year
-        by = by.where(by < 10_000, by // 10_000)  # YYYYMMDD
-        by = by.where((by > 0) & (by == np.round(by)))
-        out["birth_year"] = by.reindex(out.index).astype("Int32")
-    else:
-        out["birth_year"] = pd.array([pd.NA] * len(ids), dtype="Int32")
-    if "sex" in df:
-        sex = df["sex"].where(~df["sex"].isin(["", "0", "NA", "."]))
-        out["sex"] = sex.reindex(out.index).astype("string")
-    else:
-        out["sex"] = pd.array([pd.NA] * len(ids), dtype="string")
-    return out.reset_index(drop=True)
-
-
-def _genotype_ids(path: Path, fmt: str | None) -> np.ndarray | None:
-    """IDs of a genotype store or a ready G (None for a genotype file, read at import)."""
-    if is_zarr_store(path):
-        import zarr
-
-        group = zarr.open_group(path, mode="r")
-        if "sample_id" in group:
-            from bigeval.io.genotypes import open_genotypes
-
-            return open_genotypes(path)[1]
-        if "ids" in group:
-            return np.array(group["ids"][:].tolist(), dtype=str)
-    if str(path).lower().endswith((".h5", ".hdf5")):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return f["ids"].asstr()[:].astype(str)
-    return None
-
-
-def _check_in_pedigree(ids: np.ndarray, index: pd.Index, path, what: str) -> None:
-    pos = index.get_indexer(ids)
-    if (pos < 0).any():
-        missing = np.asarray(ids)[pos < 0]
-        raise InputError(f"{len(missing):,} {what} animal(s) are not in the pedigree", file=path,
-                         value=str(missing[0]), expected=f"every {what} animal in the pedigree",
-                         remedy="add them to the pedigree (unknown parents as 0), or remove them")
-    uniq, counts = np.unique(np.asarray(ids), return_counts=True)
-    if (counts > 1).any():
-        raise InputError(f"a {what} animal is listed twice", file=path,
-                         value=str(uniq[counts > 1][0]), remedy="keep one row per animal")
+from bigeval.run.inputs import (  # noqa: F401 - re-exported for the stages' users
+    check_in_pedigree as _check_in_pedigree,
+    genotype_ids as _genotype_ids,
+    is_zarr_store,
+    pedigree_extra as _pedigree_extra,
+    read_columns as _read_columns,
+    read_parquet as _read_parquet,
+    write_json as _write_json,
+    write_parquet as _write_parquet,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,6 +491,31 @@ def _model_relationship(cfg: RunConfig) -> str:
     return ("H" if cfg.has_genomics else "A") if rel == "auto" else rel
 
 
+def _model_data(spec, df: pd.DataFrame, rel):
+    """:func:`bigeval.models.mme.model_data`; for the routine model (contemporary groups the
+    only fixed effect) the design is built directly: the group incidence, without an
+    intercept, has full column rank (every group has records), so the dense rank detection
+    of :func:`bigeval.models.anova.design_matrix` (a p × p X'X, too slow for 10⁴-10⁵ groups)
+    is not needed."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    from bigeval.models.anova import Design
+    from bigeval.models.mme import model_data
+
+    if spec.factors != ("cg",) or spec.covariates:
+        return model_data(spec, df, rel)
+    small = dataclasses.replace(spec, factors=(), intercept=True)
+    md = model_data(small, df, rel)  # joins records to the relationship, pe levels
+    codes, levels = pd.factorize(df["cg"].astype(str), sort=True)
+    n = len(df)
+    X = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(levels)))
+    design = Design(X, ("cg",) * len(levels), tuple(str(v) for v in levels),
+                    np.zeros(len(levels), dtype=np.int64), np.ones(len(levels), dtype=bool))
+    return dataclasses.replace(md, design=design)
+
+
 def _diag_of_inverse(m: np.ndarray) -> np.ndarray:
     """diag(M⁻¹) of an SPD matrix (diag(G*) from G*⁻¹), by Cholesky."""
     from bigeval.linalg import spd_inverse_diag
@@ -688,7 +562,7 @@ def solve(ctx: StageContext) -> dict:
     spec = ModelSpec(data=cfg["inputs.records"], trait="trait", factors=factors,
                      covariates=covariates, animal="animal", relationship="A",
                      pedigree=cfg["inputs.pedigree"], pe=pe)
-    md = model_data(spec, df, rel)
+    md = _model_data(spec, df, rel)
     var = _variances(cfg, md.y, pe)
     ctx.point("mid")
     n_eq = md.design.Xk.shape[1] + len(ids) + (0 if md.pe_ids is None else len(md.pe_ids))
