@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -25,3 +26,24 @@ def simulated_population(n_animals: int, seed: int):
     print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     return pop
+
+
+def iteration_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every iteration benchmark takes (size, rounds, repeats, seed)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[1])
+    ap.add_argument("--animals", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=2026)
+    return ap
+
+
+def iteration_inputs(args, alpha: float = 3.0):
+    """(pop, alpha, d0, graph) for the simulated population, with the kernels compiled."""
+    from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, start_vector
+
+    pop = simulated_population(args.animals, args.seed)
+    d0 = start_vector(pop, ReliabilityOptions(alpha=alpha))
+    graph = FamilyGraph.from_parents(pop.sire, pop.dam)
+    iterate(d0, graph, alpha, rounds=2, progress=False)  # compile
+    return pop, alpha, d0, graph

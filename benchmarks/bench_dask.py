@@ -14,36 +14,27 @@ threaded scheduler in one process, and the per-task overhead of the distributed 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 
-from _population import simulated_population
+from _population import iteration_inputs, iteration_parser
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--animals", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = iteration_parser(__doc__)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds-per-batch", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args(argv)
 
     from distributed import Client, LocalCluster
 
-    from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, start_vector
+    from bigeval.reliability import iterate
     from bigeval.reliability.blocks import partition
     from bigeval.reliability.dask_engine import DaskIteration
 
-    pop = simulated_population(args.animals, args.seed)
-    alpha = 3.0
-    d0 = start_vector(pop, ReliabilityOptions(alpha=alpha))
-    graph = FamilyGraph.from_parents(pop.sire, pop.dam)
-    iterate(d0, graph, alpha, rounds=2, progress=False)  # compile
+    pop, alpha, d0, graph = iteration_inputs(args)
 
     t = time.perf_counter()
     part = partition(pop.sire, pop.dam, n_blocks=args.workers)

@@ -11,33 +11,23 @@ on a 2-core machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 
-from _population import simulated_population
+from _population import iteration_inputs, iteration_parser
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--animals", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = iteration_parser(__doc__)
     ap.add_argument("--baseline-repeats", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=2026)
     args = ap.parse_args(argv)
 
-    from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, start_vector
+    from bigeval.reliability import iterate
     from bigeval.reliability.reference import iterate_scalar
 
-    pop = simulated_population(args.animals, args.seed)
-    alpha = 3.0
-    d0 = start_vector(pop, ReliabilityOptions(alpha=alpha))
-    graph = FamilyGraph.from_parents(pop.sire, pop.dam)
-
-    iterate(d0, graph, alpha, rounds=2, progress=False)  # compile
+    pop, alpha, d0, graph = iteration_inputs(args)
     fast = []
     for _ in range(args.repeats):
         res = iterate(d0, graph, alpha, rounds=args.rounds, progress=False)

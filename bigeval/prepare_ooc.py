@@ -556,28 +556,17 @@ def reliability_ooc(pop: OocPopulation, opts, *, interbull_source=None,
                     progress: bool | None = None):
     """Parts I–III on an out-of-core population: the start vector in blocks, the iteration
     in memory (about 120 bytes per animal); as :func:`bigeval.reliability.reliability`."""
-    from bigeval.reliability.engine import (
-        FamilyGraph,
-        ReliabilityResult,
-        genomic_reliability,
-        iterate,
-    )
+    from bigeval.reliability.engine import FamilyGraph, iterate, parts_1_to_3
 
     d0 = start_vector_ooc(pop, opts, interbull_source=interbull_source)
     _store(pop.group, "d0", d0)
     graph = FamilyGraph.from_parents(pop.array("sire"), pop.array("dam"))
-    p1 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
-                 progress=progress)
-    rel_g = p3 = None
-    if pop.genotyped is not None and pop.ginv is not None:
-        rel_g = genomic_reliability(p1.d[pop.genotyped], pop.ginv, pop.a22inv, opts.alpha)
-        with np.errstate(divide="ignore"):
-            d_g = opts.alpha * rel_g / (1.0 - rel_g)
-        p3 = iterate(d0, graph, opts.alpha, rounds=opts.rounds, tol=opts.tol,
-                     fixed_animal=pop.genotyped, fixed_erc=d_g, label="Part III",
-                     progress=progress)
-    return ReliabilityResult(erc_records=d0, part1=p1, rel_genomic=rel_g, part3=p3,
-                             alpha=opts.alpha)
+
+    def iterator(d0, alpha, **kw):
+        return iterate(d0, graph, alpha, **kw)
+
+    return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
+                        progress=progress)
 
 
 def result_chunks(pop: OocPopulation, res, *, rows: int = ZARR_CHUNK):

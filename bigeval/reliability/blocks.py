@@ -359,12 +359,7 @@ def block_inputs(part: Partition, d0, fixed_animal=None, fixed_erc=None) -> list
     d0 = np.array(d0, dtype=np.float64)
     if d0.shape != (n,):
         raise ValueError(f"d0 must have length {n}")
-    fixed = np.zeros(n, dtype=np.uint8)
-    fixed_val = np.zeros(n)
-    if fixed_animal is not None:
-        d0[fixed_animal] = fixed_erc
-        fixed[fixed_animal] = 1
-        fixed_val[fixed_animal] = fixed_erc
+    fixed, fixed_val = kernel.fix_animals(d0, fixed_animal, fixed_erc)
     return [BlockInput(d0[b.animals], fixed[b.animals], fixed_val[b.animals])
             for b in part.blocks]
 

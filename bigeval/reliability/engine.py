@@ -175,12 +175,7 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
     t0 = time.perf_counter()
     n = graph.n
     d0 = np.array(d0, dtype=np.float64)
-    fixed = np.zeros(n, dtype=np.uint8)
-    fixed_val = np.zeros(n)
-    if fixed_animal is not None:
-        d0[fixed_animal] = fixed_erc
-        fixed[fixed_animal] = 1
-        fixed_val[fixed_animal] = fixed_erc
+    fixed, fixed_val = kernel.fix_animals(d0, fixed_animal, fixed_erc)
     d = d0.copy()
     d_new = np.empty(n)
     bs, bd = np.empty(n), np.empty(n)
@@ -309,15 +304,26 @@ def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=N
             return iterate(d0, graph, alpha, **kw)
 
     d0 = start_vector(pop, opts, interbull_source=interbull_source)
+    return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
+                        progress=progress)
+
+
+def parts_1_to_3(d0: np.ndarray, iterator, opts: ReliabilityOptions, genotyped, ginv, a22inv,
+                 *, progress: bool | None = None) -> ReliabilityResult:
+    """Parts I–III from a start vector: Part I, then (with G⁻¹ and A22⁻¹) Parts II and III.
+
+    ``iterator`` as in :func:`reliability`; shared by the in-memory, Dask and out-of-core
+    drivers so that the method's sequence lives in one place.
+    """
     p1 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
                   progress=progress)
     rel_g = p3 = None
-    if pop.genotyped is not None and pop.ginv is not None:
-        rel_g = genomic_reliability(p1.d[pop.genotyped], pop.ginv, pop.a22inv, opts.alpha)
+    if genotyped is not None and ginv is not None:
+        rel_g = genomic_reliability(p1.d[genotyped], ginv, a22inv, opts.alpha)
         with np.errstate(divide="ignore"):
             d_g = opts.alpha * rel_g / (1.0 - rel_g)
         p3 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol,
-                      fixed_animal=pop.genotyped, fixed_erc=d_g, label="Part III",
+                      fixed_animal=genotyped, fixed_erc=d_g, label="Part III",
                       progress=progress)
     return ReliabilityResult(erc_records=d0, part1=p1, rel_genomic=rel_g, part3=p3,
                              alpha=opts.alpha)

@@ -212,6 +212,22 @@ def damp(d, d0, ra, progeny, fixed, fixed_erc, alpha, out):  # pragma: no cover 
     return part.max()
 
 
+def fix_animals(d0: np.ndarray, fixed_animal=None, fixed_erc=None):
+    """Part III's held animals: set them in ``d0`` (in place) and return the flags and values.
+
+    Returns ``(fixed, fixed_erc)`` as full-length arrays (uint8 flags, float64 values) for
+    :func:`damp`, which resets the flagged animals every round.
+    """
+    n = len(d0)
+    fixed = np.zeros(n, dtype=np.uint8)
+    fixed_val = np.zeros(n)
+    if fixed_animal is not None:
+        d0[fixed_animal] = fixed_erc
+        fixed[fixed_animal] = 1
+        fixed_val[fixed_animal] = fixed_erc
+    return fixed, fixed_val
+
+
 def contribution_index(sire: np.ndarray, dam: np.ndarray, n_chunks: int = 256):
     """The entries of :func:`sum_contributions` for a pedigree: (parent, entry, bounds).
 
