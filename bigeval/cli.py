@@ -215,7 +215,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         return args.func(args)
     except BigevalError as exc:
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted; nothing was written for the unfinished step", file=sys.stderr)
         return 130
+    finally:  # one line per warning for this command only, not for the rest of the process
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

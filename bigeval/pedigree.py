@@ -122,7 +122,7 @@ def _as_f(f, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _kahn_generations(sire, dam):  # pragma: no cover - compiled
     """Generation of every animal by Kahn's algorithm; -1 for animals in or below a loop.
 
@@ -183,7 +183,7 @@ def _kahn_generations(sire, dam):  # pragma: no cover - compiled
     return gen
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _order_by_generation(gen):  # pragma: no cover - compiled
     """Stable counting sort of animals by generation (ties keep their numbering)."""
     n = gen.shape[0]
@@ -330,7 +330,7 @@ def _sorted_pedigree(sire: np.ndarray, dam: np.ndarray, order: np.ndarray):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _meuwissen_luo(sire, dam, gen):  # pragma: no cover - compiled
     """Inbreeding by Meuwissen & Luo (1992) of a pedigree sorted by generation.
 
@@ -631,7 +631,7 @@ def ainv_sparse(sire, dam, f=None) -> sp.csr_matrix:
     return sp.coo_matrix((vals[keep], (rows, cols)), shape=(n, n)).tocsr()
 
 
-@njit(cache=False, nogil=True)
+@njit(cache=True, nogil=True)
 def _colleau_columns(s, d, b, cols):  # pragma: no cover - compiled
     """Columns ``cols`` of A = T D T' for a pedigree sorted parents first (n by k).
 

@@ -164,7 +164,7 @@ def prune_to_ancestors(sire, dam, genotyped) -> Pruned:
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _colleau_matvec(s, d, b, x):  # pragma: no cover - compiled
     """``A x = T D T' x`` for a pedigree sorted parents first (Colleau 2002), one vector."""
     n = s.shape[0]
