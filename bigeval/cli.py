@@ -21,7 +21,6 @@ import argparse
 import sys
 import time
 import warnings
-from pathlib import Path
 
 from bigeval import __version__
 from bigeval.errors import BigevalError

@@ -633,12 +633,14 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
     The work folder is ``job.work_dir`` (kept), or a temporary folder in the output folder
     (deleted at the end).
     """
-    import warnings
-
-    from bigeval.errors import BigevalWarning
-    from bigeval.io.writers import atomic_files, ensure_dir
+    from bigeval.io.writers import ensure_dir
     from bigeval.reliability.engine import ReliabilityOptions
-    from bigeval.workflow import SINGLE_RECORD_GROUPS, RunSummary, describe
+    from bigeval.workflow import (
+        RunSummary,
+        describe,
+        warn_single_record_groups,
+        write_outputs,
+    )
 
     t0 = time.perf_counter()
     if job.exact:
@@ -662,27 +664,15 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
                           interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
-        if len(lonely):
-            warnings.warn(
-                f"{len(lonely):,} contemporary group(s) of {job.records} hold a single record, "
-                f"which carries no information (ERC 0); they are listed with their animals in "
-                f"{os.path.join(job.out, SINGLE_RECORD_GROUPS)}", BigevalWarning, stacklevel=3)
+        warn_single_record_groups(lonely, job, stacklevel=3)
         res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress)
         text = describe(pop, res, opts, time.perf_counter() - t0)
         text += ("\nout of core: files read in blocks of "
                  f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")
         name = "reliability.csv" if fmt == "csv" else "reliability.parquet"
-        files = {"reliability": out / name, "summary": out / "summary.txt"}
-        if len(lonely):
-            files["single_record_groups"] = out / SINGLE_RECORD_GROUPS
         log(f"writing {name}")
-        with atomic_files(*files.values()) as tmps:  # all written before any is renamed
-            ooc.write_table_chunks(result_chunks(pop, res), tmps[0], fmt=fmt, atomic=False)
-            tmps[1].write_text(text + "\n")
-            if len(lonely):
-                lonely.to_csv(tmps[2], index=False)
-        if not len(lonely):  # not left over from an earlier run on other data
-            (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
+        files = write_outputs(out, {"reliability": (out / name, lambda f: ooc.write_table_chunks(
+            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,8 +11,10 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bigeval import __version__
 from bigeval._resources import check_dense
@@ -196,11 +198,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
         pop = dataclasses.replace(pop, genotyped=genomic.genotyped, ginv=genomic.ginv,
                                   a22inv=genomic.a22inv)
     lonely = single_record_groups(pop)
-    if len(lonely):
-        warnings.warn(
-            f"{len(lonely):,} contemporary group(s) of {job.records} hold a single record, "
-            f"which carries no information (ERC 0); they are listed with their animals in "
-            f"{os.path.join(job.out, SINGLE_RECORD_GROUPS)}", BigevalWarning, stacklevel=2)
+    warn_single_record_groups(lonely, job, stacklevel=2)
     if job.exact:
         n_eq = exact_size(pop, job.tau is not None)
         from bigeval.reliability.exact import exact_method
@@ -231,22 +229,43 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
         text += "\n" + "\n".join(genomic.lines)
     if job.exact and pop.interbull_animal is not None:
         text += "\nnote: the exact model has no Interbull information; the approximation has."
-    files = {"reliability": out / "reliability.csv", "summary": out / "summary.txt"}
-    if len(lonely):
-        files["single_record_groups"] = out / SINGLE_RECORD_GROUPS
+    writers = {"reliability": (out / "reliability.csv",
+                               lambda f: table.to_csv(f, index=False, float_format="%.10g"))}
     if genomic is not None and job.qc is not None:
-        files["qc_report"] = out / QC_REPORT
-    with atomic_files(*files.values()) as tmp:  # all written before any is renamed
-        table.to_csv(tmp[0], index=False, float_format="%.10g")
-        tmp[1].write_text(text + "\n")
-        if len(lonely):
-            lonely.to_csv(tmp[2], index=False)
-        if "qc_report" in files:
-            genomic.report.to_csv(tmp[list(files).index("qc_report")], index=False)
-    if not len(lonely):  # not left over from an earlier run on other data
-        (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
+        writers["qc_report"] = (out / QC_REPORT, lambda f: genomic.report.to_csv(f, index=False))
+    files = write_outputs(out, writers, text, lonely)
     return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
                       rounds_part3=None if res.part3 is None else res.part3.rounds)
+
+
+def warn_single_record_groups(lonely: pd.DataFrame, job: ReliabilityJob, *,
+                              stacklevel: int = 2) -> None:
+    """The warning for groups with one record (their list is written by :func:`write_outputs`)."""
+    if len(lonely):
+        warnings.warn(
+            f"{len(lonely):,} contemporary group(s) of {job.records} hold a single record, "
+            f"which carries no information (ERC 0); they are listed with their animals in "
+            f"{os.path.join(job.out, SINGLE_RECORD_GROUPS)}", BigevalWarning,
+            stacklevel=stacklevel + 1)
+
+
+def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame) -> dict:
+    """Publish a run's files together: ``writers`` maps a name to ``(path, write(tmp_path))``;
+    the summary ``text`` and the single-record-group list (when any) join them. All are
+    written before any is renamed; a list left by an earlier run on other data is removed.
+    Returns name -> path."""
+    writers = dict(writers)
+    writers["summary"] = (out / "summary.txt", lambda f: Path(f).write_text(text + "\n"))
+    if len(lonely):
+        writers["single_record_groups"] = (out / SINGLE_RECORD_GROUPS,
+                                           lambda f: lonely.to_csv(f, index=False))
+    files = {name: path for name, (path, _) in writers.items()}
+    with atomic_files(*files.values()) as tmps:
+        for (_, write), tmp in zip(writers.values(), tmps):
+            write(tmp)
+    if not len(lonely):
+        (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
+    return files
 
 
 def _check_genotypes_job(job: ReliabilityJob) -> None:
