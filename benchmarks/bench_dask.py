@@ -3,11 +3,12 @@
 Simulates a dairy population (default 1 000 000 animals), then times ``--rounds`` rounds of
 Part I with the in-memory engine (numba, all cores: the baseline, measured in the same run)
 and with the Dask engine on a ``distributed.LocalCluster`` of 2 worker processes × 1 thread
-(one pedigree block per worker), and on a LocalCluster of 2 thread workers in this process
-(the embedded default of ``--engine dask``), and prints the medians and their ratios. Goal (issue: the
-pedigree partitioned): Dask ≤ 1.3 × the in-memory time. Also checks that both give the same
-result bit for bit, and shows where the distributed time goes (the same rounds on the
-threaded scheduler in one process, and the per-task overhead of the distributed scheduler).
+(one pedigree block per worker): with worker-resident blocks (the default under
+distributed, :mod:`bigeval.reliability.resident`) and with one Dask graph per batch of rounds
+(``mode="graph"``); and on a LocalCluster of 2 thread workers in this process. Prints the
+medians and their ratios. Goal (issue: the pedigree partitioned): Dask ≤ 1.3 × the in-memory
+time. Also checks that all give the same result, and shows the distributed scheduler's
+per-task cost here.
 
     python benchmarks/bench_dask.py [--animals 1000000] [--rounds 100] [--repeats 3]
 """
@@ -26,6 +27,7 @@ def main(argv=None):
     ap = iteration_parser(__doc__)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds-per-batch", type=int, default=20)
+    ap.add_argument("--no-graph", action="store_true", help="skip the graph mode")
     args = ap.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -44,55 +46,56 @@ def main(argv=None):
     def time_memory():
         return iterate(d0, graph, alpha, rounds=args.rounds, progress=False)
 
+    rpb = args.rounds_per_batch
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client, \
             LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=False,
                          dashboard_address=":0") as tcluster, Client(tcluster) as tclient:
-        it = DaskIteration(part, client, rounds_per_batch=args.rounds_per_batch)
-        tit = DaskIteration(part, tclient, rounds_per_batch=args.rounds_per_batch)
-        t = time.perf_counter()
-        it(d0, alpha, rounds=2, progress=False)  # sends the plans, compiles on the workers
-        print(f"dask: plans sent and kernels loaded on {args.workers} worker processes in "
-              f"{time.perf_counter() - t:.1f} s (once per run)")
-        tit(d0, alpha, rounds=2, progress=False)
-        mem, dsk, tdsk = [], [], []
+        variants = {"process workers, resident blocks": DaskIteration(part, client,
+                                                                      rounds_per_batch=rpb)}
+        if not args.no_graph:
+            variants["process workers, graph"] = DaskIteration(part, client, mode="graph",
+                                                               rounds_per_batch=rpb)
+        variants["thread workers, resident blocks"] = DaskIteration(part, tclient,
+                                                                    rounds_per_batch=rpb)
+        for name, it in variants.items():
+            t = time.perf_counter()
+            it(d0, alpha, rounds=2, progress=False)  # sends the plans, loads the kernels
+            print(f"{name}: plans sent and kernels loaded in {time.perf_counter() - t:.1f} s "
+                  "(once per run)", flush=True)
+        mem = []
+        times = {name: [] for name in variants}
+        results = {}
         for _ in range(args.repeats):  # interleaved, so that all see the same machine load
             r_mem = time_memory()
             mem.append(r_mem.seconds)
-            r_dask = it(d0, alpha, rounds=args.rounds, progress=False)
-            dsk.append(r_dask.seconds)
-            r_tdask = tit(d0, alpha, rounds=args.rounds, progress=False)
-            tdsk.append(r_tdask.seconds)
-            print(f"  in-memory {mem[-1]:.2f} s, process workers {dsk[-1]:.2f} s, thread "
-                  f"workers {tdsk[-1]:.2f} s", flush=True)
-        # the scheduler's own cost: a chain of trivial tasks, one per round per block
+            for name, it in variants.items():
+                results[name] = it(d0, alpha, rounds=args.rounds, progress=False)
+                times[name].append(results[name].seconds)
+            print("  in-memory " + f"{mem[-1]:.2f} s, " + ", ".join(
+                f"{name} {t[-1]:.2f} s" for name, t in times.items()), flush=True)
+        # the scheduler's own cost: a chain of trivial tasks
         t = time.perf_counter()
         fut = client.submit(int, 0)
         for k in range(50):
             fut = client.submit(_inc, fut, pure=False)
         fut.result()
         per_task = (time.perf_counter() - t) / 51
-    thr = DaskIteration(part, "threads", rounds_per_batch=args.rounds_per_batch)
-    thr(d0, alpha, rounds=2, progress=False)
-    r_thr = thr(d0, alpha, rounds=args.rounds, progress=False)
 
-    mm, md, mt = statistics.median(mem), statistics.median(dsk), statistics.median(tdsk)
-    same = (np.array_equal(r_dask.d, r_mem.d) and np.array_equal(r_thr.d, r_mem.d)
-            and np.array_equal(r_tdask.d, r_mem.d))
+    mm = statistics.median(mem)
     print(f"in-memory engine, {args.rounds} rounds: median {mm:.2f} s over {len(mem)} runs "
           f"({', '.join(f'{x:.2f}' for x in mem)}); {1e3 * mm / args.rounds:.1f} ms/round")
-    print(f"dask, {args.workers}-worker LocalCluster: median {md:.2f} s over {len(dsk)} runs "
-          f"({', '.join(f'{x:.2f}' for x in dsk)}); {1e3 * md / args.rounds:.1f} ms/round")
-    print(f"dask, {args.workers}-worker LocalCluster of threads (the embedded default): median "
-          f"{mt:.2f} s ({', '.join(f'{x:.2f}' for x in tdsk)})")
-    print(f"dask, threaded scheduler (one process, no distributed): {r_thr.seconds:.2f} s")
-    for what, m in (("worker processes", md), ("thread workers", mt)):
-        print(f"ratio dask ({what}) / in-memory: {m / mm:.2f}x   (goal <= 1.3x: "
+    for name, t in times.items():
+        m = statistics.median(t)
+        print(f"dask, {args.workers}-worker LocalCluster, {name}: median {m:.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in t)}); {1e3 * m / args.rounds:.1f} ms/round; "
+              f"ratio to in-memory {m / mm:.2f}x (goal <= 1.3x: "
               f"{'met' if m / mm <= 1.3 else 'not met'})")
-    n_tasks = 3 * part.n_blocks + 2 * len(part.pairs)
-    print(f"tasks per round: {n_tasks}; a trivial distributed task costs {1e3 * per_task:.1f} "
-          f"ms here, i.e. ~{n_tasks * per_task * args.rounds:.1f} s of the run if serialised")
-    print(f"identical results (bit for bit, all {args.rounds} rounds): {same}")
+    for name, r in results.items():
+        diff = float(np.max(np.abs(r.d - r_mem.d)))
+        print(f"{name}: largest difference to the in-memory ERC {diff:.1e} "
+              f"({'bit for bit' if diff == 0 else 'issue tolerance 1e-12'})")
+    print(f"a trivial distributed task costs {1e3 * per_task:.1f} ms here")
 
 
 def _inc(x):

@@ -90,16 +90,18 @@ def test_dask_iteration__shuffled_animals_part3_and_tol(scheduler):
         **kw, "fixed_animal": perm[fixed]}).d, rtol=0, atol=1e-12)
 
 
-def test_dask_iteration__distributed_equals_in_memory(client):
+@pytest.mark.parametrize("mode", ["resident", "graph"])
+def test_dask_iteration__distributed_equals_in_memory(client, mode):
     sire, dam, d0 = population(1000, 13)
     ref = in_memory(d0, sire, dam, rounds=10)
     seen = []
-    it = DaskIteration(partition(sire, dam, n_blocks=5), client, rounds_per_batch=4)
+    it = DaskIteration(partition(sire, dam, n_blocks=5), client, rounds_per_batch=4, mode=mode)
     got = it(d0, ALPHA, rounds=10, progress=False, on_round=lambda k, c: seen.append(k))
     assert same_across_processes(got.d, ref.d)
     assert same_across_processes(got.max_change, ref.max_change)
     assert seen == list(range(1, 11))  # progress per round, in order
     assert "distributed" in it.describe() and "5 blocks" in it.describe()
+    assert ("resident" in it.describe()) == (mode == "resident")
     # the same plans serve a second run (Part III) on the cluster
     fixed = np.arange(0, 1000, 50)
     ref3 = in_memory(d0, sire, dam, rounds=30, tol=1e-3, fixed_animal=fixed,
@@ -107,6 +109,81 @@ def test_dask_iteration__distributed_equals_in_memory(client):
     got3 = it(d0, ALPHA, rounds=30, tol=1e-3, fixed_animal=fixed, fixed_erc=np.ones(20),
               progress=False)
     assert got3.rounds == ref3.rounds and same_across_processes(got3.d, ref3.d)
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3, 7])
+def test_resident__any_blocks_shuffled_order_part3_and_tol(client, n_blocks):
+    """Worker-resident blocks (several per worker, or fewer blocks than workers), a shuffled
+    numbering, Part III's fixed animals and ``tol`` stopping inside a batch."""
+    sire, dam, d0 = population(1200, 16)
+    rng = np.random.default_rng(16)
+    perm = rng.permutation(1200)
+    inv = np.argsort(perm)
+    s2 = np.where(sire[perm] >= 0, inv[np.maximum(sire[perm], 0)], -1)
+    m2 = np.where(dam[perm] >= 0, inv[np.maximum(dam[perm], 0)], -1)
+    fixed = rng.choice(1200, 30, replace=False)
+    kw = dict(rounds=40, tol=5e-4, fixed_animal=fixed, fixed_erc=np.full(30, 2.0))
+    ref = in_memory(d0[perm], s2, m2, **kw)
+    it = DaskIteration(partition(s2, m2, n_blocks=n_blocks), client, rounds_per_batch=6)
+    got = it(d0[perm], ALPHA, progress=False, **kw)
+    assert ref.converged and got.converged and got.rounds == ref.rounds
+    assert ref.rounds % 6 != 0  # the stop falls inside a batch
+    assert same_across_processes(got.d, ref.d)
+    assert same_across_processes(got.max_change, ref.max_change)
+
+
+def test_resident__thread_workers_bit_for_bit():
+    """Thread workers share this process's compiled kernels: equal bit for bit."""
+    sire, dam, d0 = population(1000, 17)
+    ref = in_memory(d0, sire, dam, rounds=9)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
+        got = DaskIteration(partition(sire, dam, n_blocks=4), c, rounds_per_batch=4)(
+            d0, ALPHA, rounds=9, progress=False)
+    assert np.array_equal(got.d, ref.d) and np.array_equal(got.max_change, ref.max_change)
+
+
+@pytest.mark.parametrize("sib_adjust,tau", [(False, None), (True, 3.0)])
+def test_reliability__dask_iterator_computes_start_vector_blockwise(sib_adjust, tau,
+                                                                    monkeypatch):
+    """reliability() with a Dask iterator takes the own-record ERC from the blockwise twin
+    (several record chunks), with the in-memory result bit for bit."""
+    import tempfile
+    from pathlib import Path
+
+    from bigeval.prepare import prepare
+    from bigeval.reliability import blocks as blocks_mod
+    from bigeval.simulate import SimulationConfig, simulate
+    from test_reliability import write_inputs  # noqa: PLC0415 - shared fixture writer
+
+    sim = simulate(SimulationConfig(n_animals=800, n_genotyped=0, n_snps=50, seed=9))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_inputs(sim, Path(tmp), genomic=False)
+        pop = prepare(files["pedigree"], files["records"])
+    opts = ReliabilityOptions(alpha=ALPHA, rounds=6, sib_adjust=sib_adjust, tau=tau)
+    ref = reliability(pop, opts, progress=False)
+    calls = []
+    real = blocks_mod.own_record_erc_blocks
+
+    def spy(*args, **kw):
+        calls.append(kw)
+        return real(*args, **{**kw, "record_chunk": 97})
+
+    monkeypatch.setattr(blocks_mod, "own_record_erc_blocks", spy)
+    it = DaskIteration(partition(pop.sire, pop.dam, n_blocks=3), "threads")
+    got = reliability(pop, opts, progress=False, iterator=it)
+    assert calls and calls[0]["sib_adjust"] == sib_adjust
+    assert np.array_equal(got.erc_records, ref.erc_records)
+    assert np.array_equal(got.erc_pedigree, ref.erc_pedigree)
+
+
+def test_dask_iteration__mode_checked():
+    part = partition([-1, -1, 0], [-1, -1, 1], block_size=2)
+    with pytest.raises(ValueError, match="distributed Client"):
+        DaskIteration(part, "threads", mode="resident")
+    with pytest.raises(ValueError, match="unknown mode"):
+        DaskIteration(part, "sync", mode="actors")
 
 
 @pytest.mark.slow
@@ -158,9 +235,11 @@ class _Recomputed(distributed.diagnostics.plugin.SchedulerPlugin):
             self.memory[key] += 1
 
 
-def test_dask_iteration__worker_killed_mid_round():
+@pytest.mark.parametrize("mode", ["graph", "resident"])
+def test_dask_iteration__worker_killed_mid_round(mode):
     """SIGKILL one of two worker processes while rounds are in flight: Dask recomputes the
-    lost keys on the survivor (and the restarted worker); the result is unchanged."""
+    lost keys on the survivor (and the restarted worker), or, with resident blocks, the batch
+    is run again from its checkpoint; the result is unchanged."""
     sire, dam, d0 = population(3000, 15)
     rounds = 16
     ref = in_memory(d0, sire, dam, rounds=rounds)
@@ -178,10 +257,15 @@ def test_dask_iteration__worker_killed_mid_round():
                 os.kill(pids[victim], signal.SIGKILL)
                 killed.append(k)
 
-        it = DaskIteration(partition(sire, dam, n_blocks=4), c, rounds_per_batch=rounds)
+        per_batch = rounds if mode == "graph" else 6
+        it = DaskIteration(partition(sire, dam, n_blocks=4), c, rounds_per_batch=per_batch,
+                           mode=mode)
         got = it(d0, ALPHA, rounds=rounds, progress=False, on_round=on_round)
         assert killed
         assert pids[victim] not in c.run(os.getpid).values()  # that process is gone
-        assert sum(n > 1 for n in counter.memory.values()) > 0  # lost keys were recomputed
+        if mode == "graph":
+            assert sum(n > 1 for n in counter.memory.values()) > 0  # lost keys recomputed
+        else:
+            assert it._resident.restarts >= 1  # the batch was run again
     assert same_across_processes(got.d, ref.d)
     assert same_across_processes(got.max_change, ref.max_change)

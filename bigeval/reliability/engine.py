@@ -204,12 +204,16 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
                            seconds=time.perf_counter() - t0)
 
 
-def start_vector(pop: Population, opts: ReliabilityOptions, *, interbull_source=None
-                 ) -> np.ndarray:
-    """d⁰: own-record ERC (with the options) plus Interbull ERC (methodology Part I)."""
-    d0 = _erc.own_record_erc(pop.n_animals, pop.rec_animal, pop.rec_cg, pop.n_cg,
-                             sire=pop.sire, dam=pop.dam, sib_adjust=opts.sib_adjust,
-                             tau=opts.tau)
+def start_vector(pop: Population, opts: ReliabilityOptions, *, interbull_source=None,
+                 own_record_erc=None) -> np.ndarray:
+    """d⁰: own-record ERC (with the options) plus Interbull ERC (methodology Part I).
+
+    ``own_record_erc``: a twin of :func:`bigeval.reliability.erc.own_record_erc` to use instead
+    (the Dask engine's blockwise one, :meth:`.dask_engine.DaskIteration.own_record_erc`).
+    """
+    own_record_erc = own_record_erc or _erc.own_record_erc
+    d0 = own_record_erc(pop.n_animals, pop.rec_animal, pop.rec_cg, pop.n_cg,
+                        sire=pop.sire, dam=pop.dam, sib_adjust=opts.sib_adjust, tau=opts.tau)
     if pop.interbull_animal is not None:
         b = _erc.interbull_erc(pop.interbull_value, opts.alpha, kind=opts.interbull_kind,
                                source=interbull_source, animals=pop.ids[pop.interbull_animal])
@@ -295,15 +299,17 @@ def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=N
     Part II and III run only when the population has genotyped animals with G⁻¹ and A22⁻¹.
     ``iterator`` runs the iteration of Parts I and III instead of the in-memory :func:`iterate`:
     a callable ``(d0, alpha, *, rounds, tol, fixed_animal, fixed_erc, label, progress)`` such
-    as :class:`bigeval.reliability.dask_engine.DaskIteration`.
+    as :class:`bigeval.reliability.dask_engine.DaskIteration`; if it has an
+    ``own_record_erc`` method, the start vector's own-record ERC is computed by it too.
     """
+    own = getattr(iterator, "own_record_erc", None)
     if iterator is None:
         graph = FamilyGraph.from_parents(pop.sire, pop.dam)
 
         def iterator(d0, alpha, **kw):
             return iterate(d0, graph, alpha, **kw)
 
-    d0 = start_vector(pop, opts, interbull_source=interbull_source)
+    d0 = start_vector(pop, opts, interbull_source=interbull_source, own_record_erc=own)
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
                         progress=progress)
 
