@@ -553,17 +553,19 @@ def start_vector_ooc(pop: OocPopulation, opts, *, interbull_source=None) -> np.n
 
 
 def reliability_ooc(pop: OocPopulation, opts, *, interbull_source=None,
-                    progress: bool | None = None):
+                    progress: bool | None = None, iterator=None):
     """Parts I–III on an out-of-core population: the start vector in blocks, the iteration
-    in memory (about 120 bytes per animal); as :func:`bigeval.reliability.reliability`."""
+    in memory (about 120 bytes per animal) or by ``iterator`` (the Dask engine, see
+    :func:`bigeval.reliability.reliability`); as :func:`bigeval.reliability.reliability`."""
     from bigeval.reliability.engine import FamilyGraph, iterate, parts_1_to_3
 
     d0 = start_vector_ooc(pop, opts, interbull_source=interbull_source)
     _store(pop.group, "d0", d0)
-    graph = FamilyGraph.from_parents(pop.array("sire"), pop.array("dam"))
+    if iterator is None:
+        graph = FamilyGraph.from_parents(pop.array("sire"), pop.array("dam"))
 
-    def iterator(d0, alpha, **kw):
-        return iterate(d0, graph, alpha, **kw)
+        def iterator(d0, alpha, **kw):
+            return iterate(d0, graph, alpha, **kw)
 
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
                         progress=progress)
@@ -665,8 +667,14 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
         warn_single_record_groups(lonely, job, stacklevel=3)
-        res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress)
-        text = describe(pop, res, opts, time.perf_counter() - t0)
+        from bigeval.cluster import reliability_engine
+
+        with reliability_engine(pop.array("sire"), pop.array("dam"), engine=job.engine,
+                                scheduler=job.scheduler, cluster=job.cluster,
+                                block_size=job.block_size, n_workers=job.workers) as engine:
+            res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
+                                  iterator=engine.iterator)
+        text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description
         text += ("\nout of core: files read in blocks of "
                  f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")
         name = "reliability.csv" if fmt == "csv" else "reliability.parquet"

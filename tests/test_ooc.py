@@ -387,6 +387,18 @@ def test_run_reliability_ooc__genomic_parts_same_as_in_memory(tmp_path):
     assert (tmp_path / "work" / "zarr.json").exists()  # a given work folder is kept
 
 
+def test_run_reliability_ooc__on_the_dask_engine(tmp_path):
+    """Out of core with the iteration on the (embedded) Dask engine: the same file."""
+    f = write_random_population(tmp_path, 9, n=500)
+    job = ReliabilityJob(pedigree=f["pedigree"], records=f["records"], out=tmp_path / "mem",
+                         h2=0.3, sib_adjust=True, rounds=12)
+    mem, _ = _run(job)
+    got, _ = _run(dataclasses.replace(job, out=tmp_path / "ooc", out_of_core=True,
+                                      engine="dask", workers=2, block_size=150))
+    assert "out of core" in got.text and "resident" in got.text
+    assert got.files["reliability"].read_bytes() == mem.files["reliability"].read_bytes()
+
+
 def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
     from bigeval.prepare_ooc import run_reliability_ooc
 
