@@ -39,7 +39,8 @@ def main(argv=None):
     pop, alpha, d0, graph = iteration_inputs(args)
 
     t = time.perf_counter()
-    part = partition(pop.sire, pop.dam, n_blocks=args.workers)
+    # one group of blocks per worker (split by what crosses workers), as the engine plans it
+    part = partition(pop.sire, pop.dam, groups=args.workers)
     t_plan = time.perf_counter() - t
     print(f"partition: {part.describe()} ({t_plan:.2f} s to plan)")
 

@@ -132,12 +132,15 @@ class Partition:
         The block order: ``order[k]`` is the caller's number of the k-th animal (length N).
     blocks
         One :class:`BlockPlan` per block.
+    group
+        With ``partition(..., groups=W)``: the group (worker) of each block; else None.
     """
 
     n_animals: int
     bounds: np.ndarray
     order: np.ndarray = field(repr=False)
     blocks: tuple[BlockPlan, ...] = field(repr=False)
+    group: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_blocks(self) -> int:
@@ -166,9 +169,17 @@ class Partition:
         sizes = np.diff(self.bounds)
         halo = sum(len(h) for b in self.blocks for h in b.halo_index)
         sent = sum(len(s) for b in self.blocks for s in b.send_index)
-        return (f"{self.n_blocks} blocks of {sizes.min():,}–{sizes.max():,} animals, "
+        text = (f"{self.n_blocks} blocks of {sizes.min():,}–{sizes.max():,} animals, "
                 f"{len(self.pairs)} non-empty block pairs; per round {halo:,} parent values "
                 f"and {sent:,} contributions cross blocks")
+        if self.group is not None:
+            g = np.asarray(self.group)
+            ng = int(g.max()) + 1
+            cross = sum(len(h) for b in self.blocks for P, h in zip(b.halo_blocks, b.halo_index)
+                        if g[P] != g[b.index])
+            text += (f"; {ng} groups (one per worker), {cross:,} parent values cross "
+                     "groups")
+        return text
 
 
 def _block_bounds(n: int, block_size: int | None, n_blocks: int | None) -> np.ndarray:
@@ -194,8 +205,39 @@ def _thread_bounds(parent: np.ndarray, n_chunks: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], starts, [e]])).astype(np.int64)
 
 
+def _group_order(sire, dam, order, groups: int):
+    """Blocks for ``groups`` workers: the order cut into contiguous groups, each group's
+    animals then split by whether they have a parent in another group ("import") and
+    progeny in another group ("export").
+
+    Returns (order, bounds, group of each block). Within a group the classes come in the
+    order interior, import, export, both; the original order is kept inside a class.
+    """
+    n = len(order)
+    gb = _block_bounds(n, None, groups)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n, dtype=np.int64)
+    grp = np.searchsorted(gb, rank, side="right") - 1
+    child = np.arange(n, dtype=np.int64)
+    remote_parent = np.zeros(n, bool)
+    remote_progeny = np.zeros(n, bool)
+    for par in (sire, dam):
+        k = par >= 0
+        cross = np.zeros(n, bool)
+        cross[k] = grp[par[k]] != grp[child[k]]
+        remote_parent |= cross
+        remote_progeny[par[cross]] = True
+    cls = remote_parent.astype(np.int64) + 2 * remote_progeny
+    new = np.lexsort((rank, cls, grp)).astype(np.int64)
+    key = grp[new] * 4 + cls[new]
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if n else \
+        np.zeros(1, np.int64)
+    bounds = np.concatenate([starts, [n]]).astype(np.int64)
+    return new, bounds, (grp[new][starts] if n else np.zeros(1, np.int64))
+
+
 def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None = None,
-              order: np.ndarray | None = None) -> Partition:
+              order: np.ndarray | None = None, groups: int | None = None) -> Partition:
     """Cut a pedigree into blocks of contiguous, parents-first animals and plan each block.
 
     Parameters
@@ -209,6 +251,13 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         The block order (a permutation of 0..N-1 with parents first). Default: the caller's
         numbering when parents already come first (as after :func:`bigeval.prepare.prepare`),
         else :func:`bigeval.pedigree.topological_order`.
+    groups
+        Plan for this many workers instead of ``block_size``/``n_blocks``: the order is cut
+        into ``groups`` contiguous groups, and each group into up to four blocks by whether
+        its animals have a parent in another group and progeny in another group
+        (``Partition.group`` tells each block's group). A worker holding a group can then
+        solve the families that need no other worker first, and update first the animals no
+        other worker sends to (:mod:`bigeval.reliability.resident`).
 
     Returns
     -------
@@ -239,7 +288,13 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
     order = np.asarray(order, dtype=np.int64)
     if len(order) != n or not np.array_equal(np.sort(order), ar):
         raise ValueError("order must be a permutation of 0..N-1")
-    bounds = _block_bounds(n, block_size, n_blocks)
+    group_of_block = None
+    if groups is not None:
+        if block_size is not None or n_blocks is not None:
+            raise ValueError("give groups, or block_size / n_blocks, not both")
+        order, bounds, group_of_block = _group_order(sire, dam, order, max(1, int(groups)))
+    else:
+        bounds = _block_bounds(n, block_size, n_blocks)
     nb = len(bounds) - 1
     size = np.diff(bounds)
     rank = np.empty(n, np.int64)
@@ -319,7 +374,8 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
             send_index=tuple(s.astype(itype) for s in send), recv_blocks=recv,
             parent=parent.astype(itype), entry=idx_in[rows].astype(itype),
             bounds=_thread_bounds(parent, SCATTER_CHUNKS)))
-    return Partition(n_animals=n, bounds=bounds, order=order, blocks=tuple(blocks))
+    return Partition(n_animals=n, bounds=bounds, order=order, blocks=tuple(blocks),
+                     group=group_of_block)
 
 
 # --------------------------------------------------------------------------------------
@@ -369,8 +425,19 @@ def halo_values(d: np.ndarray, index: np.ndarray) -> np.ndarray:
     return d[index]
 
 
-def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
-                ) -> np.ndarray:
+def _buffer(work: dict | None, name: str, size: int) -> np.ndarray:
+    """A float64 work array of ``size``: new, or kept in ``work`` and reused (rounds of a
+    long-lived driver allocate nothing; see :mod:`bigeval.reliability.resident`)."""
+    if work is None:
+        return np.empty(size)
+    buf = work.get(name)
+    if buf is None or len(buf) != size:
+        buf = work[name] = np.empty(size)
+    return buf
+
+
+def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray,
+                work: dict | None = None) -> np.ndarray:
     """Gather and family solve for the families of one block (children in the block).
 
     Parameters
@@ -381,6 +448,9 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
         Current ERC of the block's animals (length n_X).
     halos
         The halo values from ``plan.halo_blocks``, in that order.
+    work
+        A dict of work arrays kept by the caller between rounds (None: new arrays); the
+        result is then one of them, overwritten by the next call.
 
     Returns
     -------
@@ -388,10 +458,14 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
     sire and dam.
     """
     n = plan.n
-    x = np.concatenate((d, *halos)) if halos else d
-    bs, bd = np.empty(n), np.empty(n)
+    if halos:
+        x = _buffer(work, "x", n + sum(len(h) for h in halos))
+        np.concatenate((d, *halos), out=x)
+    else:
+        x = d
+    bs, bd = _buffer(work, "bs", n), _buffer(work, "bd", n)
     kernel.gather(x, plan.sire_loc, plan.dam_loc, bs, bd)
-    out = np.empty(3 * n)
+    out = _buffer(work, "solved", 3 * n)
     kernel.family_solve(d, bs, bd, alpha, out[:n], out[n:2 * n], out[2 * n:])
     return out
 
@@ -402,7 +476,8 @@ def send_values(solved: np.ndarray, n: int, index: np.ndarray) -> np.ndarray:
 
 
 def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarray,
-                 solved: np.ndarray, *received: np.ndarray) -> tuple[np.ndarray, float]:
+                 solved: np.ndarray, *received: np.ndarray, work: dict | None = None,
+                 out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Scatter (sum of contributions to the block's parents) and damping for one block.
 
     Parameters
@@ -415,6 +490,9 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
         The block's own :func:`solve_block` output.
     received
         Contributions from ``plan.recv_blocks``, in that order.
+    work, out
+        Work arrays kept between rounds (as :func:`solve_block`), and the array for d_new
+        (not ``d``); None: new arrays.
 
     Returns
     -------
@@ -422,10 +500,16 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
     reliability.
     """
     n = plan.n
-    r = np.concatenate((solved[n:], *received)) if received else solved[n:]
-    progeny = np.zeros(n)
+    if received:
+        r = _buffer(work, "r", 2 * n + sum(len(x) for x in received))
+        np.concatenate((solved[n:], *received), out=r)
+    else:
+        r = solved[n:]
+    progeny = _buffer(work, "progeny", n)
+    progeny[:] = 0.0
     kernel.sum_contributions(plan.parent, plan.entry, r, plan.bounds, progeny)
-    out = np.empty(n)
+    if out is None:
+        out = np.empty(n)
     change = kernel.damp(d, inputs.d0, solved[:n], progeny, inputs.fixed, inputs.fixed_erc,
                          alpha, out)
     return out, float(change)

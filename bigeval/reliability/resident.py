@@ -82,6 +82,12 @@ class BlockWorker:
     def __init__(self, plans: list[BlockPlan], halo_index: dict, threads: int | None):
         self.plans = {p.index: p for p in plans}
         self.order = sorted(self.plans)
+        # solve first the blocks that need no halo from another worker, and update first
+        # those no other worker sends contributions to: they run while messages travel
+        self.solve_order = sorted(self.order, key=lambda X: any(
+            P not in self.plans for P in self.plans[X].halo_blocks))
+        self.update_order = sorted(self.order, key=lambda P: any(
+            X not in self.plans for X in self.plans[P].recv_blocks))
         self.halo_index = halo_index
         self.threads = threads
         self.route: dict = {}
@@ -89,7 +95,12 @@ class BlockWorker:
         self.inbox: dict = {}
         self.waiters: dict = {}
         self.aborted: set = set()
+        #: seconds spent computing, waiting for messages and preparing sends (all runs)
+        self.seconds = {"solve": 0.0, "update": 0.0, "wait": 0.0, "send": 0.0}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bigeval-blocks")
+        #: per block: work arrays reused every round, and two arrays for its state
+        self._work = {X: {} for X in self.plans}
+        self._state_buffers = {X: (np.empty(p.n), np.empty(p.n)) for X, p in self.plans.items()}
 
     # ---- set-up, called by the client -----------------------------------------------
 
@@ -101,18 +112,26 @@ class BlockWorker:
     async def start(self, rid: str, alpha: float, inputs: dict, state: dict) -> bool:
         """Load a run: d⁰ and fixed values (``inputs[X]``) and the state to start from."""
         self.runs = {rid: {"alpha": float(alpha), "inputs": inputs, "d": dict(state),
-                           "changes": []}}
+                           "changes": {}}}
         self.inbox = {k: v for k, v in self.inbox.items() if k[0] == rid}
         return True
 
-    async def progress(self, rid: str) -> list:
-        """The largest change of this worker's blocks in each round done so far."""
-        run = self.runs.get(rid)
-        return [] if run is None else list(run["changes"])
+    async def progress(self, rid: str, k0: int) -> list:
+        """The largest change of this worker's blocks in rounds k0+1, k0+2, … done so far."""
+        changes = self.runs[rid]["changes"] if rid in self.runs else {}
+        out = []
+        while k0 + 1 + len(out) in changes:
+            out.append(changes[k0 + 1 + len(out)])
+        return out
 
     async def state(self, rid: str) -> dict:
-        """The current ERC of this worker's blocks (a checkpoint)."""
-        return dict(self.runs[rid]["d"])
+        """The current ERC of this worker's blocks (a checkpoint: copies, as the arrays are
+        reused by the next rounds)."""
+        return {X: np.array(d) for X, d in self.runs[rid]["d"].items()}
+
+    async def timings(self) -> dict:
+        """Seconds spent solving, updating, waiting for messages and preparing sends."""
+        return dict(self.seconds)
 
     async def abort(self, rid: str) -> bool:
         self.aborted.add(rid)
@@ -139,10 +158,12 @@ class BlockWorker:
             raise BatchAborted(f"batch {key[0]} aborted")
         fut = asyncio.get_running_loop().create_future()
         self.waiters[key] = fut
+        t = time.perf_counter()
         try:
             return await fut
         finally:
             self.waiters.pop(key, None)
+            self.seconds["wait"] += time.perf_counter() - t
 
     async def _send(self, block: int, key: tuple, data: np.ndarray):
         from distributed import get_worker
@@ -158,19 +179,47 @@ class BlockWorker:
 
     # ---- the rounds ------------------------------------------------------------------
 
-    def _solve(self, plan, alpha, d, halos):
+    def _solve(self, X, alpha, d, remote):
+        """Gather (local halos read here, remote ones given) and family solve of block X;
+        returns the solve and the contributions for blocks on other workers."""
+        t = time.perf_counter()
+        plan = self.plans[X]
+        halos = [remote[P] if P not in self.plans else
+                 _blocks.halo_values(d[P], self.halo_index[(P, X)]) for P in plan.halo_blocks]
         with _blocks.numba_threads(self.threads):
-            return _blocks.solve_block(plan, alpha, d, *halos)
+            solved = _blocks.solve_block(plan, alpha, d[X], *halos, work=self._work[X])
+        out = {P: _blocks.send_values(solved, plan.n, index)
+               for P, index in zip(plan.halo_blocks, plan.send_index) if P not in self.plans}
+        self.seconds["solve"] += time.perf_counter() - t
+        return solved, out
 
-    def _update(self, plan, alpha, inputs, d, solved, recv):
+    def _update(self, P, alpha, inputs, d, solved, remote, halos_for_next):
+        """Sum over progeny (local contributions read here, remote ones given) and damping
+        of block P; returns its new ERC, its change and the halos for other workers."""
+        t = time.perf_counter()
+        plan = self.plans[P]
+        recv = []
+        for X in plan.recv_blocks:
+            if X in self.plans:
+                px = self.plans[X]
+                recv.append(_blocks.send_values(solved[X], px.n,
+                                                px.send_index[px.halo_blocks.index(P)]))
+            else:
+                recv.append(remote[X])
+        a, b = self._state_buffers[P]
         with _blocks.numba_threads(self.threads):
-            return _blocks.update_block(plan, alpha, inputs, d, solved, *recv)
+            new, change = _blocks.update_block(plan, alpha, inputs[P], d[P], solved[P], *recv,
+                                               work=self._work[P], out=b if d[P] is a else a)
+        out = {}
+        if halos_for_next:
+            out = {X: _blocks.halo_values(new, self.halo_index[(P, X)])
+                   for X in plan.recv_blocks if X not in self.plans}
+        self.seconds["update"] += time.perf_counter() - t
+        return new, change, out
 
-    def _post_halos(self, rid, k, P, d_P, sends):
-        for X in self.plans[P].recv_blocks:  # the blocks with P in their halo
-            if X not in self.plans:
-                data = _blocks.halo_values(d_P, self.halo_index[(P, X)])
-                sends.append(asyncio.ensure_future(self._send(X, (rid, k, "h", P, X), data)))
+    def _post(self, rid, k, kind, src, messages, sends):
+        for dst, data in messages.items():
+            sends.append(asyncio.ensure_future(self._send(dst, (rid, k, kind, src, dst), data)))
 
     async def run(self, rid: str, k0: int, k1: int) -> list:
         """Rounds k0+1..k1 from the current state; returns this worker's change per round."""
@@ -178,45 +227,31 @@ class BlockWorker:
         loop = asyncio.get_running_loop()
         alpha, inputs, d = run["alpha"], run["inputs"], run["d"]
         sends: list = []
+        pool = self._pool
         try:
             if k1 > k0:
                 for P in self.order:
-                    self._post_halos(rid, k0 + 1, P, d[P], sends)
+                    self._post(rid, k0 + 1, "h", P, {
+                        X: _blocks.halo_values(d[P], self.halo_index[(P, X)])
+                        for X in self.plans[P].recv_blocks if X not in self.plans}, sends)
             for k in range(k0 + 1, k1 + 1):
                 solved = {}
-                for X in self.order:  # gather + family solve, contributions sent at once
-                    plan = self.plans[X]
-                    halos = []
-                    for P in plan.halo_blocks:
-                        if P in self.plans:
-                            halos.append(_blocks.halo_values(d[P], self.halo_index[(P, X)]))
-                        else:
-                            halos.append(await self._take((rid, k, "h", P, X)))
-                    solved[X] = await loop.run_in_executor(self._pool, self._solve, plan,
-                                                           alpha, d[X], halos)
-                    for P, index in zip(plan.halo_blocks, plan.send_index):
-                        if P not in self.plans:
-                            data = _blocks.send_values(solved[X], plan.n, index)
-                            sends.append(asyncio.ensure_future(
-                                self._send(P, (rid, k, "c", X, P), data)))
+                for X in self.solve_order:  # gather + family solve, contributions sent at once
+                    remote = {P: await self._take((rid, k, "h", P, X))
+                              for P in self.plans[X].halo_blocks if P not in self.plans}
+                    solved[X], out = await loop.run_in_executor(pool, self._solve, X, alpha, d,
+                                                                remote)
+                    self._post(rid, k, "c", X, out, sends)
                 new, change = {}, 0.0
-                for P in self.order:  # sum over progeny + damping, halos sent at once
-                    plan = self.plans[P]
-                    recv = []
-                    for X in plan.recv_blocks:
-                        if X in self.plans:
-                            px = self.plans[X]
-                            recv.append(_blocks.send_values(
-                                solved[X], px.n, px.send_index[px.halo_blocks.index(P)]))
-                        else:
-                            recv.append(await self._take((rid, k, "c", X, P)))
-                    new[P], c = await loop.run_in_executor(
-                        self._pool, self._update, plan, alpha, inputs[P], d[P], solved[P], recv)
+                for P in self.update_order:  # sum over progeny + damping, halos sent at once
+                    remote = {X: await self._take((rid, k, "c", X, P))
+                              for X in self.plans[P].recv_blocks if X not in self.plans}
+                    new[P], c, out = await loop.run_in_executor(
+                        pool, self._update, P, alpha, inputs, d, solved, remote, k < k1)
                     change = max(change, c)
-                    if k < k1:
-                        self._post_halos(rid, k + 1, P, new[P], sends)
+                    self._post(rid, k + 1, "h", P, out, sends)
                 d = run["d"] = new
-                run["changes"].append(change)
+                run["changes"][k] = change
                 done = [s for s in sends if s.done()]
                 for s in done:
                     s.result()  # a failed send fails the batch
@@ -225,7 +260,7 @@ class BlockWorker:
         finally:
             for s in sends:
                 s.cancel()
-        return run["changes"][-(k1 - k0):] if k1 > k0 else []
+        return [run["changes"][k] for k in range(k0 + 1, k1 + 1)]
 
     def close(self):
         self._pool.shutdown(wait=False)
@@ -271,8 +306,13 @@ class ResidentIteration:
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
         nb = self.part.n_blocks
-        nw = min(len(workers), nb)
-        self._group = [x * nw // nb for x in range(nb)]
+        if self.part.group is not None:  # planned for groups of blocks: a group per worker
+            ng = int(max(self.part.group)) + 1
+            nw = min(len(workers), ng)
+            self._group = [int(g) * nw // ng for g in self.part.group]
+        else:
+            nw = min(len(workers), nb)
+            self._group = [x * nw // nb for x in range(nb)]
         tok = uuid.uuid4().hex[:10]
         futures = []
         for g in range(nw):
@@ -320,11 +360,17 @@ class ResidentIteration:
         reported = k0
         workers0 = {a._address for a in self._actors}
         while True:
+            waiting = [r for r in runs if not r.done()]
+            if waiting:
+                try:  # back as soon as the batch ends, else after POLL for the progress
+                    waiting[0].result(timeout=POLL)
+                except TimeoutError:
+                    pass
             finished = all(r.done() for r in runs)
             for r in runs:
                 if r.done():
                     r.result()  # raises the actor's error (a lost worker among them)
-            progress = [a.progress(rid).result(timeout=60) for a in self._actors]
+            progress = [a.progress(rid, k0).result(timeout=60) for a in self._actors]
             done = min(len(p) for p in progress)
             while reported < k0 + done:
                 i = reported - k0
@@ -334,7 +380,6 @@ class ResidentIteration:
                 return [max(p[i] for p in progress) for i in range(k1 - k0)]
             if not workers0 <= set(self.client.nthreads()):
                 raise BatchAborted("a worker left the cluster")
-            time.sleep(POLL)
 
     def _abort(self, rid):
         for a in self._actors:
@@ -365,22 +410,34 @@ class ResidentIteration:
         changes: list[float] = []
         converged = False
         k = 0
+        high = [0]
+
+        def report_new(j, c):  # a batch run again reports its rounds once
+            if j > high[0]:
+                high[0] = j
+                report(j, c)
+
         rid = None
         try:
             if not self._actors:
                 self._start_actors()
             while k < rounds and not converged:
                 k1 = min(rounds, k + self.rounds_per_batch)
-                got = None
-                while got is None:
-                    rid = uuid.uuid4().hex[:12]
+                while True:
                     try:
-                        self._load(rid, alpha, inputs, checkpoint)
-                        got = self._batch(rid, k, k1, report)
+                        if rid is None:  # (re)load the actors from the checkpoint
+                            rid = uuid.uuid4().hex[:12]
+                            self._load(rid, alpha, inputs, checkpoint)
+                        got, rid = self._attempt(rid, alpha, inputs, checkpoint, k, k1, tol,
+                                                 report_new)
+                        checkpoint = self._checkpoint(rid)
+                        break
                     except Exception as exc:  # noqa: BLE001 - decide below
+                        if rid is not None:
+                            self._abort(rid)
+                        rid = None
                         if not self._lost_worker(exc):
                             raise
-                        self._abort(rid)
                         self.restarts += 1
                         if self.restarts > self.max_restarts:
                             raise RuntimeError(
@@ -390,25 +447,35 @@ class ResidentIteration:
                                     k + 1, k1, exc, k)
                         self.client.wait_for_workers(1, timeout=300)
                         self._start_actors()
-                stop = next((i for i, c in enumerate(got) if tol is not None and c <= tol),
-                            None)
-                if stop is not None and stop + 1 < len(got):
-                    # the batch ran past the stopping round: run it again up to there
-                    rid = uuid.uuid4().hex[:12]
-                    self._load(rid, alpha, inputs, checkpoint)
-                    got = self._batch(rid, k, k + stop + 1, lambda j, c: None)
-                states = [a.state(rid) for a in self._actors]
-                checkpoint = {}
-                for s in states:
-                    checkpoint.update(s.result())
                 changes.extend(got)
                 k += len(got)
-                converged = stop is not None
+                converged = tol is not None and got[-1] <= tol
         finally:
             prog.close()
         d = part.join([checkpoint[X] for X in range(part.n_blocks)])
         return IterationResult(d=d, rounds=k, max_change=np.array(changes),
                                converged=converged, seconds=time.perf_counter() - t0)
+
+    def _attempt(self, rid, alpha, inputs, checkpoint, k0, k1, tol, report):
+        """One batch, rounds k0+1..k1, on actors holding the state of round k0 (``rid``):
+        returns (changes per round, rid). With ``tol`` met inside the batch, the actors are
+        loaded again from the checkpoint and the batch is run up to that round."""
+        got = self._batch(rid, k0, k1, report)
+        stop = next((i for i, c in enumerate(got) if tol is not None and c <= tol), None)
+        if stop is not None and stop + 1 < len(got):
+            self._abort(rid)
+            rid = uuid.uuid4().hex[:12]
+            self._load(rid, alpha, inputs, checkpoint)
+            got = self._batch(rid, k0, k0 + stop + 1, lambda j, c: None)
+        return got, rid
+
+    def _checkpoint(self, rid) -> dict:
+        """The blocks' states, fetched to the client (copies made on the workers)."""
+        states = [a.state(rid) for a in self._actors]
+        out = {}
+        for s in states:
+            out.update(s.result())
+        return out
 
     def _lost_worker(self, exc) -> bool:
         """Whether ``exc`` (or what caused it) means a worker went away."""
