@@ -58,7 +58,11 @@ def main(argv=None):
             variants["process workers, graph"] = DaskIteration(part, client, mode="graph",
                                                                rounds_per_batch=rpb)
         variants["thread workers, resident blocks"] = DaskIteration(part, tclient,
+                                                                    mode="resident",
                                                                     rounds_per_batch=rpb)
+        if not args.no_graph:
+            variants["thread workers, graph"] = DaskIteration(part, tclient, mode="graph",
+                                                              rounds_per_batch=rpb)
         for name, it in variants.items():
             t = time.perf_counter()
             it(d0, alpha, rounds=2, progress=False)  # sends the plans, loads the kernels

@@ -93,6 +93,8 @@ class BlockPlan:
         The scatter of :func:`bigeval.reliability.kernel.sum_contributions` over
         ``concat(r_P, received_1, received_2, …)``: entries sorted by parent, then by the
         global entry number (the in-memory engine's order).
+    n_received
+        Contributions received from other blocks per round (the length of ``received_*``).
     """
 
     index: int
@@ -106,6 +108,7 @@ class BlockPlan:
     parent: np.ndarray = field(default=None, repr=False)
     entry: np.ndarray = field(default=None, repr=False)
     bounds: np.ndarray = field(default=None, repr=False)
+    n_received: int = 0
 
     @property
     def n(self) -> int:
@@ -373,7 +376,7 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
             sire_loc=sire_loc[animals].astype(itype), dam_loc=dam_loc[animals].astype(itype),
             send_index=tuple(s.astype(itype) for s in send), recv_blocks=recv,
             parent=parent.astype(itype), entry=idx_in[rows].astype(itype),
-            bounds=_thread_bounds(parent, SCATTER_CHUNKS)))
+            bounds=_thread_bounds(parent, SCATTER_CHUNKS), n_received=n_in - 2 * (hi - lo)))
     return Partition(n_animals=n, bounds=bounds, order=order, blocks=tuple(blocks),
                      group=group_of_block)
 
@@ -437,7 +440,7 @@ def _buffer(work: dict | None, name: str, size: int) -> np.ndarray:
 
 
 def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray,
-                work: dict | None = None) -> np.ndarray:
+                work: dict | None = None, x: np.ndarray | None = None) -> np.ndarray:
     """Gather and family solve for the families of one block (children in the block).
 
     Parameters
@@ -451,6 +454,9 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
     work
         A dict of work arrays kept by the caller between rounds (None: new arrays); the
         result is then one of them, overwritten by the next call.
+    x
+        A buffer whose first n_X entries are ``d`` (the caller keeps its state there): the
+        halos are copied in after it instead of concatenating.
 
     Returns
     -------
@@ -458,14 +464,23 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
     sire and dam.
     """
     n = plan.n
-    if halos:
+    if x is not None:  # d is x[:n] already: only the halos are put in place
+        at = n
+        for h in halos:
+            x[at:at + len(h)] = h
+            at += len(h)
+        x = x[:at]
+    elif halos:
         x = _buffer(work, "x", n + sum(len(h) for h in halos))
         np.concatenate((d, *halos), out=x)
     else:
         x = d
     bs, bd = _buffer(work, "bs", n), _buffer(work, "bd", n)
     kernel.gather(x, plan.sire_loc, plan.dam_loc, bs, bd)
-    out = _buffer(work, "solved", 3 * n)
+    # with work arrays, the solve is written where update_block finds it before the
+    # contributions received (no concatenation there)
+    out = _buffer(work, "r", 3 * n + plan.n_received)[:3 * n] if work is not None else \
+        np.empty(3 * n)
     kernel.family_solve(d, bs, bd, alpha, out[:n], out[n:2 * n], out[2 * n:])
     return out
 
@@ -500,9 +515,17 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
     reliability.
     """
     n = plan.n
-    if received:
-        r = _buffer(work, "r", 2 * n + sum(len(x) for x in received))
-        np.concatenate((solved[n:], *received), out=r)
+    if received and work is not None and work.get("r") is not None \
+            and np.shares_memory(solved, work["r"]):
+        # the solve is work["r"][:3n] (solve_block with work): put the received after it
+        r = work["r"]
+        at = 3 * n
+        for x in received:
+            r[at:at + len(x)] = x
+            at += len(x)
+        r = r[n:at]
+    elif received:
+        r = np.concatenate((solved[n:], *received))
     else:
         r = solved[n:]
     progeny = _buffer(work, "progeny", n)

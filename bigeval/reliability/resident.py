@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Rounds per batch (one actor call, one checkpoint).
 ROUNDS_PER_BATCH = 20
-#: Seconds between the client's progress polls.
-POLL = 0.05
+#: Seconds between the client's progress polls (the end of a batch is seen at once).
+POLL = 0.25
 
 
 class BatchAborted(RuntimeError):
@@ -98,9 +98,14 @@ class BlockWorker:
         #: seconds spent computing, waiting for messages and preparing sends (all runs)
         self.seconds = {"solve": 0.0, "update": 0.0, "wait": 0.0, "send": 0.0}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bigeval-blocks")
-        #: per block: work arrays reused every round, and two arrays for its state
+        #: per block: work arrays reused every round, and two buffers for its state, each
+        #: ``[d (n_X) | halos]``, used in turn (the state is read from one, the next written
+        #: to the other)
         self._work = {X: {} for X in self.plans}
-        self._state_buffers = {X: (np.empty(p.n), np.empty(p.n)) for X, p in self.plans.items()}
+        self._state_buffers = {
+            X: tuple(np.empty(p.n + sum(len(h) for h in p.halo_index)) for _ in range(2))
+            for X, p in self.plans.items()}
+        self._current = {X: 0 for X in self.plans}
 
     # ---- set-up, called by the client -----------------------------------------------
 
@@ -111,8 +116,13 @@ class BlockWorker:
 
     async def start(self, rid: str, alpha: float, inputs: dict, state: dict) -> bool:
         """Load a run: d⁰ and fixed values (``inputs[X]``) and the state to start from."""
-        self.runs = {rid: {"alpha": float(alpha), "inputs": inputs, "d": dict(state),
-                           "changes": {}}}
+        d = {}
+        for X, values in state.items():
+            buf = self._state_buffers[X][0]
+            buf[:len(values)] = values
+            d[X] = buf[:len(values)]
+            self._current[X] = 0
+        self.runs = {rid: {"alpha": float(alpha), "inputs": inputs, "d": d, "changes": {}}}
         self.inbox = {k: v for k, v in self.inbox.items() if k[0] == rid}
         return True
 
@@ -186,8 +196,9 @@ class BlockWorker:
         plan = self.plans[X]
         halos = [remote[P] if P not in self.plans else
                  _blocks.halo_values(d[P], self.halo_index[(P, X)]) for P in plan.halo_blocks]
+        x = self._state_buffers[X][self._current[X]]
         with _blocks.numba_threads(self.threads):
-            solved = _blocks.solve_block(plan, alpha, d[X], *halos, work=self._work[X])
+            solved = _blocks.solve_block(plan, alpha, d[X], *halos, work=self._work[X], x=x)
         out = {P: _blocks.send_values(solved, plan.n, index)
                for P, index in zip(plan.halo_blocks, plan.send_index) if P not in self.plans}
         self.seconds["solve"] += time.perf_counter() - t
@@ -206,10 +217,12 @@ class BlockWorker:
                                                 px.send_index[px.halo_blocks.index(P)]))
             else:
                 recv.append(remote[X])
-        a, b = self._state_buffers[P]
+        nxt = 1 - self._current[P]
         with _blocks.numba_threads(self.threads):
-            new, change = _blocks.update_block(plan, alpha, inputs[P], d[P], solved[P], *recv,
-                                               work=self._work[P], out=b if d[P] is a else a)
+            new, change = _blocks.update_block(
+                plan, alpha, inputs[P], d[P], solved[P], *recv, work=self._work[P],
+                out=self._state_buffers[P][nxt][:plan.n])
+        self._current[P] = nxt
         out = {}
         if halos_for_next:
             out = {X: _blocks.halo_values(new, self.halo_index[(P, X)])
