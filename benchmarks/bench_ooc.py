@@ -172,7 +172,6 @@ def _run_ooc_dask(data: Path, out: Path, rounds: int, chunk_rows: int) -> dict:
     (worker-resident blocks); the workers' peaks are reported with this process's."""
     from distributed import Client, LocalCluster
 
-    from bigeval.cluster import default_blocks
     from bigeval.io import ooc
     from bigeval.prepare_ooc import prepare_ooc, reliability_ooc, result_chunks
     from bigeval.reliability.blocks import partition
@@ -188,8 +187,7 @@ def _run_ooc_dask(data: Path, out: Path, rounds: int, chunk_rows: int) -> dict:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         t = time.perf_counter()
-        part = partition(pop.array("sire"), pop.array("dam"),
-                         n_blocks=default_blocks(pop.n_animals, 2))
+        part = partition(pop.array("sire"), pop.array("dam"), groups=2)
         stages[f"partition ({part.n_blocks} blocks)"] = (time.perf_counter() - t, _peak_gib())
         t = time.perf_counter()
         res = reliability_ooc(pop, opts, progress=False, iterator=DaskIteration(part, client))

@@ -35,8 +35,6 @@ AUTO_DASK_ANIMALS = 20_000_000
 #: Bytes per animal of the partitioned iteration on the workers (state, plan, d⁰, buffers of
 #: one round; measured ≈ 130 B at 1 M animals in 2 blocks) — used to size workers.
 DASK_BYTES_PER_ANIMAL = 160
-#: Largest block the default partition makes, in animals.
-MAX_BLOCK = 2_500_000
 
 ENGINES = ("auto", "memory", "dask")
 CLUSTER_KINDS = ("local", "slurm", "pbs", "kubernetes")
@@ -83,19 +81,6 @@ def choose_engine(n_animals: int, engine: str | None = "auto", *, scheduler: str
     if n_animals > limit:
         return "dask", f"{n_animals:,} animals > {limit:,}"
     return "memory", f"{n_animals:,} animals ≤ {limit:,}: in memory is fastest on one machine"
-
-
-def default_blocks(n_animals: int, threads: int) -> int:
-    """One block per worker thread, more when blocks would exceed :data:`MAX_BLOCK` animals.
-
-    Examples
-    --------
-    >>> default_blocks(1_000_000, 2), default_blocks(10_000_000, 2)
-    (2, 4)
-    """
-    threads = max(1, threads)
-    per = -(-n_animals // (threads * MAX_BLOCK))
-    return max(1, min(n_animals, threads * per))
 
 
 def worker_memory(n_animals: int, n_workers: int) -> int:
@@ -289,11 +274,10 @@ def reliability_engine(sire, dam, *, engine: str | None = "auto", scheduler: str
 
     block_size = block_size or _config("block-size")
     with connect(scheduler, cluster=cluster, n_workers=n_workers, log=log) as client:
-        threads = sum(client.nthreads().values())
         if block_size:
             part = partition(sire, dam, block_size=int(block_size))
-        else:
-            part = partition(sire, dam, n_blocks=default_blocks(n, threads))
+        else:  # a group of blocks per worker, cut by what crosses workers (resident blocks)
+            part = partition(sire, dam, groups=len(client.nthreads()))
         it = DaskIteration(part, client)
         link = dashboard_link(client)
         desc = f"engine: {it.describe()} ({reason})" + (f"; dashboard {link}" if link else "")

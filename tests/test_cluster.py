@@ -19,7 +19,6 @@ import pytest
 
 from bigeval.cluster import (
     choose_engine,
-    default_blocks,
     job_script,
     kubernetes_spec,
     load_cluster_config,
@@ -52,10 +51,7 @@ def test_choose_engine__dask_config_keys():
         assert choose_engine(100, None)[0] == "memory"
 
 
-def test_sizing__blocks_and_worker_memory():
-    assert default_blocks(1_000_000, 2) == 2  # one block per worker thread
-    assert default_blocks(10_000_000, 2) == 4  # blocks of at most 2.5 M animals
-    assert default_blocks(3, 8) == 3
+def test_sizing__worker_memory():
     assert worker_memory(1_000_000, 1) == 160_000_000
 
 
@@ -219,3 +215,23 @@ def test_connect__embedded_local_cluster_reports_dashboard():
         assert len(client.nthreads()) == 1
     assert said[0].startswith("Dask: embedded LocalCluster, 1 thread workers × 1 thread")
     assert "dashboard: " in said[0]
+
+
+def test_reliability_engine__embedded_cluster_plans_a_group_per_worker():
+    """``engine="dask"`` on the embedded cluster: one group of blocks per worker, resident
+    on the workers, with the in-memory result (thread workers: bit for bit)."""
+    pytest.importorskip("distributed")
+    from bigeval.cluster import reliability_engine
+    from bigeval.reliability import FamilyGraph, iterate
+    from conftest import random_pedigree
+
+    rng = np.random.default_rng(21)
+    sire, dam = random_pedigree(2000, rng)
+    d0 = rng.gamma(0.5, 1.0, 2000)
+    ref = iterate(d0, FamilyGraph.from_parents(sire, dam), 3.0, rounds=8, progress=False)
+    with reliability_engine(sire, dam, engine="dask", n_workers=2, log=lambda m: None) as eng:
+        part = eng.iterator.part
+        got = eng.iterator(d0, 3.0, rounds=8, progress=False)
+    assert eng.kind == "dask" and "resident" in eng.description
+    assert part.group is not None and set(part.group.tolist()) == {0, 1}
+    assert np.array_equal(got.d, ref.d)
