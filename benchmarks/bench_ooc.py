@@ -25,6 +25,7 @@ the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import filecmp
 import json
 import os
@@ -140,42 +141,22 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
+def _vm_hwm_gib() -> float:
+    """This process's peak RSS since it started its program (VmHWM; ``ru_maxrss`` of a
+    spawned Dask worker starts at its parent's peak, as Linux keeps it across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / GIB
+    return float("nan")
+
+
 def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "memory"
             ) -> dict:
+    """The out-of-core run; with ``engine="dask"`` the iteration runs on a LocalCluster of 2
+    worker processes (resident blocks), whose peaks are reported with this process's."""
     from bigeval.io import ooc
     from bigeval.prepare_ooc import prepare_ooc, reliability_ooc, result_chunks
-    from bigeval.reliability.engine import ReliabilityOptions
-
-    if engine == "dask":
-        return _run_ooc_dask(data, out, rounds, chunk_rows)
-
-    opts = ReliabilityOptions(alpha=3.0, rounds=rounds)
-    stages = {}
-    t = time.perf_counter()
-    pop = prepare_ooc(data / "pedigree.txt", data / "records.txt", work=out / "work.zarr",
-                      chunk_rows=chunk_rows, progress=True)
-    stages["prepare (read, check, renumber, to Zarr)"] = (time.perf_counter() - t, _peak_gib())
-    t = time.perf_counter()
-    res = reliability_ooc(pop, opts, progress=False)
-    it = res.part1.seconds
-    stages["start vector + family graph"] = (time.perf_counter() - t - it, None)
-    stages[f"iteration, {res.part1.rounds} rounds"] = (it, _peak_gib())
-    t = time.perf_counter()
-    ooc.write_table_chunks(result_chunks(pop, res), out / "reliability.csv")
-    stages["write reliability.csv in blocks"] = (time.perf_counter() - t, _peak_gib())
-    return {"stages": stages, "animals": pop.n_animals, "records": pop.n_records,
-            "groups": pop.n_cg}
-
-
-def _run_ooc_dask(data: Path, out: Path, rounds: int, chunk_rows: int) -> dict:
-    """The out-of-core run with the iteration on a LocalCluster of 2 worker processes
-    (worker-resident blocks); the workers' peaks are reported with this process's."""
-    from distributed import Client, LocalCluster
-
-    from bigeval.io import ooc
-    from bigeval.prepare_ooc import prepare_ooc, reliability_ooc, result_chunks
-    from bigeval.reliability.blocks import partition
-    from bigeval.reliability.dask_engine import DaskIteration
     from bigeval.reliability.engine import ReliabilityOptions
 
     opts = ReliabilityOptions(alpha=3.0, rounds=rounds)
@@ -184,19 +165,31 @@ def _run_ooc_dask(data: Path, out: Path, rounds: int, chunk_rows: int) -> dict:
     pop = prepare_ooc(data / "pedigree.txt", data / "records.txt", work=out / "work.zarr",
                       chunk_rows=chunk_rows, progress=True)
     stages["prepare (read, check, renumber, to Zarr)"] = (time.perf_counter() - t, _peak_gib())
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    workers = []
+    with contextlib.ExitStack() as stack:
+        iterator, where = None, "in memory"
+        if engine == "dask":
+            from distributed import Client, LocalCluster
+
+            from bigeval.reliability.blocks import partition
+            from bigeval.reliability.dask_engine import DaskIteration
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+            t = time.perf_counter()
+            part = partition(pop.array("sire"), pop.array("dam"), groups=2)
+            stages[f"partition ({part.n_blocks} blocks)"] = (time.perf_counter() - t,
+                                                             _peak_gib())
+            iterator, where = DaskIteration(part, client), "on 2 worker processes"
         t = time.perf_counter()
-        part = partition(pop.array("sire"), pop.array("dam"), groups=2)
-        stages[f"partition ({part.n_blocks} blocks)"] = (time.perf_counter() - t, _peak_gib())
-        t = time.perf_counter()
-        res = reliability_ooc(pop, opts, progress=False, iterator=DaskIteration(part, client))
+        res = reliability_ooc(pop, opts, progress=False, iterator=iterator)
         it = res.part1.seconds
-        stages["start vector"] = (time.perf_counter() - t - it, None)
-        stages[f"iteration on 2 worker processes, {res.part1.rounds} rounds"] = (it,
-                                                                                _peak_gib())
-        workers = sorted(client.run(_peak_gib).values())
-    del part
+        stages["start vector" + (" + family graph" if iterator is None else "")] = (
+            time.perf_counter() - t - it, None)
+        stages[f"iteration {where}, {res.part1.rounds} rounds"] = (it, _peak_gib())
+        if engine == "dask":
+            workers = sorted(client.run(_vm_hwm_gib).values())
     t = time.perf_counter()
     ooc.write_table_chunks(result_chunks(pop, res), out / "reliability.csv")
     stages["write reliability.csv in blocks"] = (time.perf_counter() - t, _peak_gib())

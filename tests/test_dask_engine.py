@@ -47,6 +47,15 @@ def population(n, seed):
     return sire, dam, d0
 
 
+def shuffled(sire, dam, rng):
+    """The pedigree renumbered by a random permutation: (perm, inverse, sire, dam)."""
+    perm = rng.permutation(len(sire))
+    inv = np.argsort(perm)
+    s2 = np.where(sire[perm] >= 0, inv[np.maximum(sire[perm], 0)], -1)
+    m2 = np.where(dam[perm] >= 0, inv[np.maximum(dam[perm], 0)], -1)
+    return perm, inv, s2, m2
+
+
 def in_memory(d0, sire, dam, **kw):
     return iterate(d0, FamilyGraph.from_parents(sire, dam), ALPHA, progress=False, **kw)
 
@@ -74,10 +83,7 @@ def test_dask_iteration__local_schedulers_equal_in_memory(scheduler, block_size,
 def test_dask_iteration__shuffled_animals_part3_and_tol(scheduler):
     sire, dam, d0 = population(900, 12)
     rng = np.random.default_rng(12)
-    perm = rng.permutation(900)
-    inv = np.argsort(perm)
-    s2 = np.where(sire[perm] >= 0, inv[np.maximum(sire[perm], 0)], -1)
-    m2 = np.where(dam[perm] >= 0, inv[np.maximum(dam[perm], 0)], -1)
+    perm, inv, s2, m2 = shuffled(sire, dam, rng)
     fixed = rng.choice(900, 40, replace=False)
     kw = dict(rounds=50, tol=2e-4, fixed_animal=fixed, fixed_erc=np.full(40, 2.5))
     ref = in_memory(d0[perm], s2, m2, **kw)
@@ -111,20 +117,19 @@ def test_dask_iteration__distributed_equals_in_memory(client, mode):
     assert got3.rounds == ref3.rounds and same_across_processes(got3.d, ref3.d)
 
 
-@pytest.mark.parametrize("n_blocks", [1, 3, 7])
-def test_resident__any_blocks_shuffled_order_part3_and_tol(client, n_blocks):
-    """Worker-resident blocks (several per worker, or fewer blocks than workers), a shuffled
-    numbering, Part III's fixed animals and ``tol`` stopping inside a batch."""
+@pytest.mark.parametrize("plan", [dict(n_blocks=1), dict(n_blocks=3), dict(n_blocks=7),
+                                  dict(groups=2), dict(groups=3)])
+def test_resident__any_blocks_shuffled_order_part3_and_tol(client, plan):
+    """Worker-resident blocks (several per worker, fewer blocks than workers, or a group of
+    blocks per worker), a shuffled numbering, Part III's fixed animals and ``tol`` stopping
+    inside a batch."""
     sire, dam, d0 = population(1200, 16)
     rng = np.random.default_rng(16)
-    perm = rng.permutation(1200)
-    inv = np.argsort(perm)
-    s2 = np.where(sire[perm] >= 0, inv[np.maximum(sire[perm], 0)], -1)
-    m2 = np.where(dam[perm] >= 0, inv[np.maximum(dam[perm], 0)], -1)
+    perm, inv, s2, m2 = shuffled(sire, dam, rng)
     fixed = rng.choice(1200, 30, replace=False)
     kw = dict(rounds=40, tol=5e-4, fixed_animal=fixed, fixed_erc=np.full(30, 2.0))
     ref = in_memory(d0[perm], s2, m2, **kw)
-    it = DaskIteration(partition(s2, m2, n_blocks=n_blocks), client, rounds_per_batch=6)
+    it = DaskIteration(partition(s2, m2, **plan), client, rounds_per_batch=6)
     got = it(d0[perm], ALPHA, progress=False, **kw)
     assert ref.converged and got.converged and got.rounds == ref.rounds
     assert ref.rounds % 6 != 0  # the stop falls inside a batch
