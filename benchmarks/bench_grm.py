@@ -3,12 +3,16 @@
 Simulates a population, streams its genotypes (``iter_genotype_chunks``) into a Zarr store,
 then times, in the same run:
 
-* ``grm(store)`` with Dask's threaded scheduler (the default);
+* ``grm(store)`` with Dask's threaded scheduler (the default: the panel scheme, one
+  multi-threaded SSYRK per SNP panel); with ``--tiles`` also the tile scheme (one task chain
+  per pair of animal blocks, single-threaded BLAS per task) on the same scheduler;
 * the baseline: ``Z @ Z.T`` of the same shape in numpy float32 with everything in memory
   (numpy calls ssyrk for ``Z @ Z.T``, so it does the same n²m flops as grm's upper blocks);
 * with ``--bounded``: ``grm(store)`` on a ``distributed.LocalCluster`` whose workers have a
   memory limit smaller than the genotype store (``--worker-memory``), so the genotypes can
-  never be held by one worker: bounded memory.
+  never be held by one worker: bounded memory. grm then streams the finished blocks of G to
+  the client as they complete (a few pairs in flight), into G in memory or, with
+  ``--bounded-out``, into an HDF5 file (G never whole in any process).
 
 Prints the median time of each, the throughput of grm as a share of numpy's (the issue's goal:
 at least 85 %), and the peak memory (RSS) of this process and of the workers.
@@ -34,9 +38,23 @@ def _peak_rss_gib() -> float:
 
 
 def _worker_peak_gib() -> float:
-    import resource as r
+    """Peak RSS of this (worker) process: VmHWM, reset by exec (``ru_maxrss`` is not, so a
+    spawned worker would report its parent's peak)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
+    return float("nan")
 
-    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024**2
+
+def _warm_up():
+    """Import and compile what grm's tasks use, in a worker (not counted in its time)."""
+    import numpy as np
+
+    from bigeval.grm import _finish_fast, _pair_block
+
+    M = np.zeros((2, 3), np.int8)
+    _finish_fast(_pair_block(None, M, M, np.ones(3), True), True, 1.0)
 
 
 def _timed(fn, repeats):
@@ -65,13 +83,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dir", default=None, help="folder for the store (default: a temp folder)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the numpy GEMM")
+    ap.add_argument("--no-local", action="store_true",
+                    help="skip grm with the threaded scheduler (e.g. for --bounded alone)")
     ap.add_argument("--bounded", action="store_true",
                     help="also run on a LocalCluster with a worker memory limit below the "
                          "store's size")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--bounded-chunks", type=_pair, default=(2048, 8192), metavar="A,S",
-                    help="grm chunks for the bounded run (default 2048,8192: one task's "
-                         "blocks fit a worker's limit)")
+    ap.add_argument("--bounded-chunks", type=_pair, default=(2048, 4096), metavar="A,S",
+                    help="grm chunks for the bounded run (default 2048,4096: one task's "
+                         "blocks fit a worker's limit; with 2048,8192 the workers peaked at "
+                         "0.63 GiB and paused at 80 %% of 715 MiB, same time)")
+    ap.add_argument("--tiles", action="store_true",
+                    help="also time the tile scheme with the threaded scheduler")
+    ap.add_argument("--bounded-out", action="store_true",
+                    help="bounded run: write G blockwise to an HDF5 file in the temp folder")
+    ap.add_argument("--in-flight", type=int, default=None,
+                    help="bounded run: pairs of blocks in flight (default: grm's)")
     ap.add_argument("--worker-memory", default=None,
                     help="memory limit per worker (default: 3/4 of the store's int8 size, "
                          "at least 600 MiB)")
@@ -99,10 +126,18 @@ def main(argv=None) -> int:
               f"{size / 1024**2:.1f} MiB on disk ({n * m / max(size, 1):.1f}x), simulated and "
               f"written in {time.perf_counter() - t:.1f} s", flush=True)
 
-        t_grm, all_grm = _timed(lambda: grm(store, chunks=args.grm_chunks), args.repeats)
-        print(f"grm (dask threads, blockwise): median {t_grm:.2f} s of "
-              f"{[round(x, 2) for x in all_grm]}  ({flops / t_grm / 1e9:.0f} GFLOP/s, n²m flops)"
-              f"; peak RSS so far {_peak_rss_gib():.2f} GiB", flush=True)
+        t_grm = None
+        if not args.no_local:
+            t_grm, all_grm = _timed(lambda: grm(store, chunks=args.grm_chunks), args.repeats)
+            print(f"grm (dask threads, panel scheme): median {t_grm:.2f} s of "
+                  f"{[round(x, 2) for x in all_grm]}  ({flops / t_grm / 1e9:.0f} GFLOP/s, "
+                  f"n²m flops); peak RSS so far {_peak_rss_gib():.2f} GiB", flush=True)
+        if args.tiles:
+            t_t, all_t = _timed(lambda: grm(store, chunks=args.grm_chunks, scheme="tiles"),
+                                args.repeats)
+            print(f"grm (dask threads, tile scheme): median {t_t:.2f} s of "
+                  f"{[round(x, 2) for x in all_t]}  ({flops / t_t / 1e9:.0f} GFLOP/s); "
+                  + (f"panel / tiles time {t_grm / t_t:.2f}" if t_grm else ""), flush=True)
         t_np = None
         if not args.no_baseline:
             X, _, _ = open_genotypes(store)
@@ -114,8 +149,9 @@ def main(argv=None) -> int:
             del Z
             print(f"numpy float32 Z @ Z.T in memory: median {t_np:.2f} s of "
                   f"{[round(x, 2) for x in all_np]}  ({flops / t_np / 1e9:.0f} GFLOP/s)")
-            print(f"grm / numpy time: {t_grm / t_np:.2f}; grm throughput = "
-                  f"{100 * t_np / t_grm:.0f} % of numpy's (goal >= 85 %)", flush=True)
+            if t_grm:
+                print(f"grm / numpy time: {t_grm / t_np:.2f}; grm throughput = "
+                      f"{100 * t_np / t_grm:.0f} % of numpy's (goal >= 85 %)", flush=True)
         print(f"peak memory (RSS) of this process: {_peak_rss_gib():.2f} GiB", flush=True)
 
         if args.bounded:
@@ -126,12 +162,14 @@ def main(argv=None) -> int:
             limit = args.worker_memory or f"{max(600, int(0.75 * n * m / 1024**2))}MiB"
             with LocalCluster(n_workers=args.workers, threads_per_worker=1,
                               memory_limit=limit, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client, \
+                              dashboard_address=":0") as cluster, Client(cluster) as client, \
                     dask.config.set({"distributed.worker.memory.target": 0.6,
                                      "distributed.worker.memory.spill": 0.7}):
                 bc = args.bounded_chunks
-                grm(store, chunks=bc)  # warm up: worker imports, numba compile
-                t_b, all_b = _timed(lambda: grm(store, chunks=bc), args.repeats)
+                client.run(_warm_up)  # worker imports, numba compile
+                out = Path(tmp) / "G.h5" if args.bounded_out else None
+                t_b, all_b = _timed(lambda: grm(store, chunks=bc, out=out,
+                                                in_flight=args.in_flight), args.repeats)
                 peaks = client.run(_worker_peak_gib)
             print(f"bounded: {args.workers} workers x 1 thread, memory limit {limit} each, "
                   f"grm chunks {bc} "
@@ -139,7 +177,8 @@ def main(argv=None) -> int:
                   f"{[round(x, 2) for x in all_b]}" + (
                       f"; {100 * t_np / t_b:.0f} % of numpy's throughput" if t_np else "")
                   + f"; worker peak RSS {max(peaks.values()):.2f} GiB; this process "
-                  f"{_peak_rss_gib():.2f} GiB (holds G)")
+                  f"{_peak_rss_gib():.2f} GiB "
+                  + ("(G written blockwise to HDF5)" if out else "(holds G)"), flush=True)
     return 0
 
 

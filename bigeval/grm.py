@@ -14,7 +14,33 @@ centred genotypes are ``Z = X - 1c' + U D``, so
 
 ``X_i X_j'`` is a float32 GEMM of small integers: each entry is a sum of at most 4 per SNP,
 exact while the SNP block has fewer than 2^24 / 4 SNPs; it is accumulated in float64 across
-SNP blocks. The terms with ``U`` are sparse products over the missing calls only.
+SNP blocks. The terms with ``U`` are sums over the missing calls only, in float64: with
+``Y`` = X with ``c_j / 2`` at the missing calls and ``W_ij = U_i (Y_j D)'``, they are
+``W_ij + W_ji' - r_i 1' - 1 r_j'`` (:func:`_missing_panel`; the ``U_i D^2 U_j'`` term is split
+in two exact halves), at a cost of (missing calls) x (animals) multiply-adds.
+
+Two schemes compute these sums (``grm(..., scheme=)``; ``"auto"`` picks one):
+
+* **panel** (one machine, dask's threaded or synchronous scheduler; the default there): the
+  SNPs are cut into panels of whole SNP chunks (about ``PANEL_BYTES`` of float32 each). Per
+  panel, zarr (or dask) reads the animal chunks in parallel, the allele frequencies are
+  counted from them, one parallel compiled pass makes float32 X and ``u``, and ONE
+  multi-threaded SSYRK of the whole panel adds ``X X'`` (upper triangle) to a single n x n
+  float32 accumulator: every genotype is read and converted once, and BLAS sees the largest
+  possible problem. Before the accumulator could hold 2^24 / 4 SNPs it is flushed into the
+  float64 G. Missing calls add ``W = U (Y D)'`` to G in float64 (``W + W'`` is the whole
+  ``U`` part above, with ``r`` added to ``u``). One parallel compiled pass then finishes G in place, mirrored (:func:`_finish_panels`).
+  Memory: G (8 n^2 bytes), the accumulator (4 n^2) and two panels.
+* **tiles** (a distributed cluster, where G may not fit one worker; the default under a
+  distributed client): one dask task chain per pair of animal blocks i <= j over the SNP
+  blocks (:func:`_pair_block`, then :func:`_finish_fast`); the finished blocks are gathered
+  as they complete, a bounded number of pairs in flight, and put into G or written to an
+  HDF5/Zarr file (``out=``), so workers hold only the blocks in flight.
+
+Each compiled kernel has a slow numpy twin it is tested against (:func:`_split` and
+:func:`_matvec64` for :func:`_prepare`, :func:`_finish_pair` for :func:`_finish_fast`,
+:func:`_missing_panel_slow`, :func:`_finish_panels_slow`), and both schemes against the dense
+float64 :func:`bigeval.genomic.vanraden_g`.
 """
 
 from __future__ import annotations
@@ -24,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
 
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
@@ -85,19 +111,46 @@ def allele_frequencies(genotypes, *, chunks=None) -> np.ndarray:
     counts, called, bad = dask.compute(da.where(observed, X, 0).sum(axis=0, dtype=np.int64),
                                        observed.sum(axis=0, dtype=np.int64),
                                        (~observed & (X != MISSING)).sum(axis=0))
+    return _frequencies(counts, called, bad)
+
+
+def _frequencies(counts, called, bad, first: int = 0) -> np.ndarray:
+    """``counts / (2 called)`` per SNP, or the InputError for codes that are not 0/1/2
+    (``bad``) or SNPs without a call; ``first`` is the position of the first SNP given."""
     if bad.any():
-        j = int(np.flatnonzero(bad)[0])
+        j = int(np.flatnonzero(bad)[0]) + first
         raise InputError(f"SNP column {j + 1} holds genotypes that are not 0/1/2 counts "
                          f"({int(bad.sum())} such genotypes)", value=j + 1,
                          expected="0, 1, 2, or -1 for missing",
                          remedy="recode the genotypes (import_genotypes checks them)")
     empty = np.flatnonzero(called == 0)
     if empty.size:
-        raise InputError(f"SNP column {empty[0] + 1} has no genotype, so its allele frequency "
-                         f"is unknown ({empty.size} such SNPs)", value=int(empty[0] + 1),
+        raise InputError(f"SNP column {empty[0] + first + 1} has no genotype, so its allele "
+                         f"frequency is unknown ({empty.size} such SNPs)",
+                         value=int(empty[0] + first + 1),
                          expected="at least one called genotype per SNP",
                          remedy="drop SNPs without calls (bigeval.qc), or pass freq")
     return counts / (2.0 * called)
+
+
+@njit(cache=True, nogil=True)
+def _count_calls(M):  # pragma: no cover - compiled
+    """Per SNP (column) of an int8 block: sum of the 0/1/2 calls, number of calls, and number
+    of codes other than 0/1/2/-1; one pass. The fast twin of :func:`allele_frequencies`'s
+    dask sums (tested against them)."""
+    n, m = M.shape
+    counts = np.zeros(m, np.int64)
+    called = np.zeros(m, np.int64)
+    bad = np.zeros(m, np.int64)
+    for i in range(n):
+        for j in range(m):
+            v = M[i, j]
+            if v >= 0 and v <= 2:
+                counts[j] += v
+                called[j] += 1
+            elif v != MISSING:
+                bad[j] += 1
+    return counts, called, bad
 
 
 def _split(block: np.ndarray):
@@ -120,8 +173,15 @@ def _matvec64(X: np.ndarray, c: np.ndarray, rows: int = 256) -> np.ndarray:
 def _prepare(M, c):  # pragma: no cover - compiled
     """One pass over an int8 block: float32 X (missing set to 0), ``u = X c`` in float64 and
     the number of missing calls. The fast twin of :func:`_split` + :func:`_matvec64`."""
+    X = np.empty(M.shape, np.float32)
+    u, missing = _prepare_into(M, c, X)
+    return X, u, missing
+
+
+@njit(cache=True, nogil=True)
+def _prepare_into(M, c, X):  # pragma: no cover - compiled
+    """:func:`_prepare` into a given float32 buffer ``X`` (same shape as ``M``)."""
     n, m = M.shape
-    X = np.empty((n, m), np.float32)
     u = np.zeros(n)
     missing = 0
     for i in range(n):
@@ -135,7 +195,39 @@ def _prepare(M, c):  # pragma: no cover - compiled
                 X[i, j] = v
                 s += v * c[j]
         u[i] = s
-    return X, u, missing
+    return u, missing
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _prepare_parallel(M, c, X):  # pragma: no cover - compiled
+    """:func:`_prepare_into` in parallel over blocks of rows (tested against it)."""
+    n = M.shape[0]
+    u = np.zeros(n)
+    rows = 256
+    nblocks = (n + rows - 1) // rows
+    missing = np.zeros(nblocks, np.int64)
+    for r in prange(nblocks):
+        r0 = r * rows
+        r1 = min(n, r0 + rows)
+        ur, mr = _prepare_into(M[r0:r1], c, X[r0:r1])
+        u[r0:r1] = ur
+        missing[r] = mr
+    return u, missing.sum()
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _count_calls_parallel(M):  # pragma: no cover - compiled
+    """:func:`_count_calls` in parallel over blocks of columns (tested against it)."""
+    m = M.shape[1]
+    counts = np.zeros(m, np.int64)
+    called = np.zeros(m, np.int64)
+    bad = np.zeros(m, np.int64)
+    cols = 256
+    for b in prange((m + cols - 1) // cols):
+        c0 = b * cols
+        c1 = min(m, c0 + cols)
+        counts[c0:c1], called[c0:c1], bad[c0:c1] = _count_calls(M[:, c0:c1])
+    return counts, called, bad
 
 
 def _prepared(M, c):
@@ -159,8 +251,10 @@ def _pair_block(state, Mi, Mj, c, same):
 
     c = np.asarray(c, dtype=np.float64)
     m = len(c)
-    Xi, ui, Ui = _prepared(Mi, c)
-    Xj, uj, Uj = (Xi, ui, Ui) if same else _prepared(Mj, c)
+    Mi = np.ascontiguousarray(Mi)
+    Mj = Mi if same else np.ascontiguousarray(Mj)
+    Xi, ui, Ui = _prepare(Mi, c)  # Ui, Uj: the numbers of missing calls
+    Xj, uj, Uj = (Xi, ui, Ui) if same else _prepare(Mj, c)
     if state is None:
         ni, nj = len(Xi), len(Xj)
         state = {"f32": np.zeros((ni, nj), np.float32, order="F"), "snps": 0,
@@ -184,19 +278,27 @@ def _pair_block(state, Mi, Mj, c, same):
     if not same:
         state["uj"] += uj
     state["cc"] += c @ c
-    if Ui is not None or Uj is not None:
-        c2 = c * c
-        P = np.zeros(state["f32"].shape)
-        if Uj is not None:  # (X_i D) U_j' - 1 r_j'
-            P += (Uj @ (Xi.astype(np.float64) * c).T).T
-            P -= (Uj @ c2)[None, :]
-        if Ui is not None:  # U_i (X_j D)' - r_i 1'
-            P += Ui @ (Xj.astype(np.float64) * c).T
-            P -= (Ui @ c2)[:, None]
-        if Ui is not None and Uj is not None:  # U_i D^2 U_j'
-            P += (Ui.multiply(c2[None, :]) @ Uj.T).toarray()
+    if Ui or Uj:
+        # W_ij + W_ji' - r_i 1' - 1 r_j' with W of _missing_panel (rows: the missing calls of
+        # one block, columns: the genotypes of the other), r = U c^2: the U terms above
+        P = _missing_part(Mi, Mj, c) if Ui else np.zeros(state["f32"].shape)
+        if same:
+            P += P.T
+        elif Uj:
+            P += _missing_part(Mj, Mi, c).T
         state["miss"] = P if state["miss"] is None else state["miss"] + P
     return state
+
+
+def _missing_part(Ma, Mb, c):
+    """``W - r 1'`` (float64, ``len(Ma) x len(Mb)``) for the missing calls of the genotype
+    block ``Ma`` against the genotypes of block ``Mb`` (the same SNPs): see _pair_block."""
+    ptr, animal, snp = _missing_entries(Ma)
+    W = np.zeros((len(Ma), len(Mb)))
+    _missing_panel(np.ascontiguousarray(np.asarray(Mb).T), c, ptr, animal, snp, W,
+                   MISSING_ROWS, MISSING_SLAB)
+    W -= np.bincount(animal, weights=c[snp] ** 2, minlength=len(Ma))[:, None]
+    return W
 
 
 @njit(cache=True, nogil=True)
@@ -263,62 +365,246 @@ def _finish_pair(state, same):
     return P
 
 
-def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None) -> np.ndarray:
-    """VanRaden (2008) method 1 G, blockwise over animals and SNPs.
+# ---------------------------------------------------------------------------------------------
+# The panel scheme (one machine): one multi-threaded SYRK per SNP panel into one accumulator
 
-    Parameters
-    ----------
-    genotypes
-        A store from :func:`bigeval.io.genotypes.import_genotypes` (path), or a dask or numpy
-        integer array, animals by SNPs, 0/1/2 with -1 for missing. Rows are the animals of G
-        in the same order.
-    freq
-        Allele frequencies (one per SNP) of the counted allele; estimated from the data (one
-        pass) when None.
-    chunks
-        Rechunk to (animals, SNPs) before the work; by default the store's (or the dask
-        array's) chunks. Animal chunks set the blocks of G (each task holds two row blocks and
-        one float64 block of G); SNP chunks the memory of each task.
-    blas_threads
-        BLAS threads inside each task; default 1 when there are at least as many pair blocks
-        as cores (dask's threads then keep the cores busy), else BLAS's own default.
 
-    Returns
-    -------
-    G : numpy.ndarray
-        float64, animals by animals.
+PANEL_BYTES = 512 * 2**20  # float32 bytes of one SNP panel (all animals), about
+TILE = 64  # side of the tiles of the compiled passes over G
 
-    Examples
-    --------
-    >>> grm(np.array([[0], [2]], np.int8)).tolist()
-    [[2.0, -2.0], [-2.0, 2.0]]
+
+def _panel_ranges(snp_chunks, n: int) -> list[tuple[int, int]]:
+    """SNP ranges of the panels: consecutive SNP chunks grouped up to about
+    ``PANEL_BYTES / (4 n)`` SNPs (at least one chunk, at most ``EXACT_F32_SNPS``), a short last
+    group merged into the one before.
+
+    >>> _panel_ranges((8192,) * 6 + (848,), 20_000)
+    [(0, 8192), (8192, 16384), (16384, 24576), (24576, 32768), (32768, 40960), (40960, 50000)]
+    >>> _panel_ranges((100,) * 5, 10)
+    [(0, 500)]
     """
-    import dask
-    from dask import delayed
+    target = max(1, min(EXACT_F32_SNPS, PANEL_BYTES // (4 * max(n, 1))))
+    ranges, start, end = [], 0, 0
+    for width in snp_chunks:
+        if end > start and end - start + width > target:
+            ranges.append((start, end))
+            start = end
+        end += width
+    if end > start:
+        if ranges and 2 * (end - start) < target and end - ranges[-1][0] <= EXACT_F32_SNPS:
+            start = ranges.pop()[0]
+        ranges.append((start, end))
+    return ranges
 
-    X, _ = _as_dask(genotypes, chunks)
+
+MISSING_ROWS, MISSING_SLAB = 64, 1024  # block of W (animals x animals) per task of the kernel
+
+
+def _missing_entries(M, rows: int = MISSING_ROWS):
+    """The missing calls ``(a, j)`` of a panel ordered by block of ``rows`` animals, then by
+    SNP: ``ptr`` (start of each block's entries), ``animal`` and ``snp``."""
+    animal, snp = np.nonzero(M == MISSING)
+    blocks = (len(M) + rows - 1) // rows
+    ptr = np.zeros(blocks + 1, np.int64)
+    np.cumsum(np.bincount(animal // rows, minlength=blocks), out=ptr[1:])
+    order = np.argsort((animal // rows) * M.shape[1] + snp)
+    return ptr, animal[order].astype(np.int64), snp[order].astype(np.int64)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _missing_panel(MT, c, ptr, animal, snp, W, rows, slab):  # pragma: no cover - compiled
+    """``W[a, b] += sum over the missing calls j of animal a of c_j Y[b, j]``, with
+    ``Y = M`` where called and ``c_j / 2`` where missing (``MT = M'``, int8, SNPs by animals;
+    the missing calls from :func:`_missing_entries` with the same ``rows``).
+
+    ``W + W'`` is then the whole missing-call part of ``Z Z'`` (module docstring):
+    ``(X D) U' + U (X D)' + U D^2 U'`` (the ``c_j^2 U_a U_b`` term split in two exact halves).
+    Parallel over blocks of W (``rows`` animals by ``slab`` animals, accumulated in cache, the
+    rows of MT streamed in SNP order): about 4 times the speed of one row of W at a time. The
+    slow twin is :func:`_missing_panel_slow`.
+    """
+    nr, n = W.shape  # the animals of the missing calls, of MT's columns
+    nslab = (n + slab - 1) // slab
+    for task in prange((len(ptr) - 1) * nslab):
+        k = task // nslab
+        if ptr[k] == ptr[k + 1]:
+            continue
+        a0 = k * rows
+        b0 = (task - k * nslab) * slab
+        b1 = min(n, b0 + slab)
+        acc = np.zeros((min(nr, a0 + rows) - a0, b1 - b0))
+        for t in range(ptr[k], ptr[k + 1]):
+            j = snp[t]
+            cj = c[j]
+            half = 0.5 * cj
+            row = MT[j, b0:b1]
+            out = acc[animal[t] - a0]
+            for b in range(b1 - b0):
+                v = row[b]
+                out[b] += cj * (half if v < 0 else np.float64(v))
+        for a in range(acc.shape[0]):
+            for b in range(b1 - b0):
+                W[a0 + a, b0 + b] += acc[a, b]
+
+
+def _missing_panel_slow(M, c):
+    """The slow twin of :func:`_missing_panel` in dense float64 numpy: ``U (Y D)'``."""
+    U = (M == MISSING).astype(np.float64)
+    Y = np.where(M == MISSING, 0.5 * c[None, :], M.astype(np.float64))
+    return U @ (Y * c).T
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _flush_upper(G, CT):  # pragma: no cover - compiled
+    """``G[a, b] += C[a, b]`` for ``a < b`` and ``G[a, a] += C[a, a] / 2``, so that
+    ``G + G'`` gains C (``CT = C'``: SYRK's upper triangle of C is the lower one of CT)."""
+    n = G.shape[0]
+    nt = (n + TILE - 1) // TILE
+    for J in prange(nt):
+        for I in range(J + 1):
+            for b in range(J * TILE, min(n, J * TILE + TILE)):
+                for a in range(I * TILE, min(b, I * TILE + TILE)):
+                    G[a, b] += CT[b, a]
+                if I == J:  # the finish adds G[a, a] twice (W + W')
+                    G[b, b] += 0.5 * np.float64(CT[b, b])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _finish_panels(G, CT, u, cc, inv_scale, extra):  # pragma: no cover - compiled
+    """G in place from the float32 SYRK accumulator (upper triangle of ``C = CT'``):
+    ``G[a, b] = G[b, a] = (C[a, b] - u_a - u_b + cc + W[a, b] + W[b, a]) * inv_scale`` for
+    ``a <= b``, where W is what G holds (missing-call terms and flushed products) when
+    ``extra``, else nothing. Tile pairs (I, J), I <= J, each read and written by one thread.
+    The slow twin is :func:`_finish_panels_slow`."""
+    n = G.shape[0]
+    nt = (n + TILE - 1) // TILE
+    tiles_i, tiles_j = np.triu_indices(nt)
+    for p in prange(len(tiles_i)):
+        I = tiles_i[p]
+        J = tiles_j[p]
+        for b in range(J * TILE, min(n, J * TILE + TILE)):
+            for a in range(I * TILE, min(b + 1, I * TILE + TILE)):
+                v = np.float64(CT[b, a]) - u[a] - u[b] + cc
+                if extra:
+                    v += G[a, b] + G[b, a]
+                v *= inv_scale
+                G[a, b] = v
+                G[b, a] = v
+
+
+def _finish_panels_slow(W, C, u, cc, inv_scale):
+    """The slow twin of :func:`_finish_panels` (``W`` None when there is none): a new G."""
+    P = np.triu(C.astype(np.float64))
+    P = P + np.triu(P, 1).T
+    if W is not None:
+        P += W + W.T
+    return (P - u[:, None] - u[None, :] + cc) * inv_scale
+
+
+def _panel_memory(n: int, ranges, prefetch: bool = False) -> float:
+    """What the panel scheme holds at once, in copies of an n x n float64 matrix: G, the
+    float32 accumulator, and per panel buffer float32 X, int8 M and M' (missing calls)."""
+    width = max(e - s for s, e in ranges)
+    return 1.5 + (2 if prefetch else 1) * (4 + 1 + 1) * width / (8.0 * n)
+
+
+def _monomorphic_error():
+    return InputError("every SNP is monomorphic (all p are 0 or 1), so G has no scale",
+                      value=0.0, expected="at least one SNP with 0 < p < 1",
+                      remedy="check the genotype coding, or remove monomorphic SNPs (QC)")
+
+
+def _grm_panels(X, freq, *, read=None, prefetch: bool = False, progress=None) -> np.ndarray:
+    """G on one machine: per SNP panel (all animals, a few thousand SNPs) the panel's int8
+    genotypes are read (``read(s0, s1)``, default: dask, the chunks in parallel), one compiled
+    pass converts them to float32 (and ``u = X c``), and ONE multi-threaded SSYRK adds the
+    panel's ``X X'`` to a float32 accumulator (exact while it holds fewer than
+    ``EXACT_F32_SNPS`` SNPs; flushed into float64 G before that). With ``prefetch`` the next
+    panel is read and converted in a background thread meanwhile; off by default: on 2 cores
+    it slowed the whole down (73.1 s without, 74.9 s with, at 20 000 x 50 000), as any work
+    beside OpenBLAS's threads delays them all. With ``freq`` None the allele frequencies are counted
+    from each panel as it is read (no separate pass). Missing calls add their sparse terms to
+    G in float64 (:func:`_missing_panel`); one parallel pass finishes G in place
+    (:func:`_finish_panels`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy.linalg.blas import ssyrk
+
     n, m = X.shape
-    if freq is None:
-        freq = allele_frequencies(X)
-    else:
-        freq = np.array(freq, dtype=np.float64)
-        if freq.shape != (m,) or not np.all((freq >= 0) & (freq <= 1)):
-            raise InputError("allele frequencies must be one value in [0, 1] per SNP",
-                             value=f"shape {freq.shape}", expected=f"shape ({m},) in [0, 1]",
-                             remedy="pass frequencies of the allele counted, or freq=None")
+    ranges = _panel_ranges(X.chunks[1], n)
+    check_dense(n, copies=_panel_memory(n, ranges, prefetch),
+                what="the genomic relationship matrix G (with its float32 accumulator)")
+    if read is None:
+        def read(s0, s1):
+            return X[:, s0:s1].compute()
+    width = max(e - s for s, e in ranges)
+    buffers = [np.empty(n * width, np.float32) for _ in range(2 if prefetch else 1)]
+    freqs = [] if freq is None else None
+
+    def load(p):
+        s0, s1 = ranges[p]
+        M = np.ascontiguousarray(read(s0, s1))
+        if freq is None:
+            fk = _frequencies(*_count_calls_parallel(M), first=s0)
+        else:
+            fk = freq[s0:s1]
+        ck = 2.0 * fk
+        P = buffers[p % len(buffers)][:n * (s1 - s0)].reshape(n, s1 - s0)
+        up, missing = _prepare_parallel(M, ck, P)
+        return P, up, ck, fk, (M if missing else None)
+
+    G = np.zeros((n, n))  # holds W (float64 terms) until the finish pass; zero pages are lazy
+    CT = np.zeros((n, n), np.float32)  # C' in C order: C (Fortran) is what SSYRK updates
+    u = np.zeros(n)
+    cc, in_c, extra = 0.0, 0, False
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt = pool.submit(load, 0) if prefetch else None
+        for p, (s0, s1) in enumerate(ranges):
+            P, up, ck, fk, M = nxt.result() if prefetch else load(p)
+            if prefetch and p + 1 < len(ranges):
+                nxt = pool.submit(load, p + 1)
+            if freqs is not None:
+                freqs.append(fk)
+            if in_c + (s1 - s0) > EXACT_F32_SNPS:  # flush before float32 could round
+                _flush_upper(G, CT)
+                CT.fill(0.0)
+                in_c, extra = 0, True
+            # C-ordered P (n x w) is the Fortran P' (w x n): C += (P')' P' = P P'
+            C = ssyrk(1.0, P.T, beta=1.0, c=CT.T, trans=1, lower=0, overwrite_c=1)
+            if C.ctypes.data != CT.ctypes.data:  # pragma: no cover - a copy would be wrong
+                raise RuntimeError("SSYRK did not update the accumulator in place")
+            in_c += s1 - s0
+            u += up
+            cc += float(ck @ ck)
+            if M is not None:  # missing calls: u gains r = U c^2, G gains W (float64)
+                ptr, animal, snp = _missing_entries(M)
+                u += np.bincount(animal, weights=ck[snp] ** 2, minlength=n)
+                _missing_panel(np.ascontiguousarray(M.T), ck, ptr, animal, snp, G,
+                               MISSING_ROWS, MISSING_SLAB)
+                extra = True
+            del P, M
+            if progress:
+                progress(s1, m)
+    if freqs is not None:
+        freq = np.concatenate(freqs)
     scale = 2.0 * np.sum(freq * (1.0 - freq))  # VanRaden (2008): 2 sum p_j (1 - p_j)
     if not scale > 0.0:
-        raise InputError("every SNP is monomorphic (all p are 0 or 1), so G has no scale",
-                         value=0.0, expected="at least one SNP with 0 < p < 1",
-                         remedy="check the genotype coding, or remove monomorphic SNPs (QC)")
-    # The float64 G, the computed upper blocks (about half of G) and the task buffers.
-    check_dense(n, copies=1.6, what="the genomic relationship matrix G")
-    c = 2.0 * freq
+        raise _monomorphic_error()
+    _finish_panels(G, CT, u, cc, 1.0 / scale, extra)
+    return G
+
+
+# ---------------------------------------------------------------------------------------------
+# The tile scheme (clusters): one task chain per pair of animal blocks i <= j over SNP blocks
+
+
+def _tile_tasks(X, c, inv_scale):
+    """One delayed finished block of G per pair (i, j), i <= j, and the pairs' offsets."""
+    from dask import delayed
+
     snp_edges = np.concatenate([[0], np.cumsum(X.chunks[1])])
     row_edges = np.concatenate([[0], np.cumsum(X.chunks[0])])
     nb, kb = X.numblocks
-    if blas_threads is None:
-        blas_threads = 1 if nb * (nb + 1) // 2 >= (os.cpu_count() or 1) else None
     parts = X.to_delayed()
     pairs, tasks = [], []
     for i in range(nb):
@@ -328,23 +614,284 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None) -
                 ck = c[snp_edges[k]:snp_edges[k + 1]]
                 state = delayed(_pair_block, pure=True)(state, parts[i, k], parts[j, k], ck,
                                                         i == j)
-            pairs.append((i, j))
-            tasks.append(delayed(_finish_fast, pure=True)(state, i == j, 1.0 / scale))
+            pairs.append((int(row_edges[i]), int(row_edges[j]), i != j))
+            tasks.append(delayed(_finish_fast, pure=True)(state, i == j, inv_scale))
+    return pairs, tasks
+
+
+class _MemorySink:
+    """Finished blocks placed (and mirrored) into an in-memory G."""
+
+    def __init__(self, n):
+        self.G = np.empty((n, n))
+
+    def put(self, block, r0, c0, mirror):
+        _place(self.G, block, r0, c0, mirror)
+
+
+class _FileSink:
+    """Finished blocks written (and mirrored) into a dataset ``G`` of an HDF5 file or Zarr
+    group being written at a temporary path (made visible by the caller's atomic rename),
+    with the IDs; in the layout of :func:`write_grm`."""
+
+    def __init__(self, tmp: Path, suffix: str, ids, n: int, block: int):
+        self.h5 = None
+        side = max(1, min(n, block))
+        if suffix in (".h5", ".hdf5"):
+            import h5py
+
+            self.h5 = h5py.File(tmp, "w")
+            self.ds = self.h5.create_dataset("G", shape=(n, n), dtype="f8",
+                                             chunks=(min(side, 1024), min(side, 1024)))
+            self.h5.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
+        else:
+            import zarr
+
+            group = zarr.open_group(tmp, mode="w", zarr_format=3)
+            self.ds = group.create_array("G", shape=(n, n), dtype="f8", chunks=(side, side))
+            group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
+
+    def put(self, block, r0, c0, mirror):
+        ni, nj = block.shape
+        self.ds[r0:r0 + ni, c0:c0 + nj] = block
+        if mirror:
+            self.ds[c0:c0 + nj, r0:r0 + ni] = block.T
+
+    def close(self):
+        if self.h5 is not None:
+            self.h5.close()
+
+
+def _distributed_client():
+    """The distributed Client dask computes on now, or None (threads, processes, sync)."""
+    try:
+        from dask.base import get_scheduler
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if isinstance(client, Client) else None
+
+
+def _grm_tiles(X, c, inv_scale, sink, *, client, in_flight, blas_threads, progress):
+    """The blocks of G, i <= j, each put into ``sink`` as soon as it is finished.
+
+    Under a distributed client at most ``in_flight`` pair chains are submitted at once and
+    each finished block is gathered, put and released as it completes (``as_completed``), so
+    neither the workers nor the client hold more than ``in_flight`` blocks. With dask's local
+    schedulers the pairs are computed ``in_flight`` at a time (all at once by default).
+    """
+    import dask
+
+    pairs, tasks = _tile_tasks(X, c, inv_scale)
+    total = len(tasks)
+    if client is not None:
+        from distributed import as_completed
+
+        if in_flight is None:
+            in_flight = 2 * max(1, sum(client.nthreads().values()))
+        order = iter(range(total))
+        futures = {}
+        for t in order:
+            futures[client.compute(tasks[t])] = t
+            if len(futures) >= in_flight:
+                break
+        done = 0
+        queue = as_completed(list(futures))
+        for future in queue:
+            t = futures.pop(future)
+            block = future.result()
+            future.release()
+            sink.put(block, *pairs[t])
+            del block
+            done += 1
+            if progress:
+                progress(done, total)
+            nxt = next(order, None)
+            if nxt is not None:
+                f = client.compute(tasks[nxt])
+                futures[f] = nxt
+                queue.add(f)
+        return
     from contextlib import nullcontext
 
     from threadpoolctl import threadpool_limits
 
+    if blas_threads is None:
+        blas_threads = 1 if total >= (os.cpu_count() or 1) else None
     # one limit for the whole compute (threaded scheduler; distributed workers run BLAS on
     # one thread already)
     limit = nullcontext() if blas_threads is None else \
         threadpool_limits(limits=blas_threads, user_api="blas")
+    step = total if in_flight is None else max(1, in_flight)
     with limit:
-        blocks = dask.compute(*tasks)  # stage boundary: all products at once
-    G = np.empty((n, n))
-    for (i, j), b in zip(pairs, blocks):  # blocks are already divided by the scale
-        _place(G, b, row_edges[i], row_edges[j], i != j)
-    del blocks, tasks
-    return G
+        for t0 in range(0, total, step):
+            blocks = dask.compute(*tasks[t0:t0 + step])  # stage boundary: a batch of pairs
+            for t, block in enumerate(blocks, t0):
+                sink.put(block, *pairs[t])
+            del blocks
+            if progress:
+                progress(min(total, t0 + step), total)
+
+
+def _store_reader(path, X):
+    """``read(s0, s1)``: the columns s0:s1 of a genotype store read by zarr itself (it
+    decompresses the chunks concurrently, 2-3 times as fast as through dask), or None when
+    the store does not hold X."""
+    import zarr
+
+    from bigeval.io.genotypes import GENOTYPES
+
+    arr = zarr.open_group(path, mode="r")[GENOTYPES]
+    if arr.shape != X.shape or arr.dtype != X.dtype:  # pragma: no cover - opened just before
+        return None
+
+    def read(s0, s1):
+        return arr[:, s0:s1]
+    return read
+
+
+def _progress_printer(what):
+    import sys
+
+    def show(done, total):
+        print(f"\r{what}: {100 * done / total:.0f} %", end="\n" if done >= total else "",
+              file=sys.stderr, flush=True)
+    return show
+
+
+def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
+        scheme: str = "auto", out: str | os.PathLike | None = None, ids=None,
+        in_flight: int | None = None, progress: bool | None = None):
+    """VanRaden (2008) method 1 G, blockwise over animals and SNPs.
+
+    Parameters
+    ----------
+    genotypes
+        A store from :func:`bigeval.io.genotypes.import_genotypes` (path), or a dask or numpy
+        integer array, animals by SNPs, 0/1/2 with -1 for missing. Rows are the animals of G
+        in the same order.
+    freq
+        Allele frequencies (one per SNP) of the counted allele; estimated from the data when
+        None (panel scheme: counted from each panel as it is read; tile scheme: one pass).
+    chunks
+        Rechunk to (animals, SNPs) before the work; by default the store's (or the dask
+        array's) chunks. Panels are groups of SNP chunks; in the tile scheme animal chunks set
+        the blocks of G (each task holds two row blocks and one block of G) and SNP chunks the
+        memory of each task.
+    blas_threads
+        Tile scheme with dask's local schedulers: BLAS threads inside each task; default 1
+        when there are at least as many pair blocks as cores, else BLAS's own default.
+    scheme
+        ``"panel"``: one machine, G in memory; per SNP panel one multi-threaded SSYRK of all
+        animals into a float32 accumulator, then one float64 finish pass (the fastest).
+        ``"tiles"``: one task chain per pair of animal blocks (i <= j) over the SNP blocks;
+        each finished block of G is streamed to G or to ``out`` as it completes, so under a
+        distributed client the workers hold only the blocks in flight (bounded memory).
+        ``"auto"`` (default): ``"tiles"`` when dask computes on a distributed client, or when
+        G goes to ``out`` and the panel scheme would not fit in memory; else ``"panel"``.
+    out
+        Write G to this ``.h5`` or ``.zarr`` path instead of returning it (atomically; the
+        layout of :func:`write_grm`, readable with :func:`read_grm`). In the tile scheme G is
+        then never held whole in memory.
+    ids
+        Animal IDs for ``out``; default the store's sample IDs, else the row numbers 1..n.
+    in_flight
+        Tile scheme: pairs of blocks computed at once (default: twice the distributed
+        client's threads; with local schedulers all pairs at once, or when ``out`` is given
+        twice the cores).
+    progress
+        Show progress on stderr (default: when stderr is a terminal).
+
+    Returns
+    -------
+    G : numpy.ndarray
+        float64, animals by animals; or, with ``out``, the path written.
+
+    Examples
+    --------
+    >>> grm(np.array([[0], [2]], np.int8)).tolist()
+    [[2.0, -2.0], [-2.0, 2.0]]
+    >>> grm(np.array([[0], [2]], np.int8), scheme="tiles").tolist()
+    [[2.0, -2.0], [-2.0, 2.0]]
+    """
+    import sys
+
+    if scheme not in ("auto", "panel", "tiles"):
+        raise InputError("unknown scheme for G", value=scheme,
+                         expected='"auto", "panel" or "tiles"', remedy='leave it "auto"')
+    suffix = None
+    if out is not None:
+        out = Path(out)
+        suffix = out.suffix.lower()
+        if suffix not in (".h5", ".hdf5", ".zarr"):
+            raise InputError("unknown output format for G", file=out, value=out.suffix,
+                             expected=".h5 (HDF5) or .zarr",
+                             remedy="name the output *.h5 or *.zarr")
+    X, store_ids = _as_dask(genotypes, chunks)
+    n, m = X.shape
+    if out is not None:
+        ids = store_ids if ids is None else ids
+        ids = np.arange(1, n + 1) if ids is None else ids
+        ids = np.asarray(ids).astype(str)
+        if ids.shape != (n,):
+            raise InputError("one ID per animal (row) is needed to write G",
+                             value=f"{len(ids)} IDs", expected=f"{n} IDs",
+                             remedy="pass ids in the rows' order, or leave ids=None")
+    if freq is not None:
+        freq = np.array(freq, dtype=np.float64)
+        if freq.shape != (m,) or not np.all((freq >= 0) & (freq <= 1)):
+            raise InputError("allele frequencies must be one value in [0, 1] per SNP",
+                             value=f"shape {freq.shape}", expected=f"shape ({m},) in [0, 1]",
+                             remedy="pass frequencies of the allele counted, or freq=None")
+        if not 2.0 * np.sum(freq * (1.0 - freq)) > 0.0:
+            raise _monomorphic_error()
+    client = _distributed_client()
+    if scheme == "auto":
+        scheme = "tiles" if client is not None else "panel"
+        if scheme == "panel" and out is not None:
+            from bigeval.errors import ResourceError
+
+            try:
+                check_dense(n, copies=_panel_memory(n, _panel_ranges(X.chunks[1], n)),
+                            what="G")
+            except ResourceError:
+                scheme = "tiles"
+    if progress is None:
+        progress = sys.stderr.isatty()
+    show = _progress_printer(f"G of {n:,} animals x {m:,} SNPs") if progress else None
+    if scheme == "panel":
+        read = None
+        if isinstance(genotypes, (str, os.PathLike)):  # X is the store's array, rechunked
+            read = _store_reader(genotypes, X)
+        G = _grm_panels(X, freq, read=read, progress=show)
+        if out is None:
+            return G
+        return write_grm(G, ids, out)
+    if freq is None:
+        freq = allele_frequencies(X)
+        if not 2.0 * np.sum(freq * (1.0 - freq)) > 0.0:
+            raise _monomorphic_error()
+    scale = 2.0 * np.sum(freq * (1.0 - freq))  # VanRaden (2008): 2 sum p_j (1 - p_j)
+    c = 2.0 * freq
+    if out is None:
+        # the float64 G, the blocks in flight (all pairs: about half of G) and task buffers
+        check_dense(n, copies=1.6, what="the genomic relationship matrix G")
+        sink = _MemorySink(n)
+        _grm_tiles(X, c, 1.0 / scale, sink, client=client, in_flight=in_flight,
+                   blas_threads=blas_threads, progress=show)
+        return sink.G
+    if in_flight is None and client is None:
+        in_flight = 2 * (os.cpu_count() or 1)
+    maker = atomic_dir if suffix == ".zarr" else atomic_path
+    with maker(out) as tmp:
+        sink = _FileSink(Path(tmp), suffix, ids, n, max(X.chunks[0]))
+        try:
+            _grm_tiles(X, c, 1.0 / scale, sink, client=client, in_flight=in_flight,
+                       blas_threads=blas_threads, progress=show)
+        finally:
+            sink.close()
+    return out
 
 
 def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -> Path:

@@ -49,10 +49,11 @@ def test_grm__equals_dense_twin_for_chunkings(chunks):
     np.testing.assert_allclose(allele_frequencies(M, chunks=chunks), p, rtol=0, atol=1e-15)
 
 
-def test_grm__missing_only_in_some_blocks():
+@pytest.mark.parametrize("scheme", ["panel", "tiles"])
+def test_grm__missing_only_in_some_blocks(scheme):
     M = _random_genotypes(missing=0.0)
     M[3, 5] = M[40, 190] = M[41, 190] = -1  # blocks with and without missing calls
-    assert_same_g(grm(M, chunks=(20, 100)), vanraden_g(M)[0])
+    assert_same_g(grm(M, chunks=(20, 100), scheme=scheme), vanraden_g(M)[0])
 
 
 def test_grm__given_frequencies():
