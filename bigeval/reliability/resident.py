@@ -6,7 +6,8 @@ The graph driver (:mod:`.dask_engine`) submits every round as tasks: per round a
 halo, a solve, a send and an update task, each a trip through the scheduler, and two
 dependency hops between workers. A round of 1 M animals is ~20 ms of arithmetic, so under
 ``distributed`` with worker processes that bookkeeping, not the arithmetic, set the time
-(2.85× the in-memory engine, benchmarks/bench_dask.py).
+(4.0× the in-memory engine's time at 1 M animals × 100 rounds on 2 worker processes;
+resident blocks: 1.8×; benchmarks/bench_dask.py).
 
 The scheme
 ----------
