@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections
 import os
+import platform
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -180,6 +182,13 @@ def test_reliability__dask_iterator_computes_start_vector_blockwise(sib_adjust, 
     assert calls and calls[0]["sib_adjust"] == sib_adjust
     assert np.array_equal(got.erc_records, ref.erc_records)
     assert np.array_equal(got.erc_pedigree, ref.erc_pedigree)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_heap__takes_on_glibc():
+    from bigeval.reliability.resident import keep_heap
+
+    assert keep_heap() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_dask_iteration__mode_checked():

@@ -25,7 +25,7 @@ Under ``distributed`` the default is not this graph but worker-resident blocks
 (:mod:`bigeval.reliability.resident`, ``mode="resident"``): with worker processes the
 graph's per-task and per-hop costs outweighed a round's arithmetic (1 M animals × 100
 rounds, 2 worker processes on 2 cores: this graph 4.0× the in-memory engine's time, resident
-blocks 1.8×; benchmarks/bench_dask.py).
+blocks 1.5×; benchmarks/bench_dask.py).
 ``mode="graph"`` keeps this graph on a cluster.
 """
 
