@@ -123,8 +123,9 @@ class BlockWorker:
         self.inbox: dict = {}
         self.waiters: dict = {}
         self.aborted: set = set()
-        #: seconds spent computing, waiting for messages and preparing sends (all runs)
-        self.seconds = {"solve": 0.0, "update": 0.0, "wait": 0.0, "send": 0.0}
+        #: seconds spent in the solve and update steps (gathers included) and waiting for
+        #: messages, over all runs
+        self.seconds = {"solve": 0.0, "update": 0.0, "wait": 0.0}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bigeval-blocks")
         #: per block: work arrays reused every round, and two buffers for its state, each
         #: ``[d (n_X) | halos]``, used in turn (the state is read from one, the next written
@@ -168,7 +169,7 @@ class BlockWorker:
         return {X: np.array(d) for X, d in self.runs[rid]["d"].items()}
 
     async def timings(self) -> dict:
-        """Seconds spent solving, updating, waiting for messages and preparing sends."""
+        """Seconds spent solving, updating and waiting for messages (all runs)."""
         return dict(self.seconds)
 
     async def abort(self, rid: str) -> bool:
