@@ -85,25 +85,18 @@ def main(argv=None) -> int:
                                          "genotypes.zarr")]
     size = sum(p.stat().st_size if p.is_file() else
                sum(q.stat().st_size for q in p.rglob("*") if q.is_file()) for p in inputs)
-    cold = []
-    for _ in range(3):
-        h = InputHasher(None)
-        t = time.perf_counter()
-        for p in inputs:
-            h(p)
-        cold.append(time.perf_counter() - t)
-    cache = root / "hash-cache.json"
-    h = InputHasher(cache)
-    for p in inputs:
-        h(p)
-    h.save()
-    warm = []
-    for _ in range(3):
+    def hash_inputs(cache):
+        """Seconds to hash every input with a fresh hasher (``cache``: its size/time file)."""
         h = InputHasher(cache)
         t = time.perf_counter()
         for p in inputs:
             h(p)
-        warm.append(time.perf_counter() - t)
+        return time.perf_counter() - t, h
+
+    cold = [hash_inputs(None)[0] for _ in range(3)]
+    cache = root / "hash-cache.json"
+    hash_inputs(cache)[1].save()
+    warm = [hash_inputs(cache)[0] for _ in range(3)]
     c, w = statistics.median(cold), statistics.median(warm)
     print(f"hashing the inputs ({size / 1e6:,.1f} MB): no cache median {c:.3f} s "
           f"({size / 1e6 / c:,.0f} MB/s); with the size/time cache {w:.4f} s "

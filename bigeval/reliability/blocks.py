@@ -154,6 +154,25 @@ class Partition:
         """The non-empty (child block, parent block) pairs with child block ≠ parent block."""
         return [(b.index, p) for b in self.blocks for p in b.halo_blocks]
 
+    def worker_of_blocks(self, n_workers: int) -> list[int]:
+        """The worker (0..W-1, W = min(n_workers, groups or blocks)) of each block: the
+        planned groups (``partition(groups=…)``) spread over the workers, else contiguous
+        runs of blocks.
+
+        Examples
+        --------
+        >>> part = partition([-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], n_blocks=3)
+        >>> part.worker_of_blocks(2), part.worker_of_blocks(8)
+        ([0, 0, 1], [0, 1, 2])
+        """
+        if self.group is not None:
+            ng = int(max(self.group)) + 1
+            nw = max(1, min(n_workers, ng))
+            return [int(g) * nw // ng for g in self.group]
+        nb = self.n_blocks
+        nw = max(1, min(n_workers, nb))
+        return [x * nw // nb for x in range(nb)]
+
     def split(self, values) -> list[np.ndarray]:
         """Per-animal values (caller's numbering, length N) cut into the blocks' pieces."""
         values = np.asarray(values)
@@ -471,8 +490,7 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
             at += len(h)
         x = x[:at]
     elif halos:
-        x = _buffer(work, "x", n + sum(len(h) for h in halos))
-        np.concatenate((d, *halos), out=x)
+        x = np.concatenate((d, *halos))
     else:
         x = d
     bs, bd = _buffer(work, "bs", n), _buffer(work, "bd", n)
@@ -488,6 +506,11 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
 def send_values(solved: np.ndarray, n: int, index: np.ndarray) -> np.ndarray:
     """The contributions block X sends block P: ``r_X[send_index(X→P)]``."""
     return solved[n:][index]
+
+
+def contributions_to(plan: BlockPlan, solved: np.ndarray, P: int) -> np.ndarray:
+    """:func:`send_values` from block ``plan`` (X, solved as ``solved``) to its halo block P."""
+    return send_values(solved, plan.n, plan.send_index[plan.halo_blocks.index(P)])
 
 
 def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarray,
@@ -565,9 +588,7 @@ def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = 100,
                 solved.append(solve_block(b, alpha, d[b.index], *halos))
             new, change = [], 0.0
             for b in part.blocks:
-                recv = [send_values(solved[X], part.blocks[X].n,
-                                    part.blocks[X].send_index[part.blocks[X].halo_blocks
-                                                              .index(b.index)])
+                recv = [contributions_to(part.blocks[X], solved[X], b.index)
                         for X in b.recv_blocks]
                 dn, c = update_block(b, alpha, inputs[b.index], d[b.index], solved[b.index],
                                      *recv)

@@ -259,8 +259,7 @@ class DaskIteration:
             self._resident = ResidentIteration(self.part, self.runner.client,
                                                rounds_per_batch=self.rounds_per_batch)
         self._tok = uuid.uuid4().hex[:10]
-        nb, nw = self.part.n_blocks, len(getattr(self.runner, "workers", [None]))
-        self._group = [x * nw // nb for x in range(nb)]  # contiguous blocks per worker
+        self._group = self.part.worker_of_blocks(len(getattr(self.runner, "workers", [None])))
         self._planned = False
 
     # keys

@@ -238,26 +238,22 @@ class BlockWorker:
         of block P; returns its new ERC, its change and the halos for other workers."""
         t = time.perf_counter()
         plan = self.plans[P]
-        recv = []
-        for X in plan.recv_blocks:
-            if X in self.plans:
-                px = self.plans[X]
-                recv.append(_blocks.send_values(solved[X], px.n,
-                                                px.send_index[px.halo_blocks.index(P)]))
-            else:
-                recv.append(remote[X])
+        recv = [_blocks.contributions_to(self.plans[X], solved[X], P) if X in self.plans
+                else remote[X] for X in plan.recv_blocks]
         nxt = 1 - self._current[P]
         with _blocks.numba_threads(self.threads):
             new, change = _blocks.update_block(
                 plan, alpha, inputs[P], d[P], solved[P], *recv, work=self._work[P],
                 out=self._state_buffers[P][nxt][:plan.n])
         self._current[P] = nxt
-        out = {}
-        if halos_for_next:
-            out = {X: _blocks.halo_values(new, self.halo_index[(P, X)])
-                   for X in plan.recv_blocks if X not in self.plans}
+        out = self._halos(P, new) if halos_for_next else {}
         self.seconds["update"] += time.perf_counter() - t
         return new, change, out
+
+    def _halos(self, P, d_P) -> dict:
+        """The halo values block P sends each block on another worker: ``{X: values}``."""
+        return {X: _blocks.halo_values(d_P, self.halo_index[(P, X)])
+                for X in self.plans[P].recv_blocks if X not in self.plans}
 
     def _post(self, rid, k, kind, src, messages, sends):
         for dst, data in messages.items():
@@ -273,9 +269,7 @@ class BlockWorker:
         try:
             if k1 > k0:
                 for P in self.order:
-                    self._post(rid, k0 + 1, "h", P, {
-                        X: _blocks.halo_values(d[P], self.halo_index[(P, X)])
-                        for X in self.plans[P].recv_blocks if X not in self.plans}, sends)
+                    self._post(rid, k0 + 1, "h", P, self._halos(P, d[P]), sends)
             for k in range(k0 + 1, k1 + 1):
                 solved = {}
                 for X in self.solve_order:  # gather + family solve, contributions sent at once
@@ -303,9 +297,6 @@ class BlockWorker:
             for s in sends:
                 s.cancel()
         return [run["changes"][k] for k in range(k0 + 1, k1 + 1)]
-
-    def close(self):
-        self._pool.shutdown(wait=False)
 
 
 class ResidentIteration:
@@ -350,14 +341,8 @@ class ResidentIteration:
         workers = sorted(nthreads)
         if not workers:
             raise RuntimeError("the Dask cluster has no workers")
-        nb = self.part.n_blocks
-        if self.part.group is not None:  # planned for groups of blocks: a group per worker
-            ng = int(max(self.part.group)) + 1
-            nw = min(len(workers), ng)
-            self._group = [int(g) * nw // ng for g in self.part.group]
-        else:
-            nw = min(len(workers), nb)
-            self._group = [x * nw // nb for x in range(nb)]
+        self._group = self.part.worker_of_blocks(len(workers))
+        nw = max(self._group) + 1
         tok = uuid.uuid4().hex[:10]
         futures = []
         for g in range(nw):
@@ -529,7 +514,7 @@ class ResidentIteration:
 
         seen = exc
         while seen is not None:
-            if isinstance(seen, (BatchAborted, CommClosedError, OSError, EnvironmentError)):
+            if isinstance(seen, (BatchAborted, CommClosedError, OSError)):
                 return True
             if isinstance(seen, RuntimeError) and "Actor was lost" in str(seen):
                 return True
