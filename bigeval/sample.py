@@ -127,7 +127,7 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     here). Returns the path of the sample's ``config.toml``.
     """
     from bigeval.run.config import dump_config
-    from bigeval.run.stages import is_zarr_store
+    from bigeval.run.inputs import is_zarr_store
 
     if fraction is None and herds is None:
         herds = cfg["sample.herds"]

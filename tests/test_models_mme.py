@@ -6,7 +6,6 @@ import importlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bigeval.errors import InputError

@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from bigeval.reliability import blocks as _blocks
-from bigeval.reliability.blocks import BlockInput, BlockPlan, Partition
+from bigeval.reliability.blocks import BlockPlan, Partition
 
 log = logging.getLogger(__name__)
 

@@ -76,15 +76,15 @@ class Stage:
     version: int = 1
 
 
-from bigeval.run.inputs import (  # noqa: F401 - re-exported for the stages' users
-    check_in_pedigree as _check_in_pedigree,
-    genotype_ids as _genotype_ids,
+from bigeval.run.inputs import (
+    check_in_pedigree,
+    genotype_ids,
     is_zarr_store,
-    pedigree_extra as _pedigree_extra,
-    read_columns as _read_columns,
-    read_parquet as _read_parquet,
-    write_json as _write_json,
-    write_parquet as _write_parquet,
+    pedigree_extra,
+    read_columns,
+    read_parquet,
+    write_json,
+    write_parquet,
 )
 
 
@@ -194,7 +194,7 @@ def validate(ctx: StageContext) -> dict:
         path = cfg[key]
         if path is None:
             continue
-        ids = _genotype_ids(path, cfg["inputs.genotypes_format"])
+        ids = genotype_ids(path, cfg["inputs.genotypes_format"])
         if ids is None:
             from bigeval.io.genotypes import _format_of
 
@@ -203,7 +203,7 @@ def validate(ctx: StageContext) -> dict:
             notes.append(f"genotypes are read from {Path(path).name} and imported at the "
                          "relationships stage")
             continue
-        _check_in_pedigree(ids, index, path, "genotyped")
+        check_in_pedigree(ids, index, path, "genotyped")
         if key == "inputs.genotypes" and is_zarr_store(path):
             from bigeval.io.genotypes import open_genotypes
 
@@ -221,7 +221,7 @@ def validate(ctx: StageContext) -> dict:
     if n_genotyped:
         check_dense(n_genotyped, copies=3, what=f"G, G⁻¹ and Part II for {n_genotyped:,} "
                                                 "genotyped animals")
-    extra = _pedigree_extra(cfg, pop.ids)
+    extra = pedigree_extra(cfg, pop.ids)
     if cfg["inputs.birth_year_column"] is not None:
         unknown = int(extra["birth_year"].isna().sum())
         if unknown == len(extra):
@@ -246,7 +246,7 @@ def validate(ctx: StageContext) -> dict:
         "interbull": 0 if pop.interbull_animal is None else len(pop.interbull_animal),
         "exact_equations": n_eq, "notes": notes,
     }
-    _write_json(summary, ctx.work / "validation.json")
+    write_json(summary, ctx.work / "validation.json")
     return summary
 
 
@@ -260,27 +260,27 @@ def prepare(ctx: StageContext) -> dict:
     pop = _prepare(cfg, cfg["inputs.pedigree"], cfg["inputs.records"],
                    interbull=cfg["inputs.interbull"],
                    interbull_kind=cfg["inputs.interbull_kind"])
-    extra = _pedigree_extra(cfg, pop.ids)
+    extra = pedigree_extra(cfg, pop.ids)
     animals = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
                             "sire": pop.sire.astype(np.int64), "dam": pop.dam.astype(np.int64),
                             "generation": pop.generation.astype(np.int32),
                             "birth_year": extra["birth_year"], "sex": extra["sex"]})
-    _write_parquet(animals, ctx.work / "animals.parquet")
+    write_parquet(animals, ctx.work / "animals.parquet")
     ctx.point("mid")
-    _write_parquet(pd.DataFrame({"animal": pop.rec_animal.astype(np.int64),
+    write_parquet(pd.DataFrame({"animal": pop.rec_animal.astype(np.int64),
                                  "cg": pop.rec_cg.astype(np.int64)}),
                    ctx.work / "records.parquet")
-    _write_parquet(pd.DataFrame({"cg": pd.array(pop.cg_ids.astype(str), dtype="string")}),
+    write_parquet(pd.DataFrame({"cg": pd.array(pop.cg_ids.astype(str), dtype="string")}),
                    ctx.work / "cgs.parquet")
     if pop.interbull_animal is not None:
-        _write_parquet(pd.DataFrame({"animal": pop.interbull_animal.astype(np.int64),
+        write_parquet(pd.DataFrame({"animal": pop.interbull_animal.astype(np.int64),
                                      "value": pop.interbull_value.astype(np.float64)}),
                        ctx.work / "interbull.parquet")
     return {"animals": pop.n_animals, "records": pop.n_records, "contemporary_groups": pop.n_cg}
 
 
 def _read_animals(folder: Path) -> pd.DataFrame:
-    return _read_parquet(folder / "animals.parquet")
+    return read_parquet(folder / "animals.parquet")
 
 
 def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
@@ -289,11 +289,11 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
 
     animals = _read_animals(prepare_dir)
     ids = animals["animal"].to_numpy(dtype=object)
-    rec = _read_parquet(prepare_dir / "records.parquet")
-    cgs = _read_parquet(prepare_dir / "cgs.parquet")["cg"].to_numpy(dtype=object)
+    rec = read_parquet(prepare_dir / "records.parquet")
+    cgs = read_parquet(prepare_dir / "cgs.parquet")["cg"].to_numpy(dtype=object)
     ib_animal = ib_value = None
     if (prepare_dir / "interbull.parquet").exists():
-        ib = _read_parquet(prepare_dir / "interbull.parquet")
+        ib = read_parquet(prepare_dir / "interbull.parquet")
         ib_animal, ib_value = ib["animal"].to_numpy(np.int64), ib["value"].to_numpy(np.float64)
     genotyped = ginv = a22inv = None
     if relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
@@ -381,7 +381,7 @@ def relationships(ctx: StageContext) -> dict:
             report = res.report.astype({"kind": str, "id": str, "reason": str,
                                         "threshold": str})
             report["value"] = report["value"].astype(np.float64)
-            _write_parquet(report, ctx.work / "qc.parquet")
+            write_parquet(report, ctx.work / "qc.parquet")
             from bigeval.io.genotypes import open_genotypes
 
             X, _, snps = open_genotypes(store)
@@ -430,7 +430,7 @@ def _model_records(cfg: RunConfig) -> pd.DataFrame:
             continue
         names[spec] = f"col_{spec}"
         cols[f"col_{spec}"] = spec
-    df = _read_columns(path, cols, kind="records")
+    df = read_columns(path, cols, kind="records")
     missing = df["trait"].isin(["", "NA", "na", "."]).to_numpy()
     df = df.loc[~missing].reset_index(drop=True)
     if not len(df):
@@ -527,7 +527,7 @@ def solve(ctx: StageContext) -> dict:
     """EBV (GEBV with H) of every pedigree animal by the mixed-model equations."""
     import scipy.sparse as sp
 
-    from bigeval.models.mme import Relationship, model_data, relationship_a
+    from bigeval.models.mme import Relationship, relationship_a
     from bigeval.models.solve import fit_mixed
     from bigeval.models.spec import ModelSpec
 
@@ -576,11 +576,11 @@ def solve(ctx: StageContext) -> dict:
                     sigma_pe2=var["sigma_pe2"], method=cfg["model.solver"], se=se)
     sol = res.animals.copy()
     sol["animal"] = pd.array(sol["animal"].astype(str), dtype="string")
-    _write_parquet(sol, ctx.work / "solutions.parquet")
+    write_parquet(sol, ctx.work / "solutions.parquet")
     fixed = res.fixed.copy()
     fixed["effect"] = fixed["effect"].astype(str)
     fixed["level"] = fixed["level"].astype(str)
-    _write_parquet(fixed, ctx.work / "fixed.parquet")
+    write_parquet(fixed, ctx.work / "fixed.parquet")
     return {"relationship": kind, "pe": pe, "records": len(md.y), "equations": len(res.mme.rhs),
             "solver": res.solution.method, **{k: v for k, v in var.items()}}
 
@@ -617,7 +617,7 @@ def reliabilities(ctx: StageContext) -> dict:
     if res.part3 is not None:
         conv.append(pd.DataFrame({"part": "III", "round": np.arange(1, res.part3.rounds + 1),
                                   "max_change": res.part3.max_change}))
-    _write_parquet(pd.concat(conv, ignore_index=True), ctx.work / "convergence.parquet")
+    write_parquet(pd.concat(conv, ignore_index=True), ctx.work / "convergence.parquet")
     summary = {"alpha": opts.alpha, "engine": engine, "rounds_part1": res.part1.rounds,
                "converged_part1": res.part1.converged,
                "rounds_part3": None if res.part3 is None else res.part3.rounds,
@@ -652,10 +652,10 @@ def reliabilities(ctx: StageContext) -> dict:
                                                                        ex_h[g])
             rel_exact = ex_h
         summary["exact"]["interbull_left_out"] = pop.interbull_animal is not None
-        _write_parquet(exact, ctx.work / "exact.parquet")
+        write_parquet(exact, ctx.work / "exact.parquet")
     table = result_table(pop, res, rel_exact)
     table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
-    _write_parquet(table, ctx.work / "reliability.parquet")
+    write_parquet(table, ctx.work / "reliability.parquet")
     return summary
 
 
@@ -670,7 +670,7 @@ PUBLISHED = ("reliability.csv", "reliability.parquet", "report.html", "summary.t
 def final_table(upstream: dict) -> pd.DataFrame:
     """The per-animal output: IDs as given, birth year, sex, genotyped, every part's ERC and
     reliability (+ exact, + EBV when solved)."""
-    rel = _read_parquet(upstream["reliabilities"] / "reliability.parquet")
+    rel = read_parquet(upstream["reliabilities"] / "reliability.parquet")
     animals = _read_animals(upstream["prepare"])
     out = pd.DataFrame({"animal": rel["animal"]})
     out["birth_year"] = animals["birth_year"].to_numpy()
@@ -680,7 +680,7 @@ def final_table(upstream: dict) -> pd.DataFrame:
         if c != "animal":
             out[c] = rel[c].to_numpy()
     if "solve" in upstream:
-        sol = _read_parquet(upstream["solve"] / "solutions.parquet").set_index("animal")
+        sol = read_parquet(upstream["solve"] / "solutions.parquet").set_index("animal")
         sol = sol.reindex(out["animal"].astype(str))
         out["ebv"] = sol["ebv"].to_numpy()
         if np.isfinite(sol["pev"].to_numpy(np.float64)).any():
@@ -694,13 +694,13 @@ def report(ctx: StageContext) -> dict:
 
     up = ctx.upstream
     table = final_table(up)
-    _write_parquet(table, ctx.work / "reliability.parquet")
+    write_parquet(table, ctx.work / "reliability.parquet")
     ctx.point("mid")
     table.to_csv(ctx.work / "reliability.csv", index=False, float_format=FLOAT_FORMAT,
                  lineterminator="\n")
     info = {name: json.loads((folder / "stage.json").read_text()) for name, folder in up.items()}
     if "reliabilities" in up and (up["reliabilities"] / "exact.parquet").exists():
-        exact = _read_parquet(up["reliabilities"] / "exact.parquet")
+        exact = read_parquet(up["reliabilities"] / "exact.parquet")
         exact.to_csv(ctx.work / "exact_check.csv", index=False, float_format=FLOAT_FORMAT,
                      lineterminator="\n")
     text = summary_text(ctx.config, table, up, info)
