@@ -29,7 +29,8 @@ Two schemes compute these sums (``grm(..., scheme=)``; ``"auto"`` picks one):
   float32 accumulator: every genotype is read and converted once, and BLAS sees the largest
   possible problem. Before the accumulator could hold 2^24 / 4 SNPs it is flushed into the
   float64 G. Missing calls add ``W = U (Y D)'`` to G in float64 (``W + W'`` is the whole
-  ``U`` part above, with ``r`` added to ``u``). One parallel compiled pass then finishes G in place, mirrored (:func:`_finish_panels`).
+  ``U`` part above, with ``r`` added to ``u``). One parallel compiled pass then finishes G
+  in place, mirrored (:func:`_finish_panels`).
   Memory: G (8 n^2 bytes), the accumulator (4 n^2) and two panels.
 * **tiles** (a distributed cluster, where G may not fit one worker; the default under a
   distributed client): one dask task chain per pair of animal blocks i <= j over the SNP
@@ -53,13 +54,14 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from bigeval._resources import check_dense
-from bigeval.errors import InputError
+from bigeval.errors import InputError, ResourceError
 from bigeval.io.genotypes import MISSING, open_genotypes
 from bigeval.io.writers import atomic_dir, atomic_path
 
 __all__ = ["grm", "allele_frequencies", "write_grm", "read_grm"]
 
 EXACT_F32_SNPS = 2**24 // 4  # SNPs per block for which sums of 0/1/2 products are exact in f32
+TILE = 64  # side of the tiles of the compiled passes over G
 
 
 def _as_dask(genotypes, chunks):
@@ -230,14 +232,6 @@ def _count_calls_parallel(M):  # pragma: no cover - compiled
     return counts, called, bad
 
 
-def _prepared(M, c):
-    """X, u = X c and the sparse missing-call indicator U (None when nothing is missing)."""
-    M = np.ascontiguousarray(M)
-    X, u, missing = _prepare(M, c)
-    U = sp.csr_matrix((M == MISSING).astype(np.float64)) if missing else None
-    return X, u, U
-
-
 def _pair_block(state, Mi, Mj, c, same):
     """Add one SNP block to the running sums of pair (i, j); ``state`` None for the first.
 
@@ -253,8 +247,8 @@ def _pair_block(state, Mi, Mj, c, same):
     m = len(c)
     Mi = np.ascontiguousarray(Mi)
     Mj = Mi if same else np.ascontiguousarray(Mj)
-    Xi, ui, Ui = _prepare(Mi, c)  # Ui, Uj: the numbers of missing calls
-    Xj, uj, Uj = (Xi, ui, Ui) if same else _prepare(Mj, c)
+    Xi, ui, missing_i = _prepare(Mi, c)  # the numbers of missing calls
+    Xj, uj, missing_j = (Xi, ui, missing_i) if same else _prepare(Mj, c)
     if state is None:
         ni, nj = len(Xi), len(Xj)
         state = {"f32": np.zeros((ni, nj), np.float32, order="F"), "snps": 0,
@@ -278,13 +272,13 @@ def _pair_block(state, Mi, Mj, c, same):
     if not same:
         state["uj"] += uj
     state["cc"] += c @ c
-    if Ui or Uj:
+    if missing_i or missing_j:
         # W_ij + W_ji' - r_i 1' - 1 r_j' with W of _missing_panel (rows: the missing calls of
         # one block, columns: the genotypes of the other), r = U c^2: the U terms above
-        P = _missing_part(Mi, Mj, c) if Ui else np.zeros(state["f32"].shape)
+        P = _missing_part(Mi, Mj, c) if missing_i else np.zeros(state["f32"].shape)
         if same:
             P += P.T
-        elif Uj:
+        elif missing_j:
             P += _missing_part(Mj, Mi, c).T
         state["miss"] = P if state["miss"] is None else state["miss"] + P
     return state
@@ -341,11 +335,10 @@ def _place(G, block, r0, c0, mirror):  # pragma: no cover - compiled
         for b in range(nj):
             G[r0 + a, c0 + b] = block[a, b]
     if mirror:
-        t = 64
-        for a0 in range(0, ni, t):
-            for b0 in range(0, nj, t):
-                for b in range(b0, min(nj, b0 + t)):
-                    for a in range(a0, min(ni, a0 + t)):
+        for a0 in range(0, ni, TILE):
+            for b0 in range(0, nj, TILE):
+                for b in range(b0, min(nj, b0 + TILE)):
+                    for a in range(a0, min(ni, a0 + TILE)):
                         G[c0 + b, r0 + a] = block[a, b]
 
 
@@ -370,7 +363,6 @@ def _finish_pair(state, same):
 
 
 PANEL_BYTES = 512 * 2**20  # float32 bytes of one SNP panel (all animals), about
-TILE = 64  # side of the tiles of the compiled passes over G
 
 
 def _panel_ranges(snp_chunks, n: int) -> list[tuple[int, int]]:
@@ -508,10 +500,15 @@ def _panel_memory(n: int, ranges, prefetch: bool = False) -> float:
     return 1.5 + (2 if prefetch else 1) * (4 + 1 + 1) * width / (8.0 * n)
 
 
-def _monomorphic_error():
-    return InputError("every SNP is monomorphic (all p are 0 or 1), so G has no scale",
-                      value=0.0, expected="at least one SNP with 0 < p < 1",
-                      remedy="check the genotype coding, or remove monomorphic SNPs (QC)")
+def _scale(freq) -> float:
+    """VanRaden (2008)'s ``2 sum p_j (1 - p_j)``, or the InputError when every SNP is
+    monomorphic (G would have no scale)."""
+    scale = 2.0 * np.sum(freq * (1.0 - freq))
+    if not scale > 0.0:
+        raise InputError("every SNP is monomorphic (all p are 0 or 1), so G has no scale",
+                         value=0.0, expected="at least one SNP with 0 < p < 1",
+                         remedy="check the genotype coding, or remove monomorphic SNPs (QC)")
+    return scale
 
 
 def _grm_panels(X, freq, *, read=None, prefetch: bool = False, progress=None) -> np.ndarray:
@@ -587,10 +584,7 @@ def _grm_panels(X, freq, *, read=None, prefetch: bool = False, progress=None) ->
                 progress(s1, m)
     if freqs is not None:
         freq = np.concatenate(freqs)
-    scale = 2.0 * np.sum(freq * (1.0 - freq))  # VanRaden (2008): 2 sum p_j (1 - p_j)
-    if not scale > 0.0:
-        raise _monomorphic_error()
-    _finish_panels(G, CT, u, cc, 1.0 / scale, extra)
+    _finish_panels(G, CT, u, cc, 1.0 / _scale(freq), extra)
     return G
 
 
@@ -681,6 +675,8 @@ def _grm_tiles(X, c, inv_scale, sink, *, client, in_flight, blas_threads, progre
     neither the workers nor the client hold more than ``in_flight`` blocks. With dask's local
     schedulers the pairs are computed ``in_flight`` at a time (all at once by default).
     """
+    from itertools import islice
+
     import dask
 
     pairs, tasks = _tile_tasks(X, c, inv_scale)
@@ -691,11 +687,7 @@ def _grm_tiles(X, c, inv_scale, sink, *, client, in_flight, blas_threads, progre
         if in_flight is None:
             in_flight = 2 * max(1, sum(client.nthreads().values()))
         order = iter(range(total))
-        futures = {}
-        for t in order:
-            futures[client.compute(tasks[t])] = t
-            if len(futures) >= in_flight:
-                break
+        futures = {client.compute(tasks[t]): t for t in islice(order, max(1, in_flight))}
         done = 0
         queue = as_completed(list(futures))
         for future in queue:
@@ -734,30 +726,18 @@ def _grm_tiles(X, c, inv_scale, sink, *, client, in_flight, blas_threads, progre
                 progress(min(total, t0 + step), total)
 
 
-def _store_reader(path, X):
+def _store_reader(path):
     """``read(s0, s1)``: the columns s0:s1 of a genotype store read by zarr itself (it
-    decompresses the chunks concurrently, 2-3 times as fast as through dask), or None when
-    the store does not hold X."""
+    decompresses the chunks concurrently, 2-3 times as fast as through dask)."""
     import zarr
 
     from bigeval.io.genotypes import GENOTYPES
 
     arr = zarr.open_group(path, mode="r")[GENOTYPES]
-    if arr.shape != X.shape or arr.dtype != X.dtype:  # pragma: no cover - opened just before
-        return None
 
     def read(s0, s1):
         return arr[:, s0:s1]
     return read
-
-
-def _progress_printer(what):
-    import sys
-
-    def show(done, total):
-        print(f"\r{what}: {100 * done / total:.0f} %", end="\n" if done >= total else "",
-              file=sys.stderr, flush=True)
-    return show
 
 
 def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
@@ -815,19 +795,14 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
     >>> grm(np.array([[0], [2]], np.int8), scheme="tiles").tolist()
     [[2.0, -2.0], [-2.0, 2.0]]
     """
-    import sys
+    from bigeval.relationships import _progress_printer  # imports grm lazily too
 
     if scheme not in ("auto", "panel", "tiles"):
         raise InputError("unknown scheme for G", value=scheme,
                          expected='"auto", "panel" or "tiles"', remedy='leave it "auto"')
-    suffix = None
     if out is not None:
         out = Path(out)
-        suffix = out.suffix.lower()
-        if suffix not in (".h5", ".hdf5", ".zarr"):
-            raise InputError("unknown output format for G", file=out, value=out.suffix,
-                             expected=".h5 (HDF5) or .zarr",
-                             remedy="name the output *.h5 or *.zarr")
+        suffix = _g_suffix(out)
     X, store_ids = _as_dask(genotypes, chunks)
     n, m = X.shape
     if out is not None:
@@ -844,35 +819,27 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
             raise InputError("allele frequencies must be one value in [0, 1] per SNP",
                              value=f"shape {freq.shape}", expected=f"shape ({m},) in [0, 1]",
                              remedy="pass frequencies of the allele counted, or freq=None")
-        if not 2.0 * np.sum(freq * (1.0 - freq)) > 0.0:
-            raise _monomorphic_error()
+        _scale(freq)  # monomorphic: fail before any work
     client = _distributed_client()
     if scheme == "auto":
         scheme = "tiles" if client is not None else "panel"
         if scheme == "panel" and out is not None:
-            from bigeval.errors import ResourceError
-
             try:
                 check_dense(n, copies=_panel_memory(n, _panel_ranges(X.chunks[1], n)),
                             what="G")
             except ResourceError:
                 scheme = "tiles"
-    if progress is None:
-        progress = sys.stderr.isatty()
-    show = _progress_printer(f"G of {n:,} animals x {m:,} SNPs") if progress else None
+    show = _progress_printer(f"G of {n:,} animals x {m:,} SNPs", progress)
     if scheme == "panel":
-        read = None
-        if isinstance(genotypes, (str, os.PathLike)):  # X is the store's array, rechunked
-            read = _store_reader(genotypes, X)
+        # X is then the store's array (maybe rechunked): the same genotypes
+        read = _store_reader(genotypes) if isinstance(genotypes, (str, os.PathLike)) else None
         G = _grm_panels(X, freq, read=read, progress=show)
         if out is None:
             return G
         return write_grm(G, ids, out)
     if freq is None:
         freq = allele_frequencies(X)
-        if not 2.0 * np.sum(freq * (1.0 - freq)) > 0.0:
-            raise _monomorphic_error()
-    scale = 2.0 * np.sum(freq * (1.0 - freq))  # VanRaden (2008): 2 sum p_j (1 - p_j)
+    scale = _scale(freq)
     c = 2.0 * freq
     if out is None:
         # the float64 G, the blocks in flight (all pairs: about half of G) and task buffers
@@ -894,6 +861,16 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
     return out
 
 
+def _g_suffix(path: Path) -> str:
+    """The format of a file for G from its name, ``.h5``/``.hdf5`` or ``.zarr``; else the
+    InputError."""
+    suffix = path.suffix.lower()
+    if suffix not in (".h5", ".hdf5", ".zarr"):
+        raise InputError("unknown output format for G", file=path, value=path.suffix,
+                         expected=".h5 (HDF5) or .zarr", remedy="name the output *.h5 or *.zarr")
+    return suffix
+
+
 def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -> Path:
     """Write G (or any square relationship matrix) with its IDs, atomically.
 
@@ -908,25 +885,21 @@ def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -
         raise InputError("the matrix must be square with one ID per row",
                          value=f"shape {G.shape}, {len(ids)} IDs",
                          expected="n x n and n IDs", remedy="pass the IDs in the rows' order")
-    suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
+    if _g_suffix(path) != ".zarr":
         import h5py
 
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset(name, data=G, chunks=True if G.size > 1 else None)
             f.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
         return path
-    if suffix == ".zarr":
-        import zarr
+    import zarr
 
-        n = G.shape[0]
-        with atomic_dir(path) as tmp:
-            group = zarr.open_group(tmp, mode="w", zarr_format=3)
-            group.create_array(name, data=G, chunks=(min(n, 4096), min(n, 4096)))
-            group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
-        return path
-    raise InputError("unknown output format for G", file=path, value=path.suffix,
-                     expected=".h5 (HDF5) or .zarr", remedy="name the output *.h5 or *.zarr")
+    n = G.shape[0]
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
+        group.create_array(name, data=G, chunks=(min(n, 4096), min(n, 4096)))
+        group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
+    return path
 
 
 def read_grm(path: str | os.PathLike, name: str = "G") -> tuple[np.ndarray, np.ndarray]:

@@ -292,19 +292,20 @@ def test_cmd_grm__tune_blend_equal_dense_twin(tmp_path, method):
 
 
 @pytest.mark.parametrize("missing", [0.0, 0.1])
-def test_prepared__equals_slow_twin(missing):
-    from bigeval.grm import _matvec64, _prepared, _split
+def test_prepare__equals_slow_twin(missing):
+    from bigeval.grm import _matvec64, _prepare, _split
 
     M = _random_genotypes(n=37, m=91, missing=missing, seed=22)
     c = 2 * np.random.default_rng(23).uniform(0.05, 0.95, 91)
-    X, u, U = _prepared(M, c)
+    X, u, n_missing = _prepare(M, c)
     X_ref, U_ref = _split(M)
     np.testing.assert_array_equal(X, X_ref)
     np.testing.assert_allclose(u, _matvec64(X_ref, c), rtol=1e-14, atol=1e-12)
     if missing:
-        np.testing.assert_array_equal(U.toarray(), U_ref.toarray())
+        np.testing.assert_array_equal(U_ref.toarray(), M == -1)
+        assert n_missing == U_ref.nnz > 0
     else:
-        assert U is None and U_ref is None
+        assert n_missing == 0 and U_ref is None
 
 
 @pytest.mark.parametrize("missing", [0.0, 0.05])
@@ -321,3 +322,21 @@ def test_finish_fast__equals_slow_twin(missing):
         ref = _finish_pair(state, same) / 7.0
         np.testing.assert_allclose(_finish_fast(state, same, 1 / 7.0), ref, rtol=1e-14,
                                    atol=1e-13)
+
+
+@pytest.mark.parametrize("shape,r0,c0", [((70, 150), 5, 80), ((130, 64), 0, 100), ((1, 1), 3, 3)])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_place__equals_numpy_assignment(shape, r0, c0, mirror):
+    """The compiled (tiled) placement of a block of G against plain numpy slicing."""
+    from bigeval.grm import _place
+
+    rng = np.random.default_rng(3)
+    block = rng.random(shape)
+    got = np.zeros((240, 240))
+    ref = np.zeros((240, 240))
+    _place(got, block, r0, c0, mirror)
+    ni, nj = shape
+    ref[r0:r0 + ni, c0:c0 + nj] = block
+    if mirror:
+        ref[c0:c0 + nj, r0:r0 + ni] = block.T
+    assert np.array_equal(got, ref)
