@@ -192,3 +192,19 @@ def test_solve__pcg_indefinite_is_a_clear_error():
     A = sp.csr_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))
     with pytest.raises(InputError, match="not positive definite"):
         solve(A, np.array([1.0, 0.0]), "pcg")
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000])
+def test_pcg_kernels__equal_numpy_twins(n):
+    """The compiled PCG steps (one-pass dot product; x, r update with r·r) against numpy."""
+    from bigeval.models.solve import _dot, _update
+
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    np.testing.assert_allclose(_dot(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    x, r, p, q = (rng.normal(size=n) for _ in range(4))
+    x_ref, r_ref = x + 0.3 * p, r - 0.3 * q
+    rr = _update(x, r, p, q, 0.3)
+    np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(r, r_ref, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rr, r_ref @ r_ref, rtol=1e-12, atol=1e-12)
