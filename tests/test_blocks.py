@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import random_pedigree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigeval.reliability import FamilyGraph, iterate, kernel
 from bigeval.reliability.blocks import (
+    ENTRY_COST,
+    block_inputs,
+    contributions_to,
     iterate_blocks,
     own_record_erc_blocks,
     partition,
+    solve_block,
+    solve_rows,
+    update_block,
+    update_rows,
 )
 from bigeval.reliability.erc import own_record_erc
 from bigeval.reliability.reference import iterate_scalar
-
-from conftest import random_pedigree
 
 ALPHA = 3.0  # h2 = 0.25
 ROUNDS = 25
@@ -117,6 +123,60 @@ def test_iterate_blocks__part3_fixed_and_tol():
     assert ref.converged and got.converged and got.rounds == ref.rounds < 60
     assert np.array_equal(got.d, ref.d)
     assert np.array_equal(got.d[fixed], fixed_erc)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 5])
+def test_partition_groups__one_block_per_group_with_classed_rows(groups):
+    """``groups=W``: W blocks cut at equal work, each block's rows in class ranges that say
+    truly whether an animal has a parent / progeny in another block."""
+    sire, dam, d0 = population(2000, 11)
+    p = partition(sire, dam, groups=groups)
+    assert p.n_blocks == groups and p.group.tolist() == list(range(groups))
+    blk = np.empty(2000, int)
+    for b in p.blocks:
+        blk[b.animals] = b.index
+    work = 1 + ENTRY_COST * (np.bincount(sire[sire >= 0], minlength=2000)
+                             + np.bincount(dam[dam >= 0], minlength=2000))
+    shares = [work[b.animals].sum() / work.sum() for b in p.blocks]
+    assert max(shares) - min(shares) < 0.01  # equal work, to an animal's weight
+    for b in p.blocks:
+        assert b.ranges[0][0] == 0 and b.ranges[-1][1] == b.n
+        assert all(x[1] == y[0] for x, y in zip(b.ranges, b.ranges[1:]))
+        for lo, hi, cls in b.ranges:
+            a = b.animals[lo:hi]
+            remote_parent = np.array([any(q >= 0 and blk[q] != b.index for q in (sire[i], dam[i]))
+                                      for i in a])
+            kids = [np.flatnonzero((sire == i) | (dam == i)) for i in a]
+            remote_kid = np.array([bool(np.any(blk[k] != b.index)) for k in kids])
+            assert np.all(remote_parent == bool(cls & 1)) and np.all(remote_kid == bool(cls & 2))
+    ref = in_memory(d0, sire, dam, rounds=ROUNDS)
+    got = iterate_blocks(d0, p, ALPHA, rounds=ROUNDS, progress=False)
+    assert np.array_equal(got.d, ref.d)
+
+
+def test_solve_rows_and_update_rows__range_by_range_equal_the_whole_block():
+    """The row-range steps the resident actors run equal solve_block / update_block."""
+    sire, dam, d0 = population(1500, 12)
+    p = partition(sire, dam, groups=3)
+    inputs = block_inputs(p, d0)
+    d = [x.d0 * 1.5 for x in inputs]
+    halos = {b.index: [d[P][idx] for P, idx in zip(b.halo_blocks, b.halo_index)]
+             for b in p.blocks}
+    solved = {b.index: solve_block(b, ALPHA, d[b.index], *halos[b.index]) for b in p.blocks}
+    for b in p.blocks:
+        x = np.concatenate([d[b.index], *halos[b.index]])
+        work = {}
+        for lo, hi, _ in reversed(b.ranges):  # any order of the ranges
+            solve_rows(b, ALPHA, x, lo, hi, work)
+        assert np.array_equal(work["r"][:3 * b.n], solved[b.index])
+        recv = [contributions_to(p.blocks[X], solved[X], b.index) for X in b.recv_blocks]
+        ref, ref_change = update_block(b, ALPHA, inputs[b.index], d[b.index], solved[b.index],
+                                       *recv)
+        r = np.concatenate([solved[b.index][b.n:], *recv])
+        out, progeny = np.full(b.n, np.nan), np.full(b.n, np.nan)
+        changes = [update_rows(b, ALPHA, inputs[b.index], d[b.index], solved[b.index][:b.n], r,
+                               lo, hi, progeny, out) for lo, hi, _ in b.ranges]
+        assert np.array_equal(out, ref) and max(changes) == ref_change
 
 
 def test_iterate_blocks__against_sas_twin():

@@ -110,12 +110,21 @@ class BlockWorker:
             keep_heap()
         self.plans = {p.index: p for p in plans}
         self.order = sorted(self.plans)
-        # solve first the blocks that need no halo from another worker, and update first
-        # those no other worker sends contributions to: they run while messages travel
-        self.solve_order = sorted(self.order, key=lambda X: any(
-            P not in self.plans for P in self.plans[X].halo_blocks))
-        self.update_order = sorted(self.order, key=lambda P: any(
-            X not in self.plans for X in self.plans[P].recv_blocks))
+        remote_halo = {X: any(P not in self.plans for P in p.halo_blocks)
+                       for X, p in self.plans.items()}
+        remote_recv = {X: any(Q not in self.plans for Q in p.recv_blocks)
+                       for X, p in self.plans.items()}
+        # the blocks' row ranges (BlockPlan.row_ranges): solved first those that need no halo
+        # from another worker, and updated first those no other worker sends contributions
+        # to; they run while the messages travel
+        ranges = [(X, lo, hi, cls) for X in self.order
+                  for lo, hi, cls in self.plans[X].row_ranges() if hi > lo]
+        self.solve_units = sorted(ranges, key=lambda u: bool(u[3] & 1 and remote_halo[u[0]]))
+        self.update_units = sorted(ranges, key=lambda u: bool(u[3] & 2 and remote_recv[u[0]]))
+        self._last_solve = {u[0]: i for i, u in enumerate(self.solve_units)}
+        self._last_update = {u[0]: i for i, u in enumerate(self.update_units)}
+        self._scatter = {(X, lo, hi): _blocks.scatter_rows(self.plans[X], lo, hi)
+                         for X, lo, hi, _ in ranges}
         self.halo_index = halo_index
         self.threads = threads
         self.route: dict = {}
@@ -127,10 +136,10 @@ class BlockWorker:
         #: messages, over all runs
         self.seconds = {"solve": 0.0, "update": 0.0, "wait": 0.0}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="bigeval-blocks")
-        #: per block: work arrays reused every round, and two buffers for its state, each
-        #: ``[d (n_X) | halos]``, used in turn (the state is read from one, the next written
-        #: to the other)
-        self._work = {X: {} for X in self.plans}
+        #: per block: work arrays reused every round (``r`` = [r_a | r_s | r_m | received]),
+        #: and two buffers for its state, each ``[d (n_X) | halos]``, used in turn (the state
+        #: is read from one, the next written to the other)
+        self._work = {X: {"r": np.empty(3 * p.n + p.n_received)} for X, p in self.plans.items()}
         self._state_buffers = {
             X: tuple(np.empty(p.n + sum(len(h) for h in p.halo_index)) for _ in range(2))
             for X, p in self.plans.items()}
@@ -218,37 +227,52 @@ class BlockWorker:
 
     # ---- the rounds ------------------------------------------------------------------
 
-    def _solve(self, X, alpha, d, remote):
-        """Gather (local halos read here, remote ones given) and family solve of block X;
-        returns the solve and the contributions for blocks on other workers."""
+    def _solve(self, X, lo, hi, alpha, d, halos):
+        """Gather and family solve of block X's rows lo..hi-1, with X's halos put in place
+        first when given (local ones read here, remote ones received)."""
         t = time.perf_counter()
         plan = self.plans[X]
-        halos = [remote[P] if P not in self.plans else
-                 _blocks.halo_values(d[P], self.halo_index[(P, X)]) for P in plan.halo_blocks]
         x = self._state_buffers[X][self._current[X]]
+        if halos is not None:
+            at = plan.n
+            for P, h in zip(plan.halo_blocks, halos):
+                if h is None:
+                    h = _blocks.halo_values(d[P], self.halo_index[(P, X)])
+                x[at:at + len(h)] = h
+                at += len(h)
         with _blocks.numba_threads(self.threads):
-            solved = _blocks.solve_block(plan, alpha, d[X], *halos, work=self._work[X], x=x)
-        out = {P: _blocks.send_values(solved, plan.n, index)
-               for P, index in zip(plan.halo_blocks, plan.send_index) if P not in self.plans}
+            _blocks.solve_rows(plan, alpha, x, lo, hi, self._work[X])
         self.seconds["solve"] += time.perf_counter() - t
-        return solved, out
 
-    def _update(self, P, alpha, inputs, d, solved, remote, halos_for_next):
-        """Sum over progeny (local contributions read here, remote ones given) and damping
-        of block P; returns its new ERC, its change and the halos for other workers."""
+    def _contributions(self, X) -> dict:
+        """What block X (solved) sends each halo block on another worker: ``{P: values}``."""
+        plan = self.plans[X]
+        return {P: _blocks.send_values(self._work[X]["r"], plan.n, index)
+                for P, index in zip(plan.halo_blocks, plan.send_index) if P not in self.plans}
+
+    def _update(self, P, lo, hi, alpha, inputs, received):
+        """Sum over progeny and damping of block P's rows lo..hi-1 into its next state, with
+        the contributions P receives put in place first when given (local ones read here);
+        returns the largest change."""
         t = time.perf_counter()
         plan = self.plans[P]
-        recv = [_blocks.contributions_to(self.plans[X], solved[X], P) if X in self.plans
-                else remote[X] for X in plan.recv_blocks]
-        nxt = 1 - self._current[P]
+        r = self._work[P]["r"]
+        n = plan.n
+        if received is not None:
+            at = 3 * n
+            for X, c in zip(plan.recv_blocks, received):
+                if c is None:
+                    c = _blocks.contributions_to(self.plans[X], self._work[X]["r"], P)
+                r[at:at + len(c)] = c
+                at += len(c)
+        cur = self._state_buffers[P][self._current[P]][:n]
+        nxt = self._state_buffers[P][1 - self._current[P]][:n]
         with _blocks.numba_threads(self.threads):
-            new, change = _blocks.update_block(
-                plan, alpha, inputs[P], d[P], solved[P], *recv, work=self._work[P],
-                out=self._state_buffers[P][nxt][:plan.n])
-        self._current[P] = nxt
-        out = self._halos(P, new) if halos_for_next else {}
+            change = _blocks.update_rows(plan, alpha, inputs[P], cur, r[:n], r[n:], lo, hi,
+                                         _blocks._buffer(self._work[P], "progeny", n), nxt,
+                                         self._scatter[(P, lo, hi)])
         self.seconds["update"] += time.perf_counter() - t
-        return new, change, out
+        return change
 
     def _halos(self, P, d_P) -> dict:
         """The halo values block P sends each block on another worker: ``{X: values}``."""
@@ -263,30 +287,45 @@ class BlockWorker:
         """Rounds k0+1..k1 from the current state; returns this worker's change per round."""
         run = self.runs[rid]
         loop = asyncio.get_running_loop()
-        alpha, inputs, d = run["alpha"], run["inputs"], run["d"]
+        alpha, inputs = run["alpha"], run["inputs"]
         sends: list = []
         pool = self._pool
         try:
             if k1 > k0:
                 for P in self.order:
-                    self._post(rid, k0 + 1, "h", P, self._halos(P, d[P]), sends)
+                    self._post(rid, k0 + 1, "h", P, self._halos(P, run["d"][P]), sends)
             for k in range(k0 + 1, k1 + 1):
-                solved = {}
-                for X in self.solve_order:  # gather + family solve, contributions sent at once
-                    remote = {P: await self._take((rid, k, "h", P, X))
-                              for P in self.plans[X].halo_blocks if P not in self.plans}
-                    solved[X], out = await loop.run_in_executor(pool, self._solve, X, alpha, d,
-                                                                remote)
-                    self._post(rid, k, "c", X, out, sends)
-                new, change = {}, 0.0
-                for P in self.update_order:  # sum over progeny + damping, halos sent at once
-                    remote = {X: await self._take((rid, k, "c", X, P))
-                              for X in self.plans[P].recv_blocks if X not in self.plans}
-                    new[P], c, out = await loop.run_in_executor(
-                        pool, self._update, P, alpha, inputs, d, solved, remote, k < k1)
+                placed = set()
+                for i, (X, lo, hi, cls) in enumerate(self.solve_units):
+                    halos = None
+                    if cls & 1 and X not in placed:  # X's halos, before its first such rows
+                        placed.add(X)
+                        halos = [await self._take((rid, k, "h", P, X))
+                                 if P not in self.plans else None
+                                 for P in self.plans[X].halo_blocks]
+                    await loop.run_in_executor(pool, self._solve, X, lo, hi, alpha, run["d"],
+                                               halos)
+                    if self._last_solve[X] == i:  # X solved: its contributions go out
+                        self._post(rid, k, "c", X, self._contributions(X), sends)
+                placed = set()
+                change = 0.0
+                for i, (P, lo, hi, cls) in enumerate(self.update_units):
+                    received = None
+                    if cls & 2 and P not in placed:
+                        placed.add(P)
+                        received = [await self._take((rid, k, "c", X, P))
+                                    if X not in self.plans else None
+                                    for X in self.plans[P].recv_blocks]
+                    c = await loop.run_in_executor(pool, self._update, P, lo, hi, alpha,
+                                                   inputs, received)
                     change = max(change, c)
-                    self._post(rid, k + 1, "h", P, out, sends)
-                d = run["d"] = new
+                    if self._last_update[P] == i:  # P's next state is complete
+                        self._current[P] = 1 - self._current[P]
+                        if k < k1:
+                            new = self._state_buffers[P][self._current[P]][:self.plans[P].n]
+                            self._post(rid, k + 1, "h", P, self._halos(P, new), sends)
+                run["d"] = {X: self._state_buffers[X][self._current[X]][:self.plans[X].n]
+                            for X in self.order}
                 run["changes"][k] = change
                 done = [s for s in sends if s.done()]
                 for s in done:
