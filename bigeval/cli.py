@@ -96,6 +96,10 @@ def _add_reliability(sub):
                    help="workers to start (default: the cluster file's, or one per core)")
     d.add_argument("--block-size", type=int, metavar="N",
                    help="animals per pedigree block (default: one block per worker thread)")
+    d.add_argument("--exact-sums", action="store_true", default=None,
+                   help="blocks send every contribution, not sums per parent: the Dask engine "
+                        "then equals the in-memory engine bit for bit (Dask config: "
+                        "bigeval.exact-sums)")
     p.set_defaults(func=_cmd_reliability)
 
 
@@ -110,7 +114,7 @@ def _cmd_reliability(args) -> int:
         out_of_core=args.out_of_core if args.work_dir is None else True,
         work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
         cluster=args.cluster, block_size=args.block_size, workers=args.workers,
-        **_genomic_job_options(args))
+        exact_sums=args.exact_sums, **_genomic_job_options(args))
     summary = run_reliability(job, progress=args.progress)
     print(summary.text)
     return 0

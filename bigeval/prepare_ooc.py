@@ -671,7 +671,8 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
 
         with reliability_engine(pop.array("sire"), pop.array("dam"), engine=job.engine,
                                 scheduler=job.scheduler, cluster=job.cluster,
-                                block_size=job.block_size, n_workers=job.workers) as engine:
+                                block_size=job.block_size, n_workers=job.workers,
+                                exact_sums=job.exact_sums) as engine:
             res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
                                   iterator=engine.iterator)
         text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description

@@ -71,6 +71,9 @@ class ReliabilityJob:
     cluster: str | os.PathLike | None = None
     block_size: int | None = None
     workers: int | None = None
+    #: the Dask engine's blocks send every contribution (bit for bit equal to the in-memory
+    #: engine) instead of sums per parent (None: the Dask config bigeval.exact-sums)
+    exact_sums: bool | None = None
     #: a genotype store (`bigeval genotypes import`): G*⁻¹ and A22⁻¹ are built from it and
     #: the pedigree (bigeval.relationships.inverses_from_store) instead of read as triplets;
     #: ``genotyped`` then lists the store's animals to use (default: all). QC options
@@ -210,7 +213,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
 
     with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,
                             cluster=job.cluster, block_size=job.block_size,
-                            n_workers=job.workers) as engine:
+                            n_workers=job.workers, exact_sums=job.exact_sums) as engine:
         res = reliability(pop, opts, interbull_source=job.interbull, progress=progress,
                           iterator=engine.iterator)
     rel_exact = None

@@ -75,6 +75,35 @@ def test_partition__mrode_table_2_1_by_hand():
     assert b0.entry.tolist() == [2, 6, 5, 8, 7]
 
 
+def test_partition_presum__mrode_table_2_1_by_hand():
+    """``presum=True``: block 1 sends block 0 one sum per parent of its halo (0, 1, 2), and
+    block 0 adds each sum where its first entry would be."""
+    p = partition([-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], block_size=3, presum=True)
+    b0, b1 = p.blocks
+    # slot 0 (animal 0): r_s(3) (entry 0); slot 1 (animal 1): r_m(5) (3 + 2); slot 2
+    # (animal 2): r_m(4) (3 + 1)
+    assert b1.send_index[0].tolist() == [0, 5, 4] and b1.send_slot[0].tolist() == [0, 1, 2]
+    assert b0.n_received == 3
+    # animal 0: r_s(2) (entry 2) then the sum for slot 0 (received first: 6, its first
+    # entry r_s(3) is entry 3); animal 1: r_m(2) (entry N + 2, index 5) then slot 1 (7,
+    # first entry N + 5); animal 2: slot 2 (8)
+    assert b0.parent.tolist() == [0, 0, 1, 1, 2]
+    assert b0.entry.tolist() == [2, 6, 5, 7, 8]
+    solved = np.arange(1.0, 10.0)  # r_a, r_s, r_m of block 1's animals 3, 4, 5
+    assert contributions_to(b1, solved, 0).tolist() == [4.0, 9.0, 8.0]
+
+
+@pytest.mark.parametrize("plan", [dict(block_size=7), dict(n_blocks=5), dict(groups=2),
+                                  dict(groups=3)])
+def test_iterate_blocks__presum_equals_in_memory_to_rounding(plan):
+    sire, dam, d0 = population(1500, 4)
+    ref = in_memory(d0, sire, dam, rounds=ROUNDS)
+    got = iterate_blocks(d0, partition(sire, dam, presum=True, **plan), ALPHA,
+                         rounds=ROUNDS, progress=False)
+    np.testing.assert_allclose(got.d, ref.d, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.max_change, ref.max_change, rtol=0, atol=1e-12)
+
+
 def test_partition__order_and_sizes():
     sire, dam, _ = population(1000, 1)
     p = partition(sire, dam, block_size=300)

@@ -217,9 +217,10 @@ def test_connect__embedded_local_cluster_reports_dashboard():
     assert "dashboard: " in said[0]
 
 
-def test_reliability_engine__embedded_cluster_plans_a_group_per_worker():
-    """``engine="dask"`` on the embedded cluster: one group of blocks per worker, resident
-    on the workers, with the in-memory result (thread workers: bit for bit)."""
+def test_reliability_engine__embedded_cluster_plans_a_block_per_worker():
+    """``engine="dask"`` on the embedded cluster: one block per worker, resident on the
+    workers, with the in-memory result to 1e-12 (sums per parent between workers), and bit
+    for bit with ``exact_sums`` (thread workers)."""
     pytest.importorskip("distributed")
     from bigeval.cluster import reliability_engine
     from bigeval.reliability import FamilyGraph, iterate
@@ -229,9 +230,15 @@ def test_reliability_engine__embedded_cluster_plans_a_group_per_worker():
     sire, dam = random_pedigree(2000, rng)
     d0 = rng.gamma(0.5, 1.0, 2000)
     ref = iterate(d0, FamilyGraph.from_parents(sire, dam), 3.0, rounds=8, progress=False)
-    with reliability_engine(sire, dam, engine="dask", n_workers=2, log=lambda m: None) as eng:
-        part = eng.iterator.part
-        got = eng.iterator(d0, 3.0, rounds=8, progress=False)
-    assert eng.kind == "dask" and "resident" in eng.description
-    assert part.group is not None and set(part.group.tolist()) == {0, 1}
-    assert np.array_equal(got.d, ref.d)
+    for exact in (False, True):
+        with reliability_engine(sire, dam, engine="dask", n_workers=2, exact_sums=exact,
+                                log=lambda m: None) as eng:
+            part = eng.iterator.part
+            got = eng.iterator(d0, 3.0, rounds=8, progress=False)
+        assert eng.kind == "dask" and "resident" in eng.description
+        assert part.n_blocks == 2 and part.group.tolist() == [0, 1]
+        assert ("sums per parent" in eng.description) == (not exact)
+        if exact:
+            assert np.array_equal(got.d, ref.d)
+        else:
+            np.testing.assert_allclose(got.d, ref.d, rtol=0, atol=1e-12)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, reliability
-from bigeval.reliability.blocks import own_record_erc_blocks, partition
+from bigeval.reliability.blocks import iterate_blocks, own_record_erc_blocks, partition
 from bigeval.reliability.dask_engine import DaskIteration, iterate_dask
 from bigeval.reliability.erc import own_record_erc
 
@@ -136,6 +136,33 @@ def test_resident__any_blocks_shuffled_order_part3_and_tol(client, plan):
     assert ref.rounds % 6 != 0  # the stop falls inside a batch
     assert same_across_processes(got.d, ref.d)
     assert same_across_processes(got.max_change, ref.max_change)
+
+
+@pytest.mark.parametrize("mode", ["resident", "graph"])
+@pytest.mark.parametrize("plan", [dict(n_blocks=3), dict(groups=2), dict(groups=3)])
+def test_presum__every_driver_equals_the_blocked_twin_and_in_memory_to_1e_12(client, mode,
+                                                                             plan):
+    """``partition(presum=True)``: the sums per parent sent between blocks make the result
+    depend on the partition (rounding only), not on the driver: the Dask drivers equal the
+    in-memory blocked driver on the same partition bit for bit, and the in-memory engine to
+    1e-12 (the issue's tolerance); a shuffled numbering, Part III and tol."""
+    sire, dam, d0 = population(1200, 18)
+    rng = np.random.default_rng(18)
+    perm, inv, s2, m2 = shuffled(sire, dam, rng)
+    fixed = rng.choice(1200, 30, replace=False)
+    kw = dict(rounds=40, tol=5e-4, fixed_animal=fixed, fixed_erc=np.full(30, 2.0))
+    part = partition(s2, m2, presum=True, **plan)
+    twin = iterate_blocks(d0[perm], part, ALPHA, progress=False, **kw)
+    got = DaskIteration(part, client, rounds_per_batch=6, mode=mode)(d0[perm], ALPHA,
+                                                                    progress=False, **kw)
+    ref = in_memory(d0[perm], s2, m2, **kw)
+    assert got.rounds == twin.rounds == ref.rounds and got.converged
+    assert same_across_processes(got.d, twin.d)
+    np.testing.assert_allclose(got.d, ref.d, rtol=0, atol=1e-12)
+    assert not np.array_equal(twin.d, ref.d)  # the sums are associated differently
+    for local in ("sync", "threads"):
+        assert np.array_equal(DaskIteration(part, local, rounds_per_batch=7)(
+            d0[perm], ALPHA, progress=False, **kw).d, twin.d)
 
 
 def test_resident__thread_workers_bit_for_bit():

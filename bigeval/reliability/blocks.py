@@ -34,7 +34,11 @@ sorted by the entry number (``c`` for the sire share of child ``c``, ``N + c`` f
 share, in the caller's numbering); each parent block sorts its own and the received entries
 the same way before summing, so the blocked iteration gives **bit-identical** results to
 :func:`bigeval.reliability.engine.iterate`, for every block size, animal numbering and
-scheduler (no sum depends on how many blocks or workers there are).
+scheduler (no sum depends on how many blocks or workers there are). With
+``partition(presum=True)`` a block sends instead one sum per parent (the combiner of a
+distributed sparse product: 4–5× fewer values between workers); the sum over a parent's
+progeny is then associated by block, and the results equal the in-memory engine's to
+rounding (≤ 1e-12), the same for every scheduler and worker count given the partition.
 
 The own-record ERC of the start vector is computed blockwise as well
 (:func:`own_record_erc_blocks`): records in chunks, contemporary-group sizes as a sum of
@@ -99,6 +103,11 @@ class BlockPlan:
         ``((lo, hi, class), …)``: the block's animals ``lo..hi-1`` (local numbering) by class,
         1 = has a parent in another block, 2 = has progeny in another block, 3 = both, 0 =
         neither (``partition(groups=…)``); empty: one range of the whole block.
+    send_slot, send_bounds
+        With ``partition(presum=True)``: per halo block P, the slot of each entry of
+        ``send_index`` (its parent's position in ``halo_index``; sorted, then by entry
+        number) and the entry ranges of the threads: X sends P one sum per parent instead of
+        each contribution. Empty: each contribution is sent.
     """
 
     index: int
@@ -114,10 +123,19 @@ class BlockPlan:
     bounds: np.ndarray = field(default=None, repr=False)
     n_received: int = 0
     ranges: tuple[tuple[int, int, int], ...] = ()
+    send_slot: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    send_bounds: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     @property
     def n(self) -> int:
         return len(self.animals)
+
+    def send_plan(self, i: int) -> tuple:
+        """What :func:`send_values` needs for the contributions to ``halo_blocks[i]``."""
+        if self.send_slot:
+            return (self.send_index[i], self.send_slot[i], self.send_bounds[i],
+                    len(self.halo_index[i]))
+        return (self.send_index[i],)
 
     def row_ranges(self) -> tuple[tuple[int, int, int], ...]:
         """``ranges``, or the whole block as one range whose class says whether it has halo
@@ -129,7 +147,8 @@ class BlockPlan:
     @property
     def nbytes(self) -> int:
         arrays = (self.animals, self.sire_loc, self.dam_loc, self.parent, self.entry,
-                  self.bounds, *self.halo_index, *self.send_index)
+                  self.bounds, *self.halo_index, *self.send_index, *self.send_slot,
+                  *self.send_bounds)
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -203,9 +222,11 @@ class Partition:
         sizes = np.diff(self.bounds)
         halo = sum(len(h) for b in self.blocks for h in b.halo_index)
         sent = sum(len(s) for b in self.blocks for s in b.send_index)
+        presum = any(b.send_slot for b in self.blocks)
         text = (f"{self.n_blocks} blocks of {sizes.min():,}–{sizes.max():,} animals, "
                 f"{len(self.pairs)} non-empty block pairs; per round {halo:,} parent values "
-                f"and {sent:,} contributions cross blocks")
+                f"and {sent:,} contributions cross blocks"
+                + (f" (as {halo:,} sums per parent)" if presum else ""))
         if self.group is not None:
             g = np.asarray(self.group)
             ng = int(g.max()) + 1
@@ -245,29 +266,43 @@ def _thread_bounds(parent: np.ndarray, n_chunks: int) -> np.ndarray:
 ENTRY_COST = 0.23
 
 
-def _group_order(sire, dam, order, groups: int):
+def _group_order(sire, dam, order, groups: int, presum: bool = False):
     """Groups for ``groups`` workers: the order cut into contiguous groups of equal work
     (an animal weighs 1 + :data:`ENTRY_COST` × its progeny entries: the solve of its family
-    and the sums of its progeny), each group's animals then put in classes by whether they
-    have a parent in another group ("import", 1) and progeny in another group ("export", 2).
+    and the sums of its progeny; with ``presum`` the entries from another group are summed
+    by the child's group, and weigh there), each group's animals then put in classes by
+    whether they have a parent in another group ("import", 1) and progeny in another group
+    ("export", 2).
 
     Returns (order, group bounds, per group its class ranges ``((lo, hi, class), …)`` in the
     group's local numbering). Within a group the classes come in the order interior, import,
     export, both; the original order is kept inside a class.
     """
     n = len(order)
-    weight = np.ones(n)
-    for par in (sire, dam):
-        known = par[par >= 0]
-        weight += ENTRY_COST * np.bincount(known, minlength=n)
-    cum = np.cumsum(weight[order])
-    total = float(cum[-1]) if n else 0.0
-    cuts = np.searchsorted(cum, total * np.arange(1, groups) / groups, side="left") + 1
-    gb = np.unique(np.concatenate([[0], np.clip(cuts, 1, max(n, 1)), [n]])).astype(np.int64)
-    if n == 0:
-        gb = np.zeros(2, np.int64)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n, dtype=np.int64)
+    par = np.concatenate([sire, dam])
+    known = np.flatnonzero(par >= 0)
+    kid = known % n if n else known
+    par = par[known]
+
+    def cut(weight):
+        cum = np.cumsum(weight[order])
+        total = float(cum[-1]) if n else 0.0
+        cuts = np.searchsorted(cum, total * np.arange(1, groups) / groups, side="left") + 1
+        return np.unique(np.concatenate([[0], np.clip(cuts, 1, max(n, 1)), [n]])).astype(
+            np.int64)
+
+    weight = 1.0 + ENTRY_COST * np.bincount(par, minlength=n)
+    gb = cut(weight)
+    for _ in range(2 if presum else 0):  # the cross entries' work moves to the child
+        g = np.searchsorted(gb, rank, side="right") - 1
+        cross = g[kid] != g[par]
+        weight = (1.0 + ENTRY_COST * np.bincount(par[~cross], minlength=n)
+                  + ENTRY_COST * np.bincount(kid[cross], minlength=n))
+        gb = cut(weight)
+    if n == 0:
+        gb = np.zeros(2, np.int64)
     grp = np.searchsorted(gb, rank, side="right") - 1
     child = np.arange(n, dtype=np.int64)
     remote_parent = np.zeros(n, bool)
@@ -291,7 +326,8 @@ def _group_order(sire, dam, order, groups: int):
 
 
 def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None = None,
-              order: np.ndarray | None = None, groups: int | None = None) -> Partition:
+              order: np.ndarray | None = None, groups: int | None = None,
+              presum: bool = False) -> Partition:
     """Cut a pedigree into blocks of contiguous, parents-first animals and plan each block.
 
     Parameters
@@ -313,6 +349,13 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         block can then solve the families that need no other worker first, and update first
         the animals no other worker sends to (:mod:`bigeval.reliability.resident`), all in
         one block's arrays (no copies between blocks of the same worker).
+    presum
+        A block sends each other block the sum of its contributions per parent (one value
+        per parent of its halo) instead of every contribution: at 1 M animals in 2 blocks,
+        116 836 values a round instead of 566 195. A parent then adds the sums of other
+        blocks where their first entry would be, so the result equals the in-memory
+        engine's to rounding (the sum over a parent's progeny is associated differently),
+        not bit for bit.
 
     Returns
     -------
@@ -348,7 +391,7 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
     if groups is not None:
         if block_size is not None or n_blocks is not None:
             raise ValueError("give groups, or block_size / n_blocks, not both")
-        order, bounds, ranges = _group_order(sire, dam, order, max(1, int(groups)))
+        order, bounds, ranges = _group_order(sire, dam, order, max(1, int(groups)), presum)
         group_of_block = np.arange(len(bounds) - 1, dtype=np.int64)
     else:
         bounds = _block_bounds(n, block_size, n_blocks)
@@ -384,26 +427,52 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
     sire_loc[child[is_s]] = ploc[is_s]
     dam_loc[child[~is_s]] = ploc[~is_s]
 
-    # contributions sent X → P: cross entries by (child block, parent block, jloc)
-    ci = np.flatnonzero(cross)
-    ci = ci[np.lexsort((jloc[ci], pb[ci], cb[ci]))]
-    pair_key = cb[ci] * nb + pb[ci]
-    pair_start = np.searchsorted(pair_key, pair_key, side="left")
-    rank_in_pair = np.arange(len(ci)) - pair_start
-    # received by P: groups of its senders X ascending, after its own r (length 2 n_P)
-    upairs, pcount = np.unique(pair_key, return_counts=True)
+    ce = np.flatnonzero(cross)  # the cross entries, ascending entry number
+    ce_pair = cb[ce] * nb + pb[ce]
+    if presum:
+        # X sends P one value per parent of its halo from P (the same order): the sum of the
+        # contributions of X's children to it, in entry order
+        hpos = np.searchsorted(ukey, hkey)
+        u_pair = u_cb * nb + u_pb
+        upairs, hstart, pcount = np.unique(u_pair, return_index=True, return_counts=True)
+        slot = hpos - hstart[np.searchsorted(upairs, ce_pair)]
+        so_send = np.lexsort((e[ce], slot, ce_pair))
+        send_slot = slot[so_send]
+    else:
+        # X sends P each contribution: cross entries by (child block, parent block, jloc)
+        upairs, pcount = np.unique(ce_pair, return_counts=True)
+        so_send = np.lexsort((jloc[ce], ce_pair))
+        send_slot = None
+    send_pair = ce_pair[so_send]
+    send_jloc = jloc[ce[so_send]]
+    send_start = np.searchsorted(send_pair, upairs)
+    send_end = np.searchsorted(send_pair, upairs, side="right")
+    # received by P: the pieces of its senders X ascending, after its own r (length 2 n_P)
     up_cb, up_pb = upairs // nb, upairs % nb
     offset = np.zeros(len(upairs), np.int64)
-    for P in range(nb):  # offsets of P's incoming groups, senders ascending
+    for P in range(nb):
         sel = np.flatnonzero(up_pb == P)
         offset[sel] = 2 * size[P] + np.concatenate([[0], np.cumsum(pcount[sel])[:-1]])
-    idx_in = jloc.copy()
-    idx_in[ci] = offset[np.searchsorted(upairs, pair_key)] + rank_in_pair
 
-    # each parent block's entries: by block, parent position, then global entry number
-    so = np.lexsort((e, pos[p], pb))
-    s_pb = pb[so]
-    pstart = np.searchsorted(s_pb, np.arange(nb + 1))
+    # what each parent block sums: (parent block, parent position, order key, index into
+    # concat(r_P, received…)), summed by parent position then order key
+    local = np.flatnonzero(~cross)
+    if presum:
+        first = np.unique(hpos, return_index=True)[1]  # a sum sits where its first entry would
+        r_pb = np.concatenate([pb[local], u_pb])
+        r_pos = np.concatenate([pos[p[local]], u_pos])
+        r_key = np.concatenate([e[local], e[ce[first]]])
+        r_idx = np.concatenate([jloc[local], offset[np.searchsorted(upairs, u_pair)]
+                                + np.arange(len(ukey)) - hstart[np.searchsorted(upairs, u_pair)]])
+    else:
+        idx_in = jloc.copy()
+        order_in_pair = np.empty(len(ce), np.int64)
+        order_in_pair[so_send] = np.arange(len(ce)) - send_start[np.searchsorted(upairs,
+                                                                                 send_pair)]
+        idx_in[ce] = offset[np.searchsorted(upairs, ce_pair)] + order_in_pair
+        r_pb, r_pos, r_key, r_idx = pb, pos[p], e, idx_in
+    so = np.lexsort((r_key, r_pos, r_pb))
+    pstart = np.searchsorted(r_pb[so], np.arange(nb + 1))
 
     blocks = []
     for X in range(nb):
@@ -412,16 +481,16 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         sx = slice(first_of_cb[X], first_of_cb[X + 1])
         hb = np.unique(u_pb[sx])
         h_index = tuple(u_pos[sx][u_pb[sx] == P] for P in hb)
-        mine = (up_cb == X)
-        send = []
+        send, slots = [], []
         for P in hb:
             k = np.searchsorted(upairs, X * nb + P)
-            lo_k = np.searchsorted(pair_key, upairs[k])
-            send.append(jloc[ci[lo_k:lo_k + pcount[k]]])
-        assert np.array_equal(up_pb[mine], hb)
+            send.append(send_jloc[send_start[k]:send_end[k]])
+            if presum:
+                slots.append(send_slot[send_start[k]:send_end[k]])
+        assert np.array_equal(up_pb[up_cb == X], hb)
         recv = tuple(int(x) for x in up_cb[up_pb == X])
         rows = so[pstart[X]:pstart[X + 1]]
-        parent = pos[p[rows]]
+        parent = r_pos[rows]
         n_in = 2 * size[X] + int(pcount[up_pb == X].sum())
         itype = kernel.index_dtype(max(n_in, hi - lo + sum(len(h) for h in h_index)) + 1)
         blocks.append(BlockPlan(
@@ -429,9 +498,11 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
             halo_index=tuple(h.astype(itype) for h in h_index),
             sire_loc=sire_loc[animals].astype(itype), dam_loc=dam_loc[animals].astype(itype),
             send_index=tuple(s.astype(itype) for s in send), recv_blocks=recv,
-            parent=parent.astype(itype), entry=idx_in[rows].astype(itype),
+            parent=parent.astype(itype), entry=r_idx[rows].astype(itype),
             bounds=_thread_bounds(parent, SCATTER_CHUNKS), n_received=n_in - 2 * (hi - lo),
-            ranges=ranges[X] if ranges is not None else ()))
+            ranges=ranges[X] if ranges is not None else (),
+            send_slot=tuple(x.astype(itype) for x in slots),
+            send_bounds=tuple(_thread_bounds(x, SCATTER_CHUNKS) for x in slots)))
     return Partition(n_animals=n, bounds=bounds, order=order, blocks=tuple(blocks),
                      group=group_of_block)
 
@@ -557,14 +628,22 @@ def solve_rows(plan: BlockPlan, alpha: float, x: np.ndarray, lo: int, hi: int, w
                         r[2 * n + lo:2 * n + hi])
 
 
-def send_values(solved: np.ndarray, n: int, index: np.ndarray) -> np.ndarray:
-    """The contributions block X sends block P: ``r_X[send_index(X→P)]``."""
-    return solved[n:][index]
+def send_values(solved: np.ndarray, n: int, index: np.ndarray, slot=None, bounds=None,
+                size: int = 0) -> np.ndarray:
+    """The contributions block X sends block P: ``r_X[send_index(X→P)]``, or with ``slot``
+    (``partition(presum=True)``) their sums per parent, ``size`` values (see
+    :meth:`BlockPlan.send_plan`)."""
+    r = solved[n:]
+    if slot is None:
+        return r[index]
+    out = np.zeros(size)
+    kernel.sum_contributions(slot, index, r, bounds, out)
+    return out
 
 
 def contributions_to(plan: BlockPlan, solved: np.ndarray, P: int) -> np.ndarray:
     """:func:`send_values` from block ``plan`` (X, solved as ``solved``) to its halo block P."""
-    return send_values(solved, plan.n, plan.send_index[plan.halo_blocks.index(P)])
+    return send_values(solved, plan.n, *plan.send_plan(plan.halo_blocks.index(P)))
 
 
 def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarray,

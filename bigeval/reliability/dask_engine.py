@@ -65,8 +65,8 @@ def _solve_task(threads, plan: BlockPlan, alpha, state, *halos):
         return _blocks.solve_block(plan, alpha, state[0], *halos)
 
 
-def _send_task(solved, n, index):
-    return _blocks.send_values(solved, n, index)
+def _send_task(solved, n, send_plan):
+    return _blocks.send_values(solved, n, *send_plan)
 
 
 def _update_task(threads, plan: BlockPlan, alpha, inputs: BlockInput, state, solved, *recv):
@@ -273,11 +273,11 @@ class DaskIteration:
         for b in self.part.blocks:
             k = self._k("plan", b.index)
             items[k], group[k] = b, self._group[b.index]
-            for P, hidx, sidx in zip(b.halo_blocks, b.halo_index, b.send_index):
+            for i, (P, hidx) in enumerate(zip(b.halo_blocks, b.halo_index)):
                 k = self._k("hidx", P, b.index)  # used where P lives
                 items[k], group[k] = hidx, self._group[P]
                 k = self._k("sidx", b.index, P)
-                items[k], group[k] = sidx, self._group[b.index]
+                items[k], group[k] = b.send_plan(i), self._group[b.index]
         self.runner.put(items, group_of=lambda k: group[k])
         self._planned = True
 

@@ -227,9 +227,10 @@ class BlockWorker:
 
     # ---- the rounds ------------------------------------------------------------------
 
-    def _solve(self, X, lo, hi, alpha, d, halos):
+    def _solve(self, X, lo, hi, alpha, d, halos, last):
         """Gather and family solve of block X's rows lo..hi-1, with X's halos put in place
-        first when given (local ones read here, remote ones received)."""
+        first when given (local ones read here, remote ones received); with ``last`` (X is
+        then solved) returns the contributions for blocks on other workers."""
         t = time.perf_counter()
         plan = self.plans[X]
         x = self._state_buffers[X][self._current[X]]
@@ -242,18 +243,21 @@ class BlockWorker:
                 at += len(h)
         with _blocks.numba_threads(self.threads):
             _blocks.solve_rows(plan, alpha, x, lo, hi, self._work[X])
+            out = self._contributions(X) if last else {}
         self.seconds["solve"] += time.perf_counter() - t
+        return out
 
     def _contributions(self, X) -> dict:
         """What block X (solved) sends each halo block on another worker: ``{P: values}``."""
         plan = self.plans[X]
-        return {P: _blocks.send_values(self._work[X]["r"], plan.n, index)
-                for P, index in zip(plan.halo_blocks, plan.send_index) if P not in self.plans}
+        return {P: _blocks.contributions_to(plan, self._work[X]["r"], P)
+                for P in plan.halo_blocks if P not in self.plans}
 
-    def _update(self, P, lo, hi, alpha, inputs, received):
+    def _update(self, P, lo, hi, alpha, inputs, received, halos):
         """Sum over progeny and damping of block P's rows lo..hi-1 into its next state, with
         the contributions P receives put in place first when given (local ones read here);
-        returns the largest change."""
+        returns the largest change, and with ``halos`` (P's next state is then complete) the
+        halo values for blocks on other workers."""
         t = time.perf_counter()
         plan = self.plans[P]
         r = self._work[P]["r"]
@@ -271,8 +275,9 @@ class BlockWorker:
             change = _blocks.update_rows(plan, alpha, inputs[P], cur, r[:n], r[n:], lo, hi,
                                          _blocks._buffer(self._work[P], "progeny", n), nxt,
                                          self._scatter[(P, lo, hi)])
+        out = self._halos(P, nxt) if halos else {}
         self.seconds["update"] += time.perf_counter() - t
-        return change
+        return change, out
 
     def _halos(self, P, d_P) -> dict:
         """The halo values block P sends each block on another worker: ``{X: values}``."""
@@ -303,10 +308,10 @@ class BlockWorker:
                         halos = [await self._take((rid, k, "h", P, X))
                                  if P not in self.plans else None
                                  for P in self.plans[X].halo_blocks]
-                    await loop.run_in_executor(pool, self._solve, X, lo, hi, alpha, run["d"],
-                                               halos)
-                    if self._last_solve[X] == i:  # X solved: its contributions go out
-                        self._post(rid, k, "c", X, self._contributions(X), sends)
+                    last = self._last_solve[X] == i  # X solved: its contributions go out
+                    out = await loop.run_in_executor(pool, self._solve, X, lo, hi, alpha,
+                                                     run["d"], halos, last)
+                    self._post(rid, k, "c", X, out, sends)
                 placed = set()
                 change = 0.0
                 for i, (P, lo, hi, cls) in enumerate(self.update_units):
@@ -316,14 +321,13 @@ class BlockWorker:
                         received = [await self._take((rid, k, "c", X, P))
                                     if X not in self.plans else None
                                     for X in self.plans[P].recv_blocks]
-                    c = await loop.run_in_executor(pool, self._update, P, lo, hi, alpha,
-                                                   inputs, received)
+                    last = self._last_update[P] == i  # P's next state is complete
+                    c, out = await loop.run_in_executor(pool, self._update, P, lo, hi, alpha,
+                                                        inputs, received, last and k < k1)
                     change = max(change, c)
-                    if self._last_update[P] == i:  # P's next state is complete
+                    self._post(rid, k + 1, "h", P, out, sends)
+                    if last:
                         self._current[P] = 1 - self._current[P]
-                        if k < k1:
-                            new = self._state_buffers[P][self._current[P]][:self.plans[P].n]
-                            self._post(rid, k + 1, "h", P, self._halos(P, new), sends)
                 run["d"] = {X: self._state_buffers[X][self._current[X]][:self.plans[X].n]
                             for X in self.order}
                 run["changes"][k] = change

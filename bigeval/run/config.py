@@ -221,6 +221,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("cluster", "block_size", "int", example=250_000,
         help="animals per pedigree block of the Dask engine (default: one block per worker "
              "thread)", cli=("reliability --block-size",)),
+    Key("cluster", "exact_sums", "bool", default=False,
+        help="the Dask engine's blocks send every contribution, not sums per parent: equal to "
+             "the in-memory engine bit for bit whatever the workers (else to rounding, "
+             "<= 1e-12)", cli=("reliability --exact-sums",)),
     # [output]
     Key("output", "folder", "path", default="results",
         help="output folder: reliability.csv/.parquet, report.html, manifest.json, stages/",

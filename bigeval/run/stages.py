@@ -128,7 +128,8 @@ def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool)
     address = None if sched in ("threads", "synchronous", "local-cluster") else sched
     with reliability_engine(pop.sire, pop.dam, engine=cfg["cluster.engine"], scheduler=address,
                             cluster=cfg["cluster.file"], block_size=cfg["cluster.block_size"],
-                            n_workers=cfg["cluster.workers"]) as engine:
+                            n_workers=cfg["cluster.workers"],
+                            exact_sums=cfg["cluster.exact_sums"]) as engine:
         res = reliability(pop, opts, interbull_source=interbull_source, progress=progress,
                           iterator=engine.iterator)
     return res, engine.description
