@@ -191,12 +191,13 @@ def test_solve_rows_and_update_rows__range_by_range_equal_the_whole_block():
     d = [x.d0 * 1.5 for x in inputs]
     halos = {b.index: [d[P][idx] for P, idx in zip(b.halo_blocks, b.halo_index)]
              for b in p.blocks}
-    solved = {b.index: solve_block(b, ALPHA, d[b.index], *halos[b.index]) for b in p.blocks}
+    solved = {b.index: solve_block(b, ALPHA, d[b.index], *halos[b.index],
+                                   own=inputs[b.index].own) for b in p.blocks}
     for b in p.blocks:
         x = np.concatenate([d[b.index], *halos[b.index]])
         work = {}
         for lo, hi, _ in reversed(b.ranges):  # any order of the ranges
-            solve_rows(b, ALPHA, x, lo, hi, work)
+            solve_rows(b, ALPHA, x, lo, hi, work, inputs[b.index].own)
         assert np.array_equal(work["r"][:3 * b.n], solved[b.index])
         recv = [contributions_to(p.blocks[X], solved[X], b.index) for X in b.recv_blocks]
         ref, ref_change = update_block(b, ALPHA, inputs[b.index], d[b.index], solved[b.index],
@@ -212,7 +213,7 @@ def test_iterate_blocks__against_sas_twin():
     sire, dam, d0 = population(800, 6)
     got = iterate_blocks(d0, partition(sire, dam, block_size=100), ALPHA, rounds=10,
                          progress=False)
-    ref = iterate_scalar(d0, sire, dam, ALPHA, 10)
+    ref = iterate_scalar(d0, sire, dam, ALPHA, 10, kernel.informative(d0, sire, dam))
     np.testing.assert_allclose(got.d, ref, rtol=0, atol=1e-10)
 
 
@@ -221,11 +222,12 @@ def test_family_solve__result_does_not_depend_on_blocking():
     rng = np.random.default_rng(7)
     n = 3000
     b = [rng.gamma(0.5, 1.0, n) * (rng.random(n) < 0.7) for _ in range(3)]
+    own = (rng.random(n) < 0.8).astype(np.uint8)
     whole = [np.empty(n) for _ in range(3)]
-    kernel.family_solve(*b, ALPHA, *whole)
+    kernel.family_solve(*b, own, ALPHA, *whole)
     for lo, hi in [(7, 700), (3, 10), (513, 3000)]:
         part = [np.empty(hi - lo) for _ in range(3)]
-        kernel.family_solve(*(x[lo:hi].copy() for x in b), ALPHA, *part)
+        kernel.family_solve(*(x[lo:hi].copy() for x in b), own[lo:hi].copy(), ALPHA, *part)
         for w, p in zip(whole, part):
             assert np.array_equal(w[lo:hi], p)
 

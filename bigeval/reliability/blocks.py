@@ -168,6 +168,9 @@ class Partition:
         One :class:`BlockPlan` per block.
     group
         With ``partition(..., groups=W)``: the group (worker) of each block; else None.
+    sire, dam
+        The pedigree in the caller's numbering (for
+        :func:`bigeval.reliability.kernel.informative`).
     """
 
     n_animals: int
@@ -175,6 +178,8 @@ class Partition:
     order: np.ndarray = field(repr=False)
     blocks: tuple[BlockPlan, ...] = field(repr=False)
     group: np.ndarray | None = field(default=None, repr=False)
+    sire: np.ndarray | None = field(default=None, repr=False)
+    dam: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_blocks(self) -> int:
@@ -503,8 +508,9 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
             ranges=ranges[X] if ranges is not None else (),
             send_slot=tuple(x.astype(itype) for x in slots),
             send_bounds=tuple(_thread_bounds(x, SCATTER_CHUNKS) for x in slots)))
+    ptype = kernel.index_dtype(n + 1)
     return Partition(n_animals=n, bounds=bounds, order=order, blocks=tuple(blocks),
-                     group=group_of_block)
+                     group=group_of_block, sire=sire.astype(ptype), dam=dam.astype(ptype))
 
 
 # --------------------------------------------------------------------------------------
@@ -536,6 +542,8 @@ class BlockInput:
     d0: np.ndarray
     fixed: np.ndarray
     fixed_erc: np.ndarray
+    #: :func:`bigeval.reliability.kernel.informative` of the block's animals
+    own: np.ndarray
 
 
 def block_inputs(part: Partition, d0, fixed_animal=None, fixed_erc=None) -> list[BlockInput]:
@@ -545,7 +553,8 @@ def block_inputs(part: Partition, d0, fixed_animal=None, fixed_erc=None) -> list
     if d0.shape != (n,):
         raise ValueError(f"d0 must have length {n}")
     fixed, fixed_val = kernel.fix_animals(d0, fixed_animal, fixed_erc)
-    return [BlockInput(d0[b.animals], fixed[b.animals], fixed_val[b.animals])
+    own = kernel.informative(d0, part.sire, part.dam)
+    return [BlockInput(d0[b.animals], fixed[b.animals], fixed_val[b.animals], own[b.animals])
             for b in part.blocks]
 
 
@@ -566,7 +575,8 @@ def _buffer(work: dict | None, name: str, size: int) -> np.ndarray:
 
 
 def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray,
-                work: dict | None = None, x: np.ndarray | None = None) -> np.ndarray:
+                own: np.ndarray, work: dict | None = None,
+                x: np.ndarray | None = None) -> np.ndarray:
     """Gather and family solve for the families of one block (children in the block).
 
     Parameters
@@ -577,6 +587,9 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
         Current ERC of the block's animals (length n_X).
     halos
         The halo values from ``plan.halo_blocks``, in that order.
+    own
+        :func:`bigeval.reliability.kernel.informative` of the block's animals
+        (``BlockInput.own``).
     work
         A dict of work arrays kept by the caller between rounds (None: new arrays); the
         result is then one of them, overwritten by the next call.
@@ -602,15 +615,16 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
         x = d
     if work is None:
         out = np.empty(3 * n)
-        solve_rows(plan, alpha, x, 0, n, {"r": out})
+        solve_rows(plan, alpha, x, 0, n, {"r": out}, own)
         return out
-    solve_rows(plan, alpha, x, 0, n, work)
+    solve_rows(plan, alpha, x, 0, n, work, own)
     # the solve is written where update_block finds it before the contributions received
     # (no concatenation there)
     return work["r"][:3 * n]
 
 
-def solve_rows(plan: BlockPlan, alpha: float, x: np.ndarray, lo: int, hi: int, work: dict):
+def solve_rows(plan: BlockPlan, alpha: float, x: np.ndarray, lo: int, hi: int, work: dict,
+               own: np.ndarray):
     """Gather and family solve of the families whose child is one of the block's animals
     ``lo..hi-1``: :func:`solve_block` for a range of rows.
 
@@ -624,7 +638,7 @@ def solve_rows(plan: BlockPlan, alpha: float, x: np.ndarray, lo: int, hi: int, w
     if r is None or len(r) < 3 * n:
         r = work["r"] = np.empty(3 * n + plan.n_received)
     kernel.gather(x, plan.sire_loc[lo:hi], plan.dam_loc[lo:hi], bs, bd)
-    kernel.family_solve(x[lo:hi], bs, bd, alpha, r[lo:hi], r[n + lo:n + hi],
+    kernel.family_solve(x[lo:hi], bs, bd, own[lo:hi], alpha, r[lo:hi], r[n + lo:n + hi],
                         r[2 * n + lo:2 * n + hi])
 
 
@@ -741,7 +755,8 @@ def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = 100,
             solved = []
             for b in part.blocks:
                 halos = [halo_values(d[P], idx) for P, idx in zip(b.halo_blocks, b.halo_index)]
-                solved.append(solve_block(b, alpha, d[b.index], *halos))
+                solved.append(solve_block(b, alpha, d[b.index], *halos,
+                                          own=inputs[b.index].own))
             new, change = [], 0.0
             for b in part.blocks:
                 recv = [contributions_to(part.blocks[X], solved[X], b.index)

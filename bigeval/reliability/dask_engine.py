@@ -60,9 +60,9 @@ def _halo_task(state, index):
     return _blocks.halo_values(state[0], index)
 
 
-def _solve_task(threads, plan: BlockPlan, alpha, state, *halos):
+def _solve_task(threads, plan: BlockPlan, alpha, inputs: BlockInput, state, *halos):
     with _blocks.numba_threads(threads):
-        return _blocks.solve_block(plan, alpha, state[0], *halos)
+        return _blocks.solve_block(plan, alpha, state[0], *halos, own=inputs.own)
 
 
 def _send_task(solved, n, send_plan):
@@ -311,7 +311,8 @@ class DaskIteration:
                 dsk[hk] = (_halo_task, prev[P], ref(self._k("hidx", P, X)))
                 halos.append(hk)
             dsk[(f"{name}-solve", k, X)] = (_solve_task, self.threads, ref(self._k("plan", X)),
-                                           alpha, prev[X], *halos)
+                                           alpha, ref(self._k(f"input{self._in_tok}", X)),
+                                           prev[X], *halos)
             for P in b.halo_blocks:
                 dsk[(f"{name}-send", k, X, P)] = (_send_task, (f"{name}-solve", k, X), b.n,
                                                   ref(self._k("sidx", X, P)))

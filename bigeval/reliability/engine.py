@@ -102,6 +102,8 @@ class FamilyGraph:
     parent: np.ndarray
     entry: np.ndarray
     bounds: np.ndarray
+    #: parents before progeny (for :func:`bigeval.reliability.kernel.informative`)
+    order: np.ndarray | None = None
 
     @classmethod
     def from_parents(cls, sire: np.ndarray, dam: np.ndarray) -> "FamilyGraph":
@@ -110,7 +112,14 @@ class FamilyGraph:
         sire = np.ascontiguousarray(sire, dtype=itype)
         dam = np.ascontiguousarray(dam, dtype=itype)
         parent, entry, bounds = kernel.contribution_index(sire, dam)
-        return cls(sire, dam, parent, entry, bounds)
+        ar = np.arange(n, dtype=itype)
+        if bool(np.all(sire < ar) and np.all(dam < ar)):
+            order = ar
+        else:
+            from bigeval.pedigree import topological_order
+
+            order = topological_order(sire, dam).astype(itype)
+        return cls(sire, dam, parent, entry, bounds, order)
 
     @property
     def n(self) -> int:
@@ -176,6 +185,7 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
     n = graph.n
     d0 = np.array(d0, dtype=np.float64)
     fixed, fixed_val = kernel.fix_animals(d0, fixed_animal, fixed_erc)
+    own = kernel.informative(d0, graph.sire, graph.dam, graph.order)
     d = d0.copy()
     d_new = np.empty(n)
     bs, bd = np.empty(n), np.empty(n)
@@ -189,7 +199,7 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 1
     k = 0
     for k in range(1, rounds + 1):
         kernel.gather(d, graph.sire, graph.dam, bs, bd)
-        kernel.family_solve(d, bs, bd, alpha, ra, rs, rd)
+        kernel.family_solve(d, bs, bd, own, alpha, ra, rs, rd)
         progeny[:] = 0.0
         kernel.sum_contributions(graph.parent, graph.entry, r_parents, graph.bounds, progeny)
         change = kernel.damp(d, d0, ra, progeny, fixed, fixed_val, alpha, d_new)

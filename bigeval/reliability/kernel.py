@@ -103,17 +103,24 @@ FAMILY_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
 @numba.njit(parallel=True, fastmath=FAMILY_FASTMATH, nogil=True, cache=True)
-def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
+def family_solve(ba, bs, bd, own, alpha, ra, rs, rd):  # pragma: no cover - numba
     """The 10-step family solve for a block of families (SAS ``do j=1 to 10``).
 
     Starting from q = b, each step computes the implied information bx(q) and sets
     q ← max(q − (bx − b), 0) (members with |b| ~ 0 keep q); the contribution is r = bx − q,
     bx from the last step and q after it.
 
+    A family whose animal has no information of its own in its subtree (``own`` = 0, see
+    :func:`informative`) has the animal's outside information q_a = 0 exactly, held through
+    the steps, and gives its parents nothing (r_s = r_d = 0): the values of the solved
+    system, which the 10 steps from q_a = b_a only approach (see :func:`informative`).
+
     Parameters
     ----------
     ba, bs, bd
         Family values (length B): animal, sire, dam.
+    own
+        1 where the animal, or a descendant, has information of its own (uint8, length B).
     alpha
         σe²/σa².
     ra, rs, rd
@@ -130,13 +137,14 @@ def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
     for t in prange(ntiles):
         lo = t * TILE
         m = min(lo + TILE, n) - lo
-        buf = np.zeros((6, TILE))  # a short last tile is padded with empty families
-        b0, b1, b2, q0, q1, q2 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
+        buf = np.zeros((7, TILE))  # a short last tile is padded with empty families
+        b0, b1, b2, q0, q1, q2, o = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]
         for f in range(m):
             b0[f] = ba[lo + f]
             b1[f] = bs[lo + f]
             b2[f] = bd[lo + f]
-            q0[f] = b0[f]
+            o[f] = 1.0 if own[lo + f] else 0.0
+            q0[f] = b0[f] * o[f]
             q1[f] = b1[f]
             q2[f] = b2[f]
         # every arithmetic loop runs over the full tile, so each family goes through the same
@@ -145,14 +153,14 @@ def family_solve(ba, bs, bd, alpha, ra, rs, rd):  # pragma: no cover - numba
         for _ in range(N_STEPS - 1):
             for f in range(TILE):
                 bxa, bxs, bxd = _bx(q0[f], q1[f], q2[f], alpha)
-                q0[f] = _update(q0[f], bxa, b0[f])
+                q0[f] = _update(q0[f], bxa, b0[f]) * o[f]
                 q1[f] = _update(q1[f], bxs, b1[f])
                 q2[f] = _update(q2[f], bxd, b2[f])
         for f in range(TILE):  # r = bx - q, kept in the q rows
             bxa, bxs, bxd = _bx(q0[f], q1[f], q2[f], alpha)
-            q0[f] = bxa - _update(q0[f], bxa, b0[f])
-            q1[f] = bxs - _update(q1[f], bxs, b1[f])
-            q2[f] = bxd - _update(q2[f], bxd, b2[f])
+            q0[f] = bxa - _update(q0[f], bxa, b0[f]) * o[f]
+            q1[f] = (bxs - _update(q1[f], bxs, b1[f])) * o[f]
+            q2[f] = (bxd - _update(q2[f], bxd, b2[f])) * o[f]
         for f in range(m):
             ra[lo + f] = q0[f]
             rs[lo + f] = q1[f]
@@ -217,6 +225,53 @@ def damp(d, d0, ra, progeny, fixed, fixed_erc, alpha, out):  # pragma: no cover 
                 mx = x
         part[c] = mx
     return part.max()
+
+
+@numba.njit(cache=True, nogil=True)
+def _informative(has, sire, dam, order):  # pragma: no cover - numba
+    for k in range(len(order) - 1, -1, -1):  # progeny before parents
+        i = order[k]
+        if has[i]:
+            if sire[i] >= 0:
+                has[sire[i]] = 1
+            if dam[i] >= 0:
+                has[dam[i]] = 1
+    return has
+
+
+def informative(d0, sire, dam, order=None) -> np.ndarray:
+    """1 for the animals with information in their subtree: their own (d⁰ ≠ 0: records,
+    Interbull, a Part III genotyped value) or a descendant's (uint8, length N).
+
+    Why. The family of an animal without such information contributes exactly nothing to its
+    parents at the solution: its outside information is q_a = 0, and with q_a = 0 the
+    implied bx_s = q_s and bx_d = q_d, so r_s = r_d = 0. The SAS program re-derives q_a from
+    the animal's current value with 10 fixed-point steps. Near the solution the clip at
+    q ≥ 0 leaves a residual (about 3e-9 of the value after 10 steps), and the damping lag
+    adds to it. Summed over many progeny, this feeds the parent, whose progeny then lag
+    further. A sire of 1 000 record-less daughters with 5 units of its own went to 5.7 ERC
+    in 100 rounds, and a sire of 3 000 to 20 (true: 5). In a simulated 1 M-animal dairy
+    population, 12 292 reliabilities moved by > 0.001 between rounds 30 and 100, founders
+    without information reaching 0.88. Solving these families at their exact q_a = 0
+    (:func:`family_solve` with ``own``) removes the feedback; the iteration then converges,
+    to 1e-15 by round 100.
+
+    ``order``: parents before progeny (default: the numbering when it already is, else
+    :func:`bigeval.pedigree.topological_order`).
+    """
+    sire = np.asarray(sire)
+    dam = np.asarray(dam)
+    n = len(sire)
+    if order is None:
+        ar = np.arange(n)
+        if bool(np.all(sire < ar) and np.all(dam < ar)):
+            order = ar
+        else:
+            from bigeval.pedigree import topological_order
+
+            order = topological_order(sire, dam)
+    has = (np.asarray(d0) != 0).astype(np.uint8)
+    return _informative(has, sire, dam, np.asarray(order))
 
 
 def fix_animals(d0: np.ndarray, fixed_animal=None, fixed_erc=None):

@@ -12,7 +12,12 @@ Deviations from the SAS text, all documented in the spec:
 * the relatives count q skips the animal's own records instead of counting them and
   subtracting 1 (so q ≥ 0 for an animal with unknown parents);
 * the threshold of the ``if abs(b[k,l]) < … then s[k,l]=0`` guard was lost in the text
-  extraction; it is :data:`bigeval.reliability.kernel.ZERO_ERC`.
+  extraction; it is :data:`bigeval.reliability.kernel.ZERO_ERC`;
+* the family of an animal without information in its subtree (no own information, nor any
+  descendant's) is solved at its exact outside information q_a = 0 and gives its parents
+  nothing (:func:`bigeval.reliability.kernel.informative` says why: the SAS iteration lets
+  such families feed a sire of many record-less progeny without bound). ``literal=True``
+  runs the SAS text as it is.
 """
 
 from __future__ import annotations
@@ -70,7 +75,22 @@ def sas_start_vector(n, rec_animal, rec_cg, n_cg, sire, dam, *, alpha, tau=None,
     return np.array(d, dtype=np.float64)
 
 
-def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_erc=None):
+def informative_slow(d0, sire, dam) -> list:
+    """Whether each animal or a descendant has information (d⁰ ≠ 0): marked parents of
+    marked animals, again and again until nothing changes."""
+    has = [x != 0 for x in d0]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(has)):
+            for p in (sire[i], dam[i]):
+                if has[i] and p >= 0 and not has[p]:
+                    has[p] = changed = True
+    return has
+
+
+def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_erc=None,
+                literal=False):
     """The SAS iteration, loop by loop (blocks V1 and V3), on Python lists.
 
     Parameters
@@ -81,6 +101,9 @@ def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_er
         Parents, -1 unknown.
     fixed_animal, fixed_erc
         Part III: animals whose d is written back to ``fixed_erc`` after every round.
+    literal
+        The SAS text as it is; else the families of animals without information in their
+        subtree are solved at q_a = 0 and give their parents nothing (module docstring).
     """
     a = alpha
     pa = len(d0)
@@ -89,6 +112,7 @@ def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_er
         for i in range(len(fixed_animal)):
             d[fixed_animal[i]] = float(fixed_erc[i])
     d0 = list(d)
+    own = [True] * pa if literal else informative_slow(d0, sire, dam)
     for _m in range(rounds):
         b = [[0.0, 0.0, 0.0] for _ in range(pa)]
         for i in range(pa):
@@ -97,6 +121,9 @@ def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_er
             bd = 0.0 if dam[i] < 0 else d[dam[i]]
             b[i] = [ba, bs, bd]
         q = [list(row) for row in b]
+        for i in range(pa):
+            if not own[i]:
+                q[i][0] = 0.0
         bx = [[0.0, 0.0, 0.0] for _ in range(pa)]
         for _j in range(N_STEPS):
             for i in range(pa):
@@ -111,7 +138,7 @@ def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_er
             s = [[0.0, 0.0, 0.0] for _ in range(pa)]
             for k in range(pa):
                 for l in range(3):
-                    if abs(b[k][l]) < ZERO_ERC:
+                    if abs(b[k][l]) < ZERO_ERC or (l == 0 and not own[k]):
                         s[k][l] = 0.0
                     else:
                         s[k][l] = bx[k][l] - b[k][l]
@@ -122,7 +149,8 @@ def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_er
                 for l in range(3):
                     if q[k][l] < 0:
                         q[k][l] = 0.0
-        r = [[bx[k][l] - q[k][l] for l in range(3)] for k in range(pa)]
+        r = [[bx[k][l] - q[k][l] if l == 0 or own[k] else 0.0 for l in range(3)]
+             for k in range(pa)]
         d1 = list(d0)
         for k in range(pa):
             d1[k] = d1[k] + r[k][0]
@@ -152,10 +180,11 @@ def sas_part2(d_genotyped, ginv, a22inv, *, alpha):
 
 
 @numba.njit(cache=True)
-def iterate_scalar(d0, sire, dam, alpha, rounds):  # pragma: no cover - numba
+def iterate_scalar(d0, sire, dam, alpha, rounds, own):  # pragma: no cover - numba
     """Straightforward scalar numba loop of the iteration: the benchmark's baseline.
 
-    One thread, one family at a time (10 steps each), scatter by ``+=``.
+    One thread, one family at a time (10 steps each), scatter by ``+=``; ``own`` as
+    :func:`bigeval.reliability.kernel.informative` (all 1: the SAS text).
     """
     n = len(d0)
     d = d0.copy()
@@ -167,7 +196,7 @@ def iterate_scalar(d0, sire, dam, alpha, rounds):  # pragma: no cover - numba
             b0 = d[i]
             b1 = d[sire[i]] if sire[i] >= 0 else 0.0
             b2 = d[dam[i]] if dam[i] >= 0 else 0.0
-            q0, q1, q2 = b0, b1, b2
+            q0, q1, q2 = (b0 if own[i] else 0.0), b1, b2
             x0 = x1 = x2 = 0.0
             for _j in range(N_STEPS):
                 x1 = 0.5 * a + q1 - (0.25 * a * a * (2 * a + q0) - a * a * a + a * a * (
@@ -176,16 +205,16 @@ def iterate_scalar(d0, sire, dam, alpha, rounds):  # pragma: no cover - numba
                     1.5 * a + q1)) / ((1.5 * a + q1) * (2 * a + q0) - a * a)
                 x0 = a + q0 - (a * a * (1.5 * a + q2) - a * a * a + a * a * (1.5 * a + q1)) / (
                     (1.5 * a + q1) * (1.5 * a + q2) - 0.25 * a * a)
-                if abs(b0) >= ZERO_ERC:
+                if abs(b0) >= ZERO_ERC and own[i]:
                     q0 = max(q0 - (x0 - b0), 0.0)
                 if abs(b1) >= ZERO_ERC:
                     q1 = max(q1 - (x1 - b1), 0.0)
                 if abs(b2) >= ZERO_ERC:
                     q2 = max(q2 - (x2 - b2), 0.0)
             d1[i] += x0 - q0
-            if sire[i] >= 0:
+            if sire[i] >= 0 and own[i]:
                 d1[sire[i]] += x1 - q1
-            if dam[i] >= 0:
+            if dam[i] >= 0 and own[i]:
                 d1[dam[i]] += x2 - q2
         for i in range(n):
             d[i] = 0.5 * (d[i] + d1[i])

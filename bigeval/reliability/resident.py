@@ -227,7 +227,7 @@ class BlockWorker:
 
     # ---- the rounds ------------------------------------------------------------------
 
-    def _solve(self, X, lo, hi, alpha, d, halos, last):
+    def _solve(self, X, lo, hi, alpha, own, d, halos, last):
         """Gather and family solve of block X's rows lo..hi-1, with X's halos put in place
         first when given (local ones read here, remote ones received); with ``last`` (X is
         then solved) returns the contributions for blocks on other workers."""
@@ -242,7 +242,7 @@ class BlockWorker:
                 x[at:at + len(h)] = h
                 at += len(h)
         with _blocks.numba_threads(self.threads):
-            _blocks.solve_rows(plan, alpha, x, lo, hi, self._work[X])
+            _blocks.solve_rows(plan, alpha, x, lo, hi, self._work[X], own)
             out = self._contributions(X) if last else {}
         self.seconds["solve"] += time.perf_counter() - t
         return out
@@ -310,7 +310,7 @@ class BlockWorker:
                                  for P in self.plans[X].halo_blocks]
                     last = self._last_solve[X] == i  # X solved: its contributions go out
                     out = await loop.run_in_executor(pool, self._solve, X, lo, hi, alpha,
-                                                     run["d"], halos, last)
+                                                     inputs[X].own, run["d"], halos, last)
                     self._post(rid, k, "c", X, out, sends)
                 placed = set()
                 change = 0.0
