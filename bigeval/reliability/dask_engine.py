@@ -17,15 +17,17 @@ except the progress of each round, and with ``tol`` a batch that overshot the st
 is recomputed from its start to that round.
 
 The graph is an ordinary Dask graph, so it runs under the synchronous, threaded and
-distributed schedulers alike, and with the same result bit for bit (see :mod:`.blocks`).
+distributed schedulers alike, and with the same result bit for bit (see :mod:`.blocks`; with
+``partition(presum=True)`` the same as the in-memory blocked driver on that partition, and
+the in-memory engine's to rounding).
 Under ``distributed`` a worker lost mid-round is survived: its keys are recomputed from their
 lineage (the data keys are literals the scheduler keeps), on the workers that are left.
 
 Under ``distributed`` the default is not this graph but worker-resident blocks
 (:mod:`bigeval.reliability.resident`, ``mode="resident"``): with worker processes the
 graph's per-task and per-hop costs outweighed a round's arithmetic (1 M animals × 100
-rounds, 2 worker processes on 2 cores: this graph 4.0× the in-memory engine's time, resident
-blocks 1.5×; benchmarks/bench_dask.py).
+rounds, 2 worker processes on 2 cores: this graph 2.6× the in-memory engine's time, resident
+blocks 1.23×; benchmarks/bench_dask.py).
 ``mode="graph"`` keeps this graph on a cluster.
 """
 
