@@ -189,16 +189,18 @@ def run_cli(files, out, *extra):
 
 def test_cli__local_cluster_of_processes_equals_in_memory(tmp_path, capsys):
     """`--cluster` with a local cluster of worker processes (everything is pickled as on a
-    real cluster): the table equals the in-memory run's."""
+    real cluster) and `--exact-sums`: the table equals the in-memory run's."""
     pytest.importorskip("distributed")
     files = simulated_files(tmp_path / "in")
     cfg = tmp_path / "local.yaml"
     cfg.write_text((CLUSTER / "local.yaml").read_text())  # kind: local, 2 worker processes
     mem, mem_text = run_cli(files, tmp_path / "mem", "--engine", "memory")
-    got, text = run_cli(files, tmp_path / "dask", "--cluster", str(cfg), "--block-size", "300")
+    got, text = run_cli(files, tmp_path / "dask", "--cluster", str(cfg), "--block-size", "300",
+                        "--exact-sums")
     assert "engine: in memory (asked for)" in mem_text
     assert "engine: dask (distributed at tcp://" in text and "2 workers" in text
     assert "a cluster file is given" in text and "2 blocks of 2" in text
+    assert "sums per parent" not in text
     err = capsys.readouterr().err
     assert "local cluster with 2 workers" in err and "dashboard:" in err
     pd.testing.assert_frame_equal(got, mem)

@@ -235,6 +235,8 @@ class Partition:
         if self.group is not None:
             g = np.asarray(self.group)
             ng = int(g.max()) + 1
+            if ng == self.n_blocks:
+                return text + "; one block per worker, its rows by what crosses workers"
             cross = sum(len(h) for b in self.blocks for P, h in zip(b.halo_blocks, b.halo_index)
                         if g[P] != g[b.index])
             text += (f"; {ng} groups (one per worker), {cross:,} parent values cross "
