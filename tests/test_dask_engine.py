@@ -275,14 +275,19 @@ class _Recomputed(distributed.diagnostics.plugin.SchedulerPlugin):
             self.memory[key] += 1
 
 
-@pytest.mark.parametrize("mode", ["graph", "resident"])
-def test_dask_iteration__worker_killed_mid_round(mode):
+@pytest.mark.parametrize("mode,plan", [("graph", dict(n_blocks=4)),
+                                       ("resident", dict(n_blocks=4)),
+                                       ("resident", dict(groups=2, presum=True))])
+def test_dask_iteration__worker_killed_mid_round(mode, plan):
     """SIGKILL one of two worker processes while rounds are in flight: Dask recomputes the
     lost keys on the survivor (and the restarted worker), or, with resident blocks, the batch
-    is run again from its checkpoint; the result is unchanged."""
+    is run again from its checkpoint; the result is unchanged (the engine's plan too: a block
+    per worker, sums per parent, against its in-memory twin)."""
     sire, dam, d0 = population(3000, 15)
     rounds = 16
-    ref = in_memory(d0, sire, dam, rounds=rounds)
+    part = partition(sire, dam, **plan)
+    ref = (iterate_blocks(d0, part, ALPHA, rounds=rounds, progress=False)
+           if plan.get("presum") else in_memory(d0, sire, dam, rounds=rounds))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
@@ -298,8 +303,7 @@ def test_dask_iteration__worker_killed_mid_round(mode):
                 killed.append(k)
 
         per_batch = rounds if mode == "graph" else 6
-        it = DaskIteration(partition(sire, dam, n_blocks=4), c, rounds_per_batch=per_batch,
-                           mode=mode)
+        it = DaskIteration(part, c, rounds_per_batch=per_batch, mode=mode)
         got = it(d0, ALPHA, rounds=rounds, progress=False, on_round=on_round)
         assert killed
         assert pids[victim] not in c.run(os.getpid).values()  # that process is gone
