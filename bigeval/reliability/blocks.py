@@ -427,7 +427,8 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
     u_pos = ukey % stride
     ploc = pos[p].copy()  # the parent's local index in the child block's gather vector
     first_of_cb = np.searchsorted(u_cb, np.arange(nb + 1))
-    ploc[cross] = size[cb[cross]] + np.searchsorted(ukey, hkey) - first_of_cb[cb[cross]]
+    hpos = np.searchsorted(ukey, hkey)  # each cross entry's halo key
+    ploc[cross] = size[cb[cross]] + hpos - first_of_cb[cb[cross]]
     sire_loc = np.full(n, -1, np.int64)
     dam_loc = np.full(n, -1, np.int64)
     is_s = e < n
@@ -439,7 +440,6 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
     if presum:
         # X sends P one value per parent of its halo from P (the same order): the sum of the
         # contributions of X's children to it, in entry order
-        hpos = np.searchsorted(ukey, hkey)
         u_pair = u_cb * nb + u_pb
         upairs, hstart, pcount = np.unique(u_pair, return_index=True, return_counts=True)
         slot = hpos - hstart[np.searchsorted(upairs, ce_pair)]
