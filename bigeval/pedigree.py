@@ -41,6 +41,7 @@ __all__ = [
     "inbreeding",
     "inbreeding_dense",
     "mendelian_variance",
+    "parents_first_order",
     "topological_order",
 ]
 
@@ -311,6 +312,21 @@ def topological_order(sire, dam) -> np.ndarray:
     """
     gen = generations(sire, dam)
     return _order_by_generation(gen)
+
+
+def parents_first_order(sire, dam) -> np.ndarray:
+    """The numbering itself (``arange``) when every parent is numbered before its progeny (as
+    after :func:`bigeval.prepare.prepare`), else :func:`topological_order`.
+
+    >>> parents_first_order([-1, 0], [-1, -1]), parents_first_order([1, -1], [-1, -1])
+    (array([0, 1]), array([1, 0]))
+    """
+    sire = np.asarray(sire)
+    dam = np.asarray(dam)
+    ar = np.arange(len(sire))
+    if bool(np.all(sire < ar) and np.all(dam < ar)):
+        return ar
+    return topological_order(sire, dam)
 
 
 def _sorted_pedigree(sire: np.ndarray, dam: np.ndarray, order: np.ndarray):

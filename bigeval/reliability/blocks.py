@@ -311,15 +311,11 @@ def _group_order(sire, dam, order, groups: int, presum: bool = False):
     if n == 0:
         gb = np.zeros(2, np.int64)
     grp = np.searchsorted(gb, rank, side="right") - 1
-    child = np.arange(n, dtype=np.int64)
+    cross = grp[kid] != grp[par]
     remote_parent = np.zeros(n, bool)
     remote_progeny = np.zeros(n, bool)
-    for par in (sire, dam):
-        k = par >= 0
-        cross = np.zeros(n, bool)
-        cross[k] = grp[par[k]] != grp[child[k]]
-        remote_parent |= cross
-        remote_progeny[par[cross]] = True
+    remote_parent[kid[cross]] = True
+    remote_progeny[par[cross]] = True
     cls = remote_parent.astype(np.int64) + 2 * remote_progeny
     new = np.lexsort((rank, cls, grp)).astype(np.int64)
     ranges = []
@@ -384,12 +380,9 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         raise ValueError("sire and dam differ in length")
     ar = np.arange(n, dtype=np.int64)
     if order is None:
-        if bool(np.all(sire < ar) and np.all(dam < ar)):
-            order = ar
-        else:
-            from bigeval.pedigree import topological_order
+        from bigeval.pedigree import parents_first_order
 
-            order = topological_order(sire, dam)
+        order = parents_first_order(sire, dam)
     order = np.asarray(order, dtype=np.int64)
     if len(order) != n or not np.array_equal(np.sort(order), ar):
         raise ValueError("order must be a permutation of 0..N-1")
@@ -469,8 +462,9 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         r_pb = np.concatenate([pb[local], u_pb])
         r_pos = np.concatenate([pos[p[local]], u_pos])
         r_key = np.concatenate([e[local], e[ce[first]]])
-        r_idx = np.concatenate([jloc[local], offset[np.searchsorted(upairs, u_pair)]
-                                + np.arange(len(ukey)) - hstart[np.searchsorted(upairs, u_pair)]])
+        pair_of_u = np.searchsorted(upairs, u_pair)
+        r_idx = np.concatenate([jloc[local], offset[pair_of_u] + np.arange(len(ukey))
+                                - hstart[pair_of_u]])
     else:
         idx_in = jloc.copy()
         order_in_pair = np.empty(len(ce), np.int64)
@@ -565,11 +559,9 @@ def halo_values(d: np.ndarray, index: np.ndarray) -> np.ndarray:
     return d[index]
 
 
-def _buffer(work: dict | None, name: str, size: int) -> np.ndarray:
-    """A float64 work array of ``size``: new, or kept in ``work`` and reused (rounds of a
-    long-lived driver allocate nothing; see :mod:`bigeval.reliability.resident`)."""
-    if work is None:
-        return np.empty(size)
+def _buffer(work: dict, name: str, size: int) -> np.ndarray:
+    """A float64 work array of ``size`` kept in ``work`` and reused (rounds of a long-lived
+    driver allocate nothing; see :mod:`bigeval.reliability.resident`)."""
     buf = work.get(name)
     if buf is None or len(buf) != size:
         buf = work[name] = np.empty(size)
@@ -577,8 +569,7 @@ def _buffer(work: dict | None, name: str, size: int) -> np.ndarray:
 
 
 def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray,
-                own: np.ndarray, work: dict | None = None,
-                x: np.ndarray | None = None) -> np.ndarray:
+                own: np.ndarray) -> np.ndarray:
     """Gather and family solve for the families of one block (children in the block).
 
     Parameters
@@ -592,12 +583,6 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
     own
         :func:`bigeval.reliability.kernel.informative` of the block's animals
         (``BlockInput.own``).
-    work
-        A dict of work arrays kept by the caller between rounds (None: new arrays); the
-        result is then one of them, overwritten by the next call.
-    x
-        A buffer whose first n_X entries are ``d`` (the caller keeps its state there): the
-        halos are copied in after it instead of concatenating.
 
     Returns
     -------
@@ -605,24 +590,10 @@ def solve_block(plan: BlockPlan, alpha: float, d: np.ndarray, *halos: np.ndarray
     sire and dam.
     """
     n = plan.n
-    if x is not None:  # d is x[:n] already: only the halos are put in place
-        at = n
-        for h in halos:
-            x[at:at + len(h)] = h
-            at += len(h)
-        x = x[:at]
-    elif halos:
-        x = np.concatenate((d, *halos))
-    else:
-        x = d
-    if work is None:
-        out = np.empty(3 * n)
-        solve_rows(plan, alpha, x, 0, n, {"r": out}, own)
-        return out
-    solve_rows(plan, alpha, x, 0, n, work, own)
-    # the solve is written where update_block finds it before the contributions received
-    # (no concatenation there)
-    return work["r"][:3 * n]
+    x = np.concatenate((d, *halos)) if halos else d
+    out = np.empty(3 * n)
+    solve_rows(plan, alpha, x, 0, n, {"r": out}, own)
+    return out
 
 
 def solve_rows(plan: BlockPlan, alpha: float, x: np.ndarray, lo: int, hi: int, work: dict,
@@ -663,8 +634,7 @@ def contributions_to(plan: BlockPlan, solved: np.ndarray, P: int) -> np.ndarray:
 
 
 def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarray,
-                 solved: np.ndarray, *received: np.ndarray, work: dict | None = None,
-                 out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                 solved: np.ndarray, *received: np.ndarray) -> tuple[np.ndarray, float]:
     """Scatter (sum of contributions to the block's parents) and damping for one block.
 
     Parameters
@@ -677,9 +647,6 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
         The block's own :func:`solve_block` output.
     received
         Contributions from ``plan.recv_blocks``, in that order.
-    work, out
-        Work arrays kept between rounds (as :func:`solve_block`), and the array for d_new
-        (not ``d``); None: new arrays.
 
     Returns
     -------
@@ -687,23 +654,10 @@ def update_block(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarra
     reliability.
     """
     n = plan.n
-    if received and work is not None and work.get("r") is not None \
-            and np.shares_memory(solved, work["r"]):
-        # the solve is work["r"][:3n] (solve_block with work): put the received after it
-        r = work["r"]
-        at = 3 * n
-        for x in received:
-            r[at:at + len(x)] = x
-            at += len(x)
-        r = r[n:at]
-    elif received:
-        r = np.concatenate((solved[n:], *received))
-    else:
-        r = solved[n:]
-    if out is None:
-        out = np.empty(n)
-    change = update_rows(plan, alpha, inputs, d, solved[:n], r, 0, n, _buffer(work, "progeny", n),
-                         out, (0, len(plan.parent), plan.bounds))
+    r = np.concatenate((solved[n:], *received)) if received else solved[n:]
+    out = np.empty(n)
+    change = update_rows(plan, alpha, inputs, d, solved[:n], r, 0, n, np.empty(n), out,
+                         (0, len(plan.parent), plan.bounds))
     return out, change
 
 

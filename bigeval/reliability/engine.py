@@ -19,6 +19,7 @@ import pandas as pd
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
 from bigeval.linalg import symmetric_inverse_diag
+from bigeval.pedigree import parents_first_order
 from bigeval.reliability import erc as _erc
 from bigeval.reliability import kernel
 
@@ -112,13 +113,7 @@ class FamilyGraph:
         sire = np.ascontiguousarray(sire, dtype=itype)
         dam = np.ascontiguousarray(dam, dtype=itype)
         parent, entry, bounds = kernel.contribution_index(sire, dam)
-        ar = np.arange(n, dtype=itype)
-        if bool(np.all(sire < ar) and np.all(dam < ar)):
-            order = ar
-        else:
-            from bigeval.pedigree import topological_order
-
-            order = topological_order(sire, dam).astype(itype)
+        order = parents_first_order(sire, dam).astype(itype)
         return cls(sire, dam, parent, entry, bounds, order)
 
     @property

@@ -256,20 +256,15 @@ def informative(d0, sire, dam, order=None) -> np.ndarray:
     (:func:`family_solve` with ``own``) removes the feedback; the iteration then converges,
     to 1e-15 by round 100.
 
-    ``order``: parents before progeny (default: the numbering when it already is, else
-    :func:`bigeval.pedigree.topological_order`).
+    ``order``: parents before progeny (default:
+    :func:`bigeval.pedigree.parents_first_order`).
     """
     sire = np.asarray(sire)
     dam = np.asarray(dam)
-    n = len(sire)
     if order is None:
-        ar = np.arange(n)
-        if bool(np.all(sire < ar) and np.all(dam < ar)):
-            order = ar
-        else:
-            from bigeval.pedigree import topological_order
+        from bigeval.pedigree import parents_first_order
 
-            order = topological_order(sire, dam)
+        order = parents_first_order(sire, dam)
     has = (np.asarray(d0) != 0).astype(np.uint8)
     return _informative(has, sire, dam, np.asarray(order))
 

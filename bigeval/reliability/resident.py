@@ -145,7 +145,8 @@ class BlockWorker:
         #: per block: work arrays reused every round (``r`` = [r_a | r_s | r_m | received]),
         #: and two buffers for its state, each ``[d (n_X) | halos]``, used in turn (the state
         #: is read from one, the next written to the other)
-        self._work = {X: {"r": np.empty(3 * p.n + p.n_received)} for X, p in self.plans.items()}
+        self._work = {X: {"r": np.empty(3 * p.n + p.n_received), "progeny": np.empty(p.n)}
+                      for X, p in self.plans.items()}
         self._state_buffers = {
             X: tuple(np.empty(p.n + sum(len(h) for h in p.halo_index)) for _ in range(2))
             for X, p in self.plans.items()}
@@ -279,7 +280,7 @@ class BlockWorker:
         nxt = self._state_buffers[P][1 - self._current[P]][:n]
         with _blocks.numba_threads(self.threads):
             change = _blocks.update_rows(plan, alpha, inputs[P], cur, r[:n], r[n:], lo, hi,
-                                         _blocks._buffer(self._work[P], "progeny", n), nxt,
+                                         self._work[P]["progeny"], nxt,
                                          self._scatter[(P, lo, hi)])
         out = self._halos(P, nxt) if halos else {}
         self.seconds["update"] += time.perf_counter() - t
