@@ -57,6 +57,17 @@ def shuffled(sire, dam, rng):
     return perm, inv, s2, m2
 
 
+def shuffled_part3(n, seed, n_fixed, fixed_erc, **kw):
+    """A population renumbered at random, with Part III's fixed animals: (sire, dam, d0,
+    perm, inv, sire2, dam2, iteration keywords for the renumbered one)."""
+    sire, dam, d0 = population(n, seed)
+    rng = np.random.default_rng(seed)
+    perm, inv, s2, m2 = shuffled(sire, dam, rng)
+    fixed = rng.choice(n, n_fixed, replace=False)
+    kw = dict(kw, fixed_animal=fixed, fixed_erc=np.full(n_fixed, fixed_erc))
+    return sire, dam, d0, perm, inv, s2, m2, kw
+
+
 def in_memory(d0, sire, dam, **kw):
     return iterate(d0, FamilyGraph.from_parents(sire, dam), ALPHA, progress=False, **kw)
 
@@ -82,11 +93,8 @@ def test_dask_iteration__local_schedulers_equal_in_memory(scheduler, block_size,
 
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 def test_dask_iteration__shuffled_animals_part3_and_tol(scheduler):
-    sire, dam, d0 = population(900, 12)
-    rng = np.random.default_rng(12)
-    perm, inv, s2, m2 = shuffled(sire, dam, rng)
-    fixed = rng.choice(900, 40, replace=False)
-    kw = dict(rounds=50, tol=2e-4, fixed_animal=fixed, fixed_erc=np.full(40, 2.5))
+    sire, dam, d0, perm, inv, s2, m2, kw = shuffled_part3(900, 12, 40, 2.5, rounds=50,
+                                                          tol=2e-4)
     ref = in_memory(d0[perm], s2, m2, **kw)
     it = DaskIteration(partition(s2, m2, block_size=128), scheduler, rounds_per_batch=9)
     got = it(d0[perm], ALPHA, progress=False, **kw)
@@ -94,7 +102,7 @@ def test_dask_iteration__shuffled_animals_part3_and_tol(scheduler):
     assert np.array_equal(got.d, ref.d)
     # against the original numbering: the same up to the order of sums over progeny
     np.testing.assert_allclose(got.d[inv], in_memory(d0, sire, dam, **{
-        **kw, "fixed_animal": perm[fixed]}).d, rtol=0, atol=1e-12)
+        **kw, "fixed_animal": perm[kw["fixed_animal"]]}).d, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["resident", "graph"])
@@ -124,11 +132,8 @@ def test_resident__any_blocks_shuffled_order_part3_and_tol(client, plan):
     """Worker-resident blocks (several per worker, fewer blocks than workers, or a group of
     blocks per worker), a shuffled numbering, Part III's fixed animals and ``tol`` stopping
     inside a batch."""
-    sire, dam, d0 = population(1200, 16)
-    rng = np.random.default_rng(16)
-    perm, inv, s2, m2 = shuffled(sire, dam, rng)
-    fixed = rng.choice(1200, 30, replace=False)
-    kw = dict(rounds=40, tol=5e-4, fixed_animal=fixed, fixed_erc=np.full(30, 2.0))
+    sire, dam, d0, perm, inv, s2, m2, kw = shuffled_part3(1200, 16, 30, 2.0, rounds=40,
+                                                          tol=5e-4)
     ref = in_memory(d0[perm], s2, m2, **kw)
     it = DaskIteration(partition(s2, m2, **plan), client, rounds_per_batch=6)
     got = it(d0[perm], ALPHA, progress=False, **kw)
@@ -146,11 +151,8 @@ def test_presum__every_driver_equals_the_blocked_twin_and_in_memory_to_1e_12(cli
     depend on the partition (rounding only), not on the driver: the Dask drivers equal the
     in-memory blocked driver on the same partition bit for bit, and the in-memory engine to
     1e-12 (the issue's tolerance); a shuffled numbering, Part III and tol."""
-    sire, dam, d0 = population(1200, 18)
-    rng = np.random.default_rng(18)
-    perm, inv, s2, m2 = shuffled(sire, dam, rng)
-    fixed = rng.choice(1200, 30, replace=False)
-    kw = dict(rounds=40, tol=5e-4, fixed_animal=fixed, fixed_erc=np.full(30, 2.0))
+    sire, dam, d0, perm, inv, s2, m2, kw = shuffled_part3(1200, 18, 30, 2.0, rounds=40,
+                                                          tol=5e-4)
     part = partition(s2, m2, presum=True, **plan)
     twin = iterate_blocks(d0[perm], part, ALPHA, progress=False, **kw)
     got = DaskIteration(part, client, rounds_per_batch=6, mode=mode)(d0[perm], ALPHA,
