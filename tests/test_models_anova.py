@@ -72,3 +72,14 @@ def test_independent_columns__confounded():
     X = np.array([[1, 1, 0, 1, 0], [1, 1, 0, 0, 1], [1, 0, 1, 0, 1.]])
     keep = independent_columns(X.T @ X)
     assert keep.sum() == np.linalg.matrix_rank(X)
+
+
+def test_design_matrix__one_factor_alone_keeps_every_level_like_the_rank_check():
+    """A single factor without intercept or covariates skips the dense rank check (its X'X is
+    diagonal); the columns kept are the rank check's."""
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"cg": rng.choice([f"h{i}" for i in range(30)], 200)})
+    d = design_matrix(df, ["cg"], intercept=False)
+    assert d.keep.all() and d.X.shape == (200, df["cg"].nunique())
+    assert np.array_equal(d.keep, independent_columns((d.X.T @ d.X).toarray()))
+    assert d.level == tuple(sorted(df["cg"].unique()))

@@ -96,7 +96,12 @@ def design_matrix(df: pd.DataFrame, factors=(), covariates=(), intercept=True) -
         raise InputError("the model has no fixed effect",
                          remedy="keep the intercept or give a factor or covariate")
     X = sp.hstack(blocks, format="csr")
-    keep = independent_columns((X.T @ X).toarray())
+    if len(factors) == 1 and not intercept and not covariates:
+        # one factor's incidence alone: X'X is diagonal and every level has records, so all
+        # columns are independent (no dense p × p X'X: 10⁴-10⁵ contemporary groups)
+        keep = np.asarray(X.getnnz(axis=0) > 0)
+    else:
+        keep = independent_columns((X.T @ X).toarray())
     return Design(X, tuple(effect), tuple(level), np.asarray(term), keep)
 
 

@@ -493,28 +493,16 @@ def _model_relationship(cfg: RunConfig) -> str:
 
 
 def _model_data(spec, df: pd.DataFrame, rel):
-    """:func:`bigeval.models.mme.model_data`; for the routine model (contemporary groups the
-    only fixed effect) the design is built directly: the group incidence, without an
-    intercept, has full column rank (every group has records), so the dense rank detection
-    of :func:`bigeval.models.anova.design_matrix` (a p × p X'X, too slow for 10⁴-10⁵ groups)
-    is not needed."""
+    """:func:`bigeval.models.mme.model_data`; the routine model (contemporary groups the only
+    fixed effect) without an intercept: the group incidence alone, whose columns
+    :func:`bigeval.models.anova.design_matrix` keeps without a dense rank check."""
     import dataclasses
 
-    import scipy.sparse as sp
-
-    from bigeval.models.anova import Design
     from bigeval.models.mme import model_data
 
-    if spec.factors != ("cg",) or spec.covariates:
-        return model_data(spec, df, rel)
-    small = dataclasses.replace(spec, factors=(), intercept=True)
-    md = model_data(small, df, rel)  # joins records to the relationship, pe levels
-    codes, levels = pd.factorize(df["cg"].astype(str), sort=True)
-    n = len(df)
-    X = sp.csr_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, len(levels)))
-    design = Design(X, ("cg",) * len(levels), tuple(str(v) for v in levels),
-                    np.zeros(len(levels), dtype=np.int64), np.ones(len(levels), dtype=bool))
-    return dataclasses.replace(md, design=design)
+    if spec.factors == ("cg",) and not spec.covariates:
+        spec = dataclasses.replace(spec, intercept=False)
+    return model_data(spec, df, rel)
 
 
 def _diag_of_inverse(m: np.ndarray) -> np.ndarray:
