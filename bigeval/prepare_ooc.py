@@ -557,16 +557,12 @@ def reliability_ooc(pop: OocPopulation, opts, *, interbull_source=None,
     """Parts I–III on an out-of-core population: the start vector in blocks, the iteration
     in memory (about 120 bytes per animal) or by ``iterator`` (the Dask engine, see
     :func:`bigeval.reliability.reliability`); as :func:`bigeval.reliability.reliability`."""
-    from bigeval.reliability.engine import FamilyGraph, iterate, parts_1_to_3
+    from bigeval.reliability.engine import memory_iterator, parts_1_to_3
 
     d0 = start_vector_ooc(pop, opts, interbull_source=interbull_source)
     _store(pop.group, "d0", d0)
     if iterator is None:
-        graph = FamilyGraph.from_parents(pop.array("sire"), pop.array("dam"))
-
-        def iterator(d0, alpha, **kw):
-            return iterate(d0, graph, alpha, **kw)
-
+        iterator = memory_iterator(pop.array("sire"), pop.array("dam"))
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
                         progress=progress)
 
@@ -669,12 +665,15 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         warn_single_record_groups(lonely, job, stacklevel=3)
         from bigeval.cluster import reliability_engine
 
-        with reliability_engine(pop.array("sire"), pop.array("dam"), engine=job.engine,
-                                scheduler=job.scheduler, cluster=job.cluster,
-                                block_size=job.block_size, n_workers=job.workers,
-                                exact_sums=job.exact_sums) as engine:
+        from bigeval.reliability.engine import memory_iterator
+
+        sire, dam = pop.array("sire"), pop.array("dam")  # read once, for either engine
+        with reliability_engine(sire, dam, engine=job.engine, scheduler=job.scheduler,
+                                cluster=job.cluster, block_size=job.block_size,
+                                n_workers=job.workers, exact_sums=job.exact_sums) as engine:
+            iterator = engine.iterator or memory_iterator(sire, dam)
             res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
-                                  iterator=engine.iterator)
+                                  iterator=iterator)
         text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description
         text += ("\nout of core: files read in blocks of "
                  f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")

@@ -297,6 +297,17 @@ class ReliabilityResult:
         return d / (d + self.alpha)
 
 
+def memory_iterator(sire, dam):
+    """The in-memory engine as an ``iterator`` of :func:`reliability`: :func:`iterate` on the
+    pedigree's :class:`FamilyGraph`."""
+    graph = FamilyGraph.from_parents(sire, dam)
+
+    def iterator(d0, alpha, **kw):
+        return iterate(d0, graph, alpha, **kw)
+
+    return iterator
+
+
 def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=None,
                 progress: bool | None = None, iterator=None) -> ReliabilityResult:
     """Run Parts I–III on a prepared population.
@@ -309,11 +320,7 @@ def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=N
     """
     own = getattr(iterator, "own_record_erc", None)
     if iterator is None:
-        graph = FamilyGraph.from_parents(pop.sire, pop.dam)
-
-        def iterator(d0, alpha, **kw):
-            return iterate(d0, graph, alpha, **kw)
-
+        iterator = memory_iterator(pop.sire, pop.dam)
     d0 = start_vector(pop, opts, interbull_source=interbull_source, own_record_erc=own)
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
                         progress=progress)
