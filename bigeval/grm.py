@@ -287,12 +287,18 @@ def _pair_block(state, Mi, Mj, c, same):
 def _missing_part(Ma, Mb, c):
     """``W - r 1'`` (float64, ``len(Ma) x len(Mb)``) for the missing calls of the genotype
     block ``Ma`` against the genotypes of block ``Mb`` (the same SNPs): see _pair_block."""
-    ptr, animal, snp = _missing_entries(Ma)
     W = np.zeros((len(Ma), len(Mb)))
+    W -= _add_missing(Ma, Mb, c, W)[:, None]
+    return W
+
+
+def _add_missing(Ma, Mb, c, W) -> np.ndarray:
+    """``W += `` the :func:`_missing_panel` term of the missing calls of block ``Ma`` against
+    the genotypes of ``Mb`` (the same SNPs); returns ``r = U c^2`` (per animal of ``Ma``)."""
+    ptr, animal, snp = _missing_entries(Ma)
     _missing_panel(np.ascontiguousarray(np.asarray(Mb).T), c, ptr, animal, snp, W,
                    MISSING_ROWS, MISSING_SLAB)
-    W -= np.bincount(animal, weights=c[snp] ** 2, minlength=len(Ma))[:, None]
-    return W
+    return np.bincount(animal, weights=c[snp] ** 2, minlength=len(Ma))
 
 
 @njit(cache=True, nogil=True)
@@ -574,10 +580,7 @@ def _grm_panels(X, freq, *, read=None, prefetch: bool = False, progress=None) ->
             u += up
             cc += float(ck @ ck)
             if M is not None:  # missing calls: u gains r = U c^2, G gains W (float64)
-                ptr, animal, snp = _missing_entries(M)
-                u += np.bincount(animal, weights=ck[snp] ** 2, minlength=n)
-                _missing_panel(np.ascontiguousarray(M.T), ck, ptr, animal, snp, G,
-                               MISSING_ROWS, MISSING_SLAB)
+                u += _add_missing(M, M, ck, G)
                 extra = True
             del P, M
             if progress:
@@ -629,21 +632,10 @@ class _FileSink:
     with the IDs; in the layout of :func:`write_grm`."""
 
     def __init__(self, tmp: Path, suffix: str, ids, n: int, block: int):
-        self.h5 = None
         side = max(1, min(n, block))
-        if suffix in (".h5", ".hdf5"):
-            import h5py
-
-            self.h5 = h5py.File(tmp, "w")
-            self.ds = self.h5.create_dataset("G", shape=(n, n), dtype="f8",
-                                             chunks=(min(side, 1024), min(side, 1024)))
-            self.h5.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
-        else:
-            import zarr
-
-            group = zarr.open_group(tmp, mode="w", zarr_format=3)
-            self.ds = group.create_array("G", shape=(n, n), dtype="f8", chunks=(side, side))
-            group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
+        if suffix != ".zarr":
+            side = min(side, 1024)
+        self.ds, self.h5 = _create_g(tmp, suffix, ids, n, (side, side))
 
     def put(self, block, r0, c0, mirror):
         ni, nj = block.shape
@@ -871,6 +863,25 @@ def _g_suffix(path: Path) -> str:
     return suffix
 
 
+def _create_g(tmp: Path, suffix: str, ids, n: int, chunks, name: str = "G"):
+    """A new HDF5 file or Zarr group at ``tmp`` in the layout of :func:`write_grm`: the
+    n × n float64 dataset ``name`` (``chunks``) and the ``ids``. Returns (the dataset, the
+    open HDF5 file or None)."""
+    if suffix != ".zarr":
+        import h5py
+
+        h5 = h5py.File(tmp, "w")
+        ds = h5.create_dataset(name, shape=(n, n), dtype="f8", chunks=chunks)
+        h5.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
+        return ds, h5
+    import zarr
+
+    group = zarr.open_group(tmp, mode="w", zarr_format=3)
+    ds = group.create_array(name, shape=(n, n), dtype="f8", chunks=chunks)
+    group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
+    return ds, None
+
+
 def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -> Path:
     """Write G (or any square relationship matrix) with its IDs, atomically.
 
@@ -885,20 +896,17 @@ def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -
         raise InputError("the matrix must be square with one ID per row",
                          value=f"shape {G.shape}, {len(ids)} IDs",
                          expected="n x n and n IDs", remedy="pass the IDs in the rows' order")
-    if _g_suffix(path) != ".zarr":
-        import h5py
-
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset(name, data=G, chunks=True if G.size > 1 else None)
-            f.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
-        return path
-    import zarr
-
+    suffix = _g_suffix(path)
     n = G.shape[0]
+    if suffix != ".zarr":
+        with atomic_path(path) as tmp:
+            ds, h5 = _create_g(tmp, suffix, ids, n, True if G.size > 1 else None, name)
+            with h5:
+                ds[...] = G
+        return path
     with atomic_dir(path) as tmp:
-        group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        group.create_array(name, data=G, chunks=(min(n, 4096), min(n, 4096)))
-        group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
+        ds, _ = _create_g(tmp, suffix, ids, n, (min(n, 4096), min(n, 4096)), name)
+        ds[...] = G
     return path
 
 
