@@ -10,6 +10,17 @@ import time
 import numba
 
 
+def vm_hwm_gib() -> float:
+    """This process's peak RSS since it started its program, in GiB (VmHWM; ``ru_maxrss`` of
+    a spawned Dask worker starts at its parent's peak, as Linux keeps it across exec). Run in
+    the workers with ``client.run(vm_hwm_gib)``."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    return float("nan")
+
+
 def simulated_population(n_animals: int, seed: int):
     """Simulate, write, read back and prepare a herd-structured population; print its size."""
     from bigeval.prepare import prepare

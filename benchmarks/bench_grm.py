@@ -32,19 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from _population import vm_hwm_gib
+
 
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
-
-
-def _worker_peak_gib() -> float:
-    """Peak RSS of this (worker) process: VmHWM, reset by exec (``ru_maxrss`` is not, so a
-    spawned worker would report its parent's peak)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB
-    return float("nan")
 
 
 def _warm_up():
@@ -170,7 +162,7 @@ def main(argv=None) -> int:
                 out = Path(tmp) / "G.h5" if args.bounded_out else None
                 t_b, all_b = _timed(lambda: grm(store, chunks=bc, out=out,
                                                 in_flight=args.in_flight), args.repeats)
-                peaks = client.run(_worker_peak_gib)
+                peaks = client.run(vm_hwm_gib)
             print(f"bounded: {args.workers} workers x 1 thread, memory limit {limit} each, "
                   f"grm chunks {bc} "
                   f"(store {n * m / 1024**2:.0f} MiB int8): median {t_b:.2f} s of "

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _population import vm_hwm_gib
+
 GIB = 2**30
 
 
@@ -141,16 +143,6 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
-def _vm_hwm_gib() -> float:
-    """This process's peak RSS since it started its program (VmHWM; ``ru_maxrss`` of a
-    spawned Dask worker starts at its parent's peak, as Linux keeps it across exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / GIB
-    return float("nan")
-
-
 def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "memory"
             ) -> dict:
     """The out-of-core run; with ``engine="dask"`` the iteration runs on a LocalCluster of 2
@@ -189,7 +181,7 @@ def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "
             time.perf_counter() - t - it, None)
         stages[f"iteration {where}, {res.part1.rounds} rounds"] = (it, _peak_gib())
         if engine == "dask":
-            workers = sorted(client.run(_vm_hwm_gib).values())
+            workers = sorted(client.run(vm_hwm_gib).values())
     t = time.perf_counter()
     ooc.write_table_chunks(result_chunks(pop, res), out / "reliability.csv")
     stages["write reliability.csv in blocks"] = (time.perf_counter() - t, _peak_gib())

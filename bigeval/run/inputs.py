@@ -143,7 +143,7 @@ def pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def genotype_ids(path: Path, fmt: str | None) -> np.ndarray | None:
+def genotype_ids(path: Path) -> np.ndarray | None:
     """IDs of a genotype store or a ready G (None for a genotype file, read at import)."""
     if is_zarr_store(path):
         import zarr

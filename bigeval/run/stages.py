@@ -195,7 +195,7 @@ def validate(ctx: StageContext) -> dict:
         path = cfg[key]
         if path is None:
             continue
-        ids = genotype_ids(path, cfg["inputs.genotypes_format"])
+        ids = genotype_ids(path)
         if ids is None:
             from bigeval.io.genotypes import _format_of
 
