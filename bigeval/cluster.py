@@ -204,8 +204,8 @@ def connect(scheduler: str | None = None, *, cluster: str | os.PathLike | dict |
     dashboard link. Clusters it started are closed on exit; an attached one is left running.
 
     The embedded workers are threads of this process by default (the block kernels release
-    the GIL): at 1 M animals × 100 rounds on 2 cores they ran 1.35× the in-memory time where
-    worker processes ran 1.53× (benchmarks/bench_dask.py), as nothing is serialised between
+    the GIL): at 1 M animals × 100 rounds on 2 cores they ran 1.08× the in-memory time where
+    worker processes ran 1.23× (benchmarks/bench_dask.py), as nothing is serialised between
     them. A cluster file with ``kind: local`` and ``processes: true`` gives worker processes.
     """
     from distributed import Client, LocalCluster
