@@ -561,10 +561,12 @@ def reliability_ooc(pop: OocPopulation, opts, *, interbull_source=None,
 
     d0 = start_vector_ooc(pop, opts, interbull_source=interbull_source)
     _store(pop.group, "d0", d0)
+    sire, dam = pop.array("sire"), pop.array("dam")
     if iterator is None:
-        iterator = memory_iterator(pop.array("sire"), pop.array("dam"))
+        iterator = memory_iterator(sire, dam)
+    ids = None if pop.genotyped is None else pop.ids_of(pop.genotyped)
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
-                        progress=progress)
+                        sire=sire, dam=dam, genotyped_ids=ids, progress=progress)
 
 
 def result_chunks(pop: OocPopulation, res, *, rows: int = ZARR_CHUNK):

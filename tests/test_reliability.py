@@ -27,10 +27,13 @@ from bigeval.reliability import (
     result_table,
 )
 from bigeval.reliability.erc import interbull_erc, own_record_erc
+from bigeval.reliability.genomic import GenomicReliabilityError
 from bigeval.reliability.reference import (
     informative_slow,
     iterate_scalar,
     sas_iterate,
+    erc_gblup_dense,
+    own_data_erc_slow,
     sas_part2,
     sas_start_vector,
 )
@@ -98,8 +101,13 @@ def sas_pipeline(pop, opts, *, interbull_kind="reliability"):
     d1 = sas_iterate(d0, pop.sire, pop.dam, alpha=opts.alpha, rounds=opts.rounds)
     out = {"erc_records": d0, "erc_pedigree": d1, "erc_final": d1}
     if pop.genotyped is not None and pop.ginv is not None:
-        rg = sas_part2(d1[pop.genotyped], pop.ginv, pop.a22inv, alpha=opts.alpha)
-        dg = opts.alpha * rg / (1 - rg)
+        if opts.genomic_method == "certified":
+            rg = sas_part2(d1[pop.genotyped], pop.ginv, pop.a22inv, alpha=opts.alpha)
+            dg = opts.alpha * rg / (1 - rg)
+        else:
+            w = own_data_erc_slow(d1, d0, pop.sire, pop.dam, pop.genotyped, opts.alpha)
+            dg = erc_gblup_dense(d1[pop.genotyped], w, pop.ginv, pop.a22inv, alpha=opts.alpha)
+            rg = dg / (dg + opts.alpha)
         out["rel_genomic"] = rg
         out["erc_final"] = sas_iterate(d0, pop.sire, pop.dam, alpha=opts.alpha,
                                        rounds=opts.rounds, fixed_animal=pop.genotyped,
@@ -133,11 +141,41 @@ def test_reliability__matches_sas_twin(tmp_path, small_pops, which, extra):
     opts = ReliabilityOptions(alpha=2.4, rounds=40, **extra)
     fast = reliability(pop, opts, progress=False)
     slow = sas_pipeline(pop, opts)
+    _assert_equal_to_twin(fast, slow)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("extra", OPTION_SETS[:2], ids=lambda d: ",".join(d) or "plain")
+def test_reliability__certified_equals_sas_twin_or_stops_on_its_bad_values(tmp_path, small_pops,
+                                                                          which, extra):
+    # The certified Part II is the SAS block V2; where its values cannot be published (outside
+    # [0, 1), below Part I, or an indefinite matrix) the run stops and names exactly the
+    # animals where the SAS twin's unclipped values are bad.
+    sim = small_pops[which]
+    files = write_inputs(sim, tmp_path, shuffle_seed=5 + which, blend=0.3)
+    pop = prepare(**files)
+    opts = ReliabilityOptions(alpha=2.4, rounds=40, genomic_method="certified", **extra)
+    slow = sas_pipeline(pop, opts)
+    d1 = slow["erc_pedigree"][pop.genotyped]
+    qq = np.diag(d1) + (np.eye(len(d1)) + pop.ginv - pop.a22inv) * opts.alpha
+    raw = 1 - opts.alpha * np.diag(np.linalg.inv(qq))
+    bad = (raw < 0) | (raw >= 1) | (raw < d1 / (d1 + opts.alpha) - 1e-9)
+    if np.linalg.eigvalsh(qq).min() <= 0 or bad.any():
+        with pytest.raises(GenomicReliabilityError) as exc:
+            reliability(pop, opts, progress=False)
+        if np.linalg.eigvalsh(qq).min() > 0:
+            assert sorted(exc.value.flags["index"]) == list(np.flatnonzero(bad))
+    else:
+        _assert_equal_to_twin(reliability(pop, opts, progress=False), slow)
+
+
+def _assert_equal_to_twin(fast, slow):
     np.testing.assert_allclose(fast.erc_records, slow["erc_records"], rtol=TOL, atol=TOL)
     np.testing.assert_allclose(fast.erc_pedigree, slow["erc_pedigree"], rtol=TOL, atol=TOL)
     np.testing.assert_allclose(fast.rel_genomic, slow["rel_genomic"], rtol=TOL, atol=TOL)
     np.testing.assert_allclose(fast.erc_final, slow["erc_final"], rtol=TOL, atol=TOL)
     assert fast.part1.rounds == 40 and fast.part3.rounds == 40
+    assert np.all((fast.rel_final >= 0) & (fast.rel_final < 1))
 
 
 def test_reliability__interbull_as_erc_matches_twin(tmp_path, small_pops):

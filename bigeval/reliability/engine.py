@@ -21,6 +21,7 @@ from bigeval.errors import InputError
 from bigeval.linalg import symmetric_inverse_diag
 from bigeval.pedigree import parents_first_order
 from bigeval.reliability import erc as _erc
+from bigeval.reliability import genomic as _genomic
 from bigeval.reliability import kernel
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class ReliabilityOptions:
         Maximum rounds of the iteration (the seed used 100).
     tol
         Stop early once no reliability changes by more than this in a round; None: run all.
+    genomic_method
+        Part II's method (:mod:`bigeval.reliability.genomic`): ``erc-gblup`` (default) or
+        ``certified`` (the SAS Part II, guarded).
     """
 
     alpha: float
@@ -53,6 +57,7 @@ class ReliabilityOptions:
     interbull_kind: str = "reliability"
     rounds: int = 100
     tol: float | None = None
+    genomic_method: str = _genomic.DEFAULT_METHOD
 
     def __post_init__(self):
         if not (np.isfinite(self.alpha) and self.alpha > 0):
@@ -67,6 +72,7 @@ class ReliabilityOptions:
         if self.tol is not None and not self.tol > 0:
             raise InputError("tol must be positive", value=self.tol,
                              remedy="give --tol > 0 (e.g. 1e-6) or leave it out")
+        _genomic._check_method(self.genomic_method)
         if self.interbull_kind not in ("reliability", "erc"):
             raise InputError("unknown Interbull kind", value=self.interbull_kind,
                              expected="'reliability' or 'erc'")
@@ -278,6 +284,8 @@ class ReliabilityResult:
     rel_genomic: np.ndarray | None
     part3: IterationResult | None
     alpha: float
+    #: Part II's method, flags and notes (None without genotyped animals)
+    genomic: _genomic.GenomicResult | None = None
 
     @property
     def erc_pedigree(self):
@@ -323,28 +331,39 @@ def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=N
         iterator = memory_iterator(pop.sire, pop.dam)
     d0 = start_vector(pop, opts, interbull_source=interbull_source, own_record_erc=own)
     return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
+                        sire=pop.sire, dam=pop.dam,
+                        genotyped_ids=None if pop.genotyped is None else pop.ids[pop.genotyped],
                         progress=progress)
 
 
 def parts_1_to_3(d0: np.ndarray, iterator, opts: ReliabilityOptions, genotyped, ginv, a22inv,
-                 *, progress: bool | None = None) -> ReliabilityResult:
+                 *, sire=None, dam=None, genotyped_ids=None,
+                 progress: bool | None = None) -> ReliabilityResult:
     """Parts I–III from a start vector: Part I, then (with G⁻¹ and A22⁻¹) Parts II and III.
 
     ``iterator`` as in :func:`reliability`; shared by the in-memory, Dask and out-of-core
-    drivers so that the method's sequence lives in one place.
+    drivers so that the method's sequence lives in one place. ``sire``, ``dam`` (the
+    pedigree) are needed by Part II's default method; ``genotyped_ids`` name the genotyped
+    animals in its messages.
+
+    Raises
+    ------
+    bigeval.reliability.genomic.GenomicReliabilityError
+        ``genomic_method='certified'`` and Part II gives values that cannot be published.
     """
     p1 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol, label="Part I",
                   progress=progress)
-    rel_g = p3 = None
+    rel_g = p3 = gres = None
     if genotyped is not None and ginv is not None:
-        rel_g = genomic_reliability(p1.d[genotyped], ginv, a22inv, opts.alpha)
-        with np.errstate(divide="ignore"):
-            d_g = opts.alpha * rel_g / (1.0 - rel_g)
+        gres = _genomic.genomic_part(
+            p1.d, d0, sire, dam, genotyped, ginv, a22inv, opts.alpha,
+            method=opts.genomic_method, ids=genotyped_ids)
+        rel_g = gres.rel
         p3 = iterator(d0, opts.alpha, rounds=opts.rounds, tol=opts.tol,
-                      fixed_animal=genotyped, fixed_erc=d_g, label="Part III",
+                      fixed_animal=genotyped, fixed_erc=gres.erc, label="Part III",
                       progress=progress)
     return ReliabilityResult(erc_records=d0, part1=p1, rel_genomic=rel_g, part3=p3,
-                             alpha=opts.alpha)
+                             alpha=opts.alpha, genomic=gres)
 
 
 def result_table(pop: Population, res: ReliabilityResult,

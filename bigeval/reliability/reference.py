@@ -179,6 +179,68 @@ def sas_part2(d_genotyped, ginv, a22inv, *, alpha):
     return rg
 
 
+def family_slow(b, own, alpha):
+    """One family's contributions (animal, sire, dam) by the 10 SAS steps, in scalars.
+
+    ``b``: the three members' values (an unknown or taken-out member is 0); ``own``: the
+    animal has information in its subtree (else q_a = 0 and the parents get nothing).
+    """
+    a = alpha
+    q = [0.0 if not own else b[0], b[1], b[2]]
+    bx = [0.0, 0.0, 0.0]
+    for _j in range(N_STEPS):
+        qa, qs, qd = q
+        bx = [a + qa - ((a**2) * (1.5 * a + qd) - a**3 + (a**2) * (1.5 * a + qs)) / (
+                  (1.5 * a + qs) * (1.5 * a + qd) - 0.25 * (a**2)),
+              0.5 * a + qs - (0.25 * (a**2) * (2 * a + qa) - (a**3) + (a**2) * (
+                  1.5 * a + qd)) / ((1.5 * a + qd) * (2 * a + qa) - (a**2)),
+              0.5 * a + qd - (0.25 * (a**2) * (2 * a + qa) - a**3 + (a**2) * (
+                  1.5 * a + qs)) / ((1.5 * a + qs) * (2 * a + qa) - a**2)]
+        for l in range(3):
+            if not (abs(b[l]) < ZERO_ERC or (l == 0 and not own)):
+                q[l] = q[l] - (bx[l] - b[l])
+            if q[l] < 0:
+                q[l] = 0.0
+    return [bx[0] - q[0]] + [bx[l] - q[l] if own else 0.0 for l in (1, 2)]
+
+
+def own_data_erc_slow(d, d0, sire, dam, genotyped, alpha):
+    """Twin of :func:`bigeval.reliability.genomic.own_data_erc`: for each genotyped animal,
+    its start value plus each of its families' contribution with the other genotyped
+    members set to 0 (none from a family whose animal is another genotyped animal), family
+    by family in loops."""
+    gset = set(int(x) for x in genotyped)
+    own = informative_slow(d0, sire, dam)
+    out = []
+    for t in genotyped:
+        t = int(t)
+        w = float(d0[t])
+        for i in range(len(d)):
+            members = [i, int(sire[i]), int(dam[i])]
+            if t not in members:
+                continue
+            b = [float(d[m]) if m >= 0 else 0.0 for m in members]
+            for pos in range(3):
+                if members[pos] != t:
+                    continue
+                if pos > 0 and i in gset:
+                    cut = 0.0  # a genotyped progeny informs its parent through G
+                else:
+                    bz = [0.0 if (members[k] in gset and k != pos) else b[k] for k in range(3)]
+                    cut = family_slow(bz, own[i], alpha)[pos]
+                w += cut
+        out.append(max(w, 0.0))
+    return np.array(out)
+
+
+def erc_gblup_dense(d_genotyped, w, ginv, a22inv, *, alpha):
+    """Twin of :func:`bigeval.reliability.genomic.erc_gblup` with general inverses."""
+    qg = np.linalg.inv(np.diag(w) + alpha * np.asarray(ginv))
+    qa = np.linalg.inv(np.diag(w) + alpha * np.asarray(a22inv))
+    return np.array([d_genotyped[i] + 1.0 / qg[i, i] - 1.0 / qa[i, i]
+                     for i in range(len(w))])
+
+
 @numba.njit(cache=True)
 def iterate_scalar(d0, sire, dam, alpha, rounds, own):  # pragma: no cover - numba
     """Straightforward scalar numba loop of the iteration: the benchmark's baseline.
