@@ -202,7 +202,10 @@ def damp(d, d0, ra, progeny, fixed, fixed_erc, alpha, out):  # pragma: no cover 
     """``out = (d + d¹)/2`` with ``d¹ = d⁰ + r_i + progeny``, and the largest change.
 
     SAS: ``d1=d0; d1[ia]+=r[,1]; d1[is]+=r[,2]; d1[id]+=r[,3]; d=0.5*(d+d1)``. Part III's
-    genotyped animals (``fixed`` = 1) are reset to ``fixed_erc``.
+    genotyped animals (``fixed`` = 1) are reset to ``fixed_erc``. An ERC is a sum of
+    non-negative information; for an animal without any, the 10-step solve's rounding leaves
+    contributions of ~1e-16 below 0, so a value below 0 is held at 0 (no reliability below 0
+    is published; measured: -7.6e-17 at most on the test populations).
 
     Returns
     -------
@@ -218,6 +221,8 @@ def damp(d, d0, ra, progeny, fixed, fixed_erc, alpha, out):  # pragma: no cover 
             v = 0.5 * (d[p] + (d0[p] + ra[p] + progeny[p]))
             if fixed[p]:
                 v = fixed_erc[p]
+            if v < 0.0:
+                v = 0.0
             out[p] = v
             # v/(v+α) − d/(d+α) = α(v − d)/((v+α)(d+α))
             x = abs(alpha * (v - d[p]) / ((v + alpha) * (d[p] + alpha)))
