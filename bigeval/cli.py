@@ -70,6 +70,12 @@ def _add_reliability(sub):
                    help="rounds of the iteration (default 100, as in the methodology)")
     p.add_argument("--tol", type=float, metavar="X",
                    help="stop early when no reliability changes by more than X in a round")
+    from bigeval.reliability.genomic import DEFAULT_METHOD, METHODS
+
+    p.add_argument("--genomic-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help="Part II: erc-gblup (default: GBLUP on own-data ERC, combined with "
+                        "Part I in ERC; agrees with exact single-step reliabilities) or "
+                        "certified (the SAS Part II; stops on values it cannot publish)")
     p.add_argument("--exact", action="store_true",
                    help="also compute exact reliabilities from the inverse of the MME (dense "
                         "up to 5 000 equations, else sparse Cholesky + selected inversion)")
@@ -111,7 +117,7 @@ def _cmd_reliability(args) -> int:
         h2=args.h2, repeatability=args.repeatability, tau=args.tau, sib_adjust=args.sib_adjust,
         interbull=args.interbull, interbull_kind=args.interbull_kind, genotyped=args.genotyped,
         ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
-        out_of_core=args.out_of_core if args.work_dir is None else True,
+        genomic_method=args.genomic_method, out_of_core=args.out_of_core if args.work_dir is None else True,
         work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
         cluster=args.cluster, block_size=args.block_size, workers=args.workers,
         exact_sums=args.exact_sums, **_genomic_job_options(args))

@@ -22,6 +22,7 @@ from bigeval.errors import BigevalWarning
 from bigeval.io.writers import atomic_files, ensure_dir
 from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.qc import QCOptions
+from bigeval.reliability import genomic as _genomic
 from bigeval.reliability.engine import (
     ReliabilityOptions,
     ReliabilityResult,
@@ -59,6 +60,8 @@ class ReliabilityJob:
     rounds: int = 100
     tol: float | None = None
     exact: bool = False
+    #: Part II's method (bigeval.reliability.genomic.METHODS)
+    genomic_method: str = _genomic.DEFAULT_METHOD
     #: read and prepare the files in blocks into a Zarr work folder (bigeval.prepare_ooc);
     #: None: when the pedigree file is at least OUT_OF_CORE_BYTES
     out_of_core: bool | None = False
@@ -134,8 +137,9 @@ def describe(pop: Population, res: ReliabilityResult, opts: ReliabilityOptions,
     ]
     if res.rel_genomic is not None:
         g = pop.genotyped
-        lines.append(f"Part II: mean genomic reliability of genotyped animals "
-                     f"{res.rel_genomic.mean():.3f} (Part I: {rel1[g].mean():.3f})")
+        lines.append(f"Part II ({res.genomic.method}): mean genomic reliability of genotyped "
+                     f"animals {res.rel_genomic.mean():.3f} (Part I: {rel1[g].mean():.3f})")
+        lines.extend(f"note: {n}" for n in res.genomic.notes)
         mask = np.zeros(pop.n_animals, bool)
         mask[g] = True
         lines.append(f"Part III: {res.part3.rounds} rounds; mean reliability "
@@ -183,7 +187,8 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
         return run_reliability_ooc(job, progress=progress)
     t0 = time.perf_counter()
     opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
-                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol)
+                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
+                              genomic_method=job.genomic_method)
     pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
                   ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind)
     genomic = None
@@ -214,8 +219,11 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,
                             cluster=job.cluster, block_size=job.block_size,
                             n_workers=job.workers, exact_sums=job.exact_sums) as engine:
-        res = reliability(pop, opts, interbull_source=job.interbull, progress=progress,
-                          iterator=engine.iterator)
+        try:
+            res = reliability(pop, opts, interbull_source=job.interbull, progress=progress,
+                              iterator=engine.iterator)
+        except _genomic.GenomicReliabilityError as exc:
+            raise _genomic.stopped(exc, pop.ids[pop.genotyped], out) from None
     rel_exact = None
     if job.exact:
         from bigeval.reliability.exact import exact_reliability
@@ -234,6 +242,10 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
         text += "\nnote: the exact model has no Interbull information; the approximation has."
     writers = {"reliability": (out / "reliability.csv",
                                lambda f: table.to_csv(f, index=False, float_format="%.10g"))}
+    if res.genomic is not None and len(res.genomic.flags):
+        flags = _genomic.flags_frame(res.genomic.flags, pop.ids[pop.genotyped])
+        writers["genomic_flags"] = (out / _genomic.FLAGS_FILE,
+                                    lambda f: flags.to_csv(f, index=False, float_format="%.10g"))
     if genomic is not None and job.qc is not None:
         writers["qc_report"] = (out / QC_REPORT, lambda f: genomic.report.to_csv(f, index=False))
     files = write_outputs(out, writers, text, lonely)
@@ -268,6 +280,8 @@ def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame) -> 
             write(tmp)
     if not len(lonely):
         (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
+    if "genomic_flags" not in writers:  # a list left by an earlier run
+        (out / _genomic.FLAGS_FILE).unlink(missing_ok=True)
     return files
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ __all__ = [
     "GenomicResult",
     "certified",
     "erc_gblup",
+    "flags_frame",
     "genomic_part",
     "own_data_erc",
 ]
@@ -363,3 +365,24 @@ def genomic_part(d: np.ndarray, d0: np.ndarray, sire, dam, genotyped, ginv, a22i
                      "relationships to informative animals are weaker than the pedigree "
                      f"ones (listed in {FLAGS_FILE})")
     return GenomicResult(method, rel, erc, flags, tuple(notes))
+
+
+def flags_frame(flags: pd.DataFrame, genotyped_ids) -> pd.DataFrame:
+    """:attr:`GenomicResult.flags` with the animals' IDs instead of positions."""
+    ids = np.asarray(genotyped_ids, dtype=object)[flags["index"].to_numpy()]
+    out = flags.drop(columns="index")
+    out.insert(0, "animal", pd.array(ids.astype(str), dtype="string"))
+    return out
+
+
+def stopped(exc: GenomicReliabilityError, genotyped_ids, folder) -> InputError:
+    """The error a command raises when the certified Part II stopped it: the flagged animals
+    are written to ``folder/genomic_flags.csv`` (the only file written) and named."""
+    from bigeval.io.writers import atomic_files
+
+    path = Path(folder) / FLAGS_FILE
+    frame = flags_frame(exc.flags, genotyped_ids)
+    with atomic_files(path) as (tmp,):
+        frame.to_csv(tmp, index=False, float_format="%.10g")
+    return InputError(f"{exc.message}; no results were written; the animals are listed in "
+                      f"{path}", value=exc.value, expected=exc.expected, remedy=exc.remedy)

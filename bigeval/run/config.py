@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bigeval.errors import InputError
+from bigeval.reliability import genomic as _genomic
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",
            "template", "dump_config", "cli_table", "CLI_ONLY", "reference_markdown"]
@@ -137,6 +138,11 @@ SCHEMA: tuple[Key, ...] = (
         cli=("reliability --sib-adjust",)),
     Key("parameters", "rounds", "int", default=100, help="rounds of the iteration",
         cli=("reliability --rounds",)),
+    Key("parameters", "genomic_method", "choice", default=_genomic.DEFAULT_METHOD,
+        choices=_genomic.METHODS,
+        help="Part II: erc-gblup (GBLUP on own-data ERC, combined with Part I in ERC) or "
+             "certified (the SAS Part II; stops the run on values it cannot publish)",
+        cli=("reliability --genomic-method",)),
     Key("parameters", "tol", "float", example=1e-6,
         help="stop early once no reliability changes by more than this",
         cli=("reliability --tol",)),

@@ -584,7 +584,8 @@ def _options(cfg: RunConfig):
     return ReliabilityOptions(alpha=cfg.alpha(), tau=cfg["parameters.tau"],
                               sib_adjust=cfg["parameters.sib_adjust"],
                               interbull_kind=cfg["inputs.interbull_kind"],
-                              rounds=cfg["parameters.rounds"], tol=cfg["parameters.tol"])
+                              rounds=cfg["parameters.rounds"], tol=cfg["parameters.tol"],
+                              genomic_method=cfg["parameters.genomic_method"])
 
 
 def reliabilities(ctx: StageContext) -> dict:
@@ -612,6 +613,14 @@ def reliabilities(ctx: StageContext) -> dict:
                "rounds_part3": None if res.part3 is None else res.part3.rounds,
                "mean_rel_pedigree": float(res.rel_pedigree.mean()),
                "mean_rel_final": float(res.rel_final.mean())}
+    if res.genomic is not None:
+        from bigeval.reliability.genomic import flags_frame
+
+        summary["genomic"] = {"method": res.genomic.method, "notes": list(res.genomic.notes),
+                              "flagged": len(res.genomic.flags)}
+        if len(res.genomic.flags):
+            write_parquet(flags_frame(res.genomic.flags, pop.ids[pop.genotyped]),
+                          ctx.work / "genomic_flags.parquet")
     genomic = pop.genotyped is not None
     n_eq = exact_equations(pop, opts.tau is not None)
     check = cfg["exact.check"]
@@ -653,7 +662,7 @@ def reliabilities(ctx: StageContext) -> dict:
 
 
 PUBLISHED = ("reliability.csv", "reliability.parquet", "report.html", "summary.txt",
-             "exact_check.csv")
+             "exact_check.csv", "genomic_flags.csv")
 
 
 def final_table(upstream: dict) -> pd.DataFrame:
@@ -692,6 +701,10 @@ def report(ctx: StageContext) -> dict:
         exact = read_parquet(up["reliabilities"] / "exact.parquet")
         exact.to_csv(ctx.work / "exact_check.csv", index=False, float_format=FLOAT_FORMAT,
                      lineterminator="\n")
+    if "reliabilities" in up and (up["reliabilities"] / "genomic_flags.parquet").exists():
+        flags = read_parquet(up["reliabilities"] / "genomic_flags.parquet")
+        flags.to_csv(ctx.work / "genomic_flags.csv", index=False, float_format=FLOAT_FORMAT,
+                     lineterminator="\n")
     text = summary_text(ctx.config, table, up, info)
     (ctx.work / "summary.txt").write_text(text + "\n")
     write_report(ctx.config, table, up, info, ctx.work / "report.html")
@@ -724,7 +737,8 @@ def _reliability_params(cfg: RunConfig) -> dict:
     o = _options(cfg)
     return {"alpha": o.alpha, "tau": o.tau, "sib_adjust": o.sib_adjust,
             "interbull_kind": o.interbull_kind if cfg["inputs.interbull"] else None,
-            "rounds": o.rounds, "tol": o.tol, "exact.check": cfg["exact.check"],
+            "rounds": o.rounds, "tol": o.tol, "genomic_method": o.genomic_method,
+            "exact.check": cfg["exact.check"],
             "exact.max_equations": cfg["exact.max_equations"]}
 
 
