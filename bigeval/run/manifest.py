@@ -5,10 +5,18 @@ manifest of what it had finished. Peak memory per stage is sampled by a thread t
 process's resident set size every 20 ms (``/proc/self/statm``), and the process's high-water
 mark (``ru_maxrss``) is recorded as well; memory of Dask workers in other processes
 (``local-cluster`` or a remote scheduler) is not included.
+
+Warnings a stage emits (:class:`bigeval.errors.BigevalWarning` and any other warning that the
+warning filters let through) are recorded by :func:`collect_warnings` and passed on to the
+warning display in force (the CLI prints them as they come); the runner keeps them in the
+stage's ``stage.json`` (so a reused stage still has them) and in its manifest record, and the
+report lists them. Warnings raised in other processes (Dask workers of a ``local-cluster`` or
+a remote scheduler) are not seen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -17,11 +25,12 @@ import resource
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from bigeval.io.writers import atomic_path
 
-__all__ = ["versions", "MemorySampler", "Manifest"]
+__all__ = ["versions", "MemorySampler", "Manifest", "collect_warnings"]
 
 _PACKAGES = ("bigeval", "numpy", "scipy", "pandas", "numba", "dask", "distributed", "zarr",
              "h5py", "pyarrow", "threadpoolctl", "bed-reader", "scikit-sparse", "matplotlib")
@@ -57,6 +66,43 @@ def _rss() -> int:
 
 def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+@contextlib.contextmanager
+def collect_warnings():
+    """Record the warnings shown while the block runs, and show them as usual.
+
+    Yields a list that fills with one ``{"category", "message", "count"}`` dict per distinct
+    warning (in the order first seen). The warning filters decide as always what is shown,
+    ignored or raised; what is shown goes on to the display in force when the block started
+    (``warnings.showwarning``: the CLI's one-line printer, pytest's recorder, ...).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with collect_warnings() as seen:
+    ...     warnings.warn("few records", UserWarning)  # doctest: +SKIP
+    >>> seen  # doctest: +SKIP
+    [{'category': 'UserWarning', 'message': 'few records', 'count': 1}]
+    """
+    seen: list[dict] = []
+    index: dict[tuple, dict] = {}
+    lock = threading.Lock()  # Dask threads warn too
+    with warnings.catch_warnings():  # restores the display (and filters) on the way out
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            key = (category.__name__, str(message))
+            with lock:
+                if key in index:
+                    index[key]["count"] += 1
+                else:
+                    index[key] = {"category": key[0], "message": key[1], "count": 1}
+                    seen.append(index[key])
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield seen
 
 
 class MemorySampler:

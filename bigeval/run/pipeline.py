@@ -5,7 +5,8 @@ input files it reads and the output hashes of the stages it reads), reuses the c
 the key matches and the outputs verify, and otherwise runs the stage into a temporary folder
 that is renamed into place when complete (:mod:`bigeval.run.checkpoint`). After the report
 stage, its files are published into the output folder. The manifest is rewritten after every
-stage.
+stage. Warnings a stage emits are shown as usual and kept in its ``stage.json`` and manifest
+record (:func:`bigeval.run.manifest.collect_warnings`); the report lists them.
 
 A run killed at any point resumes where it stopped: finished stages verify and are reused,
 the unfinished one starts again from its inputs, and the final results are the same bytes as
@@ -34,7 +35,7 @@ from bigeval.errors import InputError
 from bigeval.io.writers import atomic_path, ensure_dir
 from bigeval.run.checkpoint import InputHasher, StageStore, hash_json, hash_path
 from bigeval.run.config import RunConfig
-from bigeval.run.manifest import MiB, Manifest, MemorySampler
+from bigeval.run.manifest import MiB, Manifest, MemorySampler, collect_warnings
 from bigeval.run.progress import Progress
 from bigeval.run.stages import PUBLISHED, STAGES, StageContext
 
@@ -293,7 +294,8 @@ def _run_stage(stage, i, n, cfg, store: StageStore, hasher, manifest: Manifest,
         meta = store.sidecar(name)
         manifest.stage({"name": name, "status": "skipped", "reason": reason, "key": key,
                         "seconds": 0.0, "last_seconds": meta.get("seconds"),
-                        "outputs_hash": store.outputs_hash(name)})
+                        "outputs_hash": store.outputs_hash(name),
+                        "warnings": meta.get("warnings", [])})
         show.line(f"[{i}/{n}] {name}: unchanged, reused")
         return
     if reusable:
@@ -305,19 +307,21 @@ def _run_stage(stage, i, n, cfg, store: StageStore, hasher, manifest: Manifest,
     with _kill_timer(name), MemorySampler() as mem, store.writing(name) as tmp:
         kill("start")
         ctx = StageContext(config=cfg, work=tmp, upstream=upstream, progress=show, point=kill)
-        summary = stage.run(ctx)
+        with collect_warnings() as warned:  # shown as usual; kept for the report
+            summary = stage.run(ctx)
         kill("written")
         seconds = round(time.perf_counter() - t0, 3)
         meta = store.seal(tmp, {"stage": name, "key": key, "inputs": what,
                                 "summary": summary, "seconds": seconds,
                                 "peak_rss_mb": round(mem.peak / MiB, 1),
-                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                "warnings": warned})
         _readable(tmp)
         kill("sealed")
     kill("committed")
     manifest.stage({"name": name, "status": "executed", "reason": reason, "key": key,
                     "seconds": seconds, "peak_rss_mb": round(mem.peak / MiB, 1),
                     "rss_before_mb": round(mem.start / MiB, 1),
-                    "outputs_hash": hash_json(meta["outputs"])})
+                    "outputs_hash": hash_json(meta["outputs"]), "warnings": warned})
     show.line(f"[{i}/{n}] {name}: done in {seconds:.1f} s (peak memory "
               f"{mem.peak / MiB:,.0f} MB)")

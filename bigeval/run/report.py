@@ -1,9 +1,16 @@
 """The HTML report of a run: one self-contained file, plots embedded as PNG (base64).
 
-Sections: the population and parameters; reliability distributions of genotyped and
-non-genotyped animals; mean reliability by birth year and by sex; the gain from genomics
-(Part III − Part I) for young animals; convergence of the iteration; the approximate-vs-exact
-check (when it ran); the genotype QC summary; the stage timings and peak memory.
+Sections: the population and parameters (with the genomic method); the warnings of the run;
+reliability distributions of genotyped and non-genotyped animals; mean reliability by birth
+year and by sex; the gain from genomics (Part III − Part I) for young animals; convergence of
+the iteration; the approximate-vs-exact check (when it ran), for all, genotyped and
+non-genotyped animals; the genotype QC summary; the stage timings and peak memory.
+
+The report shows what the run gave, also when it is wrong: the axes of every reliability plot
+cover the smallest and largest value (the expected range [0, 1) is shaded) and a note under
+the plot counts the values outside it; a negative mean gain from genomics is said in words
+with what can cause it; every warning a stage emitted is listed (kept in its ``stage.json``
+by the runner, see :func:`bigeval.run.manifest.collect_warnings`).
 
 Plots are drawn with matplotlib's Agg backend (no display needed). The page has no external
 resource: it opens from a mail attachment or an archive as it is. A short inline script marks
@@ -35,6 +42,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{padding:.2em .7em;border-bott
 text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
 .meta{color:#666;font-size:.9em}.note{color:#555;font-style:italic}
+.warn{color:#8a1c00;font-weight:600}
 """
 
 _SCRIPT = """
@@ -46,6 +54,7 @@ window.addEventListener("load", function () {
 """
 
 GENO_COLOUR, NONGENO_COLOUR, PED_COLOUR = "#1f77b4", "#ff7f0e", "#7f7f7f"
+BAND = (0.0, 1.0)  # the expected range of a reliability, [0, 1)
 
 
 def _plt():
@@ -90,60 +99,149 @@ def _fmt(v) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Figures
+# Values outside the expected range
+
+
+def _finite(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return v[np.isfinite(v)]
+
+
+def _limits(*values, pad: float = 0.03) -> tuple[float, float]:
+    """Axis limits that hold the expected range [0, 1] and every value given."""
+    v = np.concatenate([_finite(x) for x in values]) if values else np.empty(0)
+    lo = min(BAND[0], float(v.min())) if len(v) else BAND[0]
+    hi = max(BAND[1], float(v.max())) if len(v) else BAND[1]
+    margin = pad * (hi - lo)
+    return lo - margin, hi + margin
+
+
+def _mark_band(ax, axis: str = "x") -> None:
+    """Shade the expected range [0, 1) of a reliability (behind the data)."""
+    span, line = (ax.axvspan, ax.axvline) if axis == "x" else (ax.axhspan, ax.axhline)
+    span(*BAND, color="#2ca02c", alpha=0.07, lw=0, zorder=0)
+    for edge in BAND:
+        line(edge, color="#2ca02c", lw=0.8, ls=":", zorder=0)
+
+
+def outside_range(values) -> dict:
+    """How many finite values lie outside [0, 1): below 0, at or above 1, the extremes."""
+    v = _finite(values)
+    return {"n": int(len(v)), "below": int((v < BAND[0]).sum()),
+            "above": int((v >= BAND[1]).sum()),
+            "min": float(v.min()) if len(v) else None, "max": float(v.max()) if len(v) else None}
+
+
+def _outside_note(named, what: str = "values") -> str:
+    """The note under a plot: how many of each plotted series lie outside [0, 1)."""
+    counts = [(name, outside_range(v)) for name, v in named]
+    if all(c["below"] + c["above"] == 0 for _, c in counts):
+        n = ", ".join(f"{c['n']:,} {name}" for name, c in counts)
+        return (f"<p class=\"note\">No {what} outside [0, 1) (shaded): all in range ({n}).</p>")
+    bits = []
+    for name, c in counts:
+        out = c["below"] + c["above"]
+        bit = f"{name}: {out:,} of {c['n']:,}"
+        if out:
+            extra = []
+            if c["below"]:
+                extra.append(f"{c['below']:,} below 0, lowest {c['min']:.4g}")
+            if c["above"]:
+                extra.append(f"{c['above']:,} at or above 1, highest {c['max']:.4g}")
+            bit += f" ({'; '.join(extra)})"
+        bits.append(bit)
+    return (f"<p class=\"note\">{what.capitalize()} outside [0, 1) (the shaded band is the "
+            f"expected range; the axes cover every value): {html.escape('; '.join(bits))}.</p>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (``_draw_*`` build the matplotlib figure, ``_fig_*`` give the HTML)
 
 
 def _fig_distributions(table: pd.DataFrame) -> str:
+    cols = (("rel_pedigree", "Part I"), ("rel_final", "final"))
+    return (_png(_draw_distributions(table))
+            + _outside_note([(label, table[c]) for c, label in cols], "reliabilities"))
+
+
+def _draw_distributions(table: pd.DataFrame):
     plt = _plt()
     g = table["genotyped"].to_numpy(bool)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
-    bins = np.linspace(0, 1, 51)
+    both = (table["rel_pedigree"], table["rel_final"])  # one scale: the panels compare
+    lo, hi = _limits(*both, pad=0.0)
+    bins = np.linspace(lo, hi, int(min(200, np.ceil((hi - lo) / 0.02))) + 1)
     for ax, col, title in ((axes[0], "rel_pedigree", "Part I (pedigree and records)"),
                            (axes[1], "rel_final", "final (Part III)")):
         v = table[col].to_numpy(np.float64)
+        _mark_band(ax, "x")
         if (~g).any():
             ax.hist(v[~g], bins=bins, density=True, histtype="stepfilled", alpha=0.45,
                     color=NONGENO_COLOUR, label=f"not genotyped (n={int((~g).sum()):,})")
         if g.any():
             ax.hist(v[g], bins=bins, density=True, histtype="stepfilled", alpha=0.45,
                     color=GENO_COLOUR, label=f"genotyped (n={int(g.sum()):,})")
+        ax.set_xlim(*_limits(*both))
         ax.set_xlabel("reliability")
         ax.set_ylabel("density")
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.suptitle("Reliability distributions")
-    return _png(fig)
+    return fig
 
 
 def _fig_by_birth_year(table: pd.DataFrame) -> str | None:
+    drawn = _draw_by_birth_year(table)
+    if drawn is None:
+        return None
+    fig, means = drawn
+    return _png(fig) + _outside_note([("means", means)], "plotted means")
+
+
+def _draw_by_birth_year(table: pd.DataFrame):
+    """The figure and the plotted means (or None without birth years)."""
     by = table["birth_year"]
     if by.isna().all():
         return None
     plt = _plt()
+    plotted = []
     t = table.loc[by.notna()].copy()
     t["birth_year"] = t["birth_year"].astype(int)
     fig, ax = plt.subplots(figsize=(11, 3.8))
     m = t.groupby("birth_year")[["rel_pedigree", "rel_final"]].mean()
     ax.plot(m.index, m["rel_pedigree"], "o-", color=PED_COLOUR, label="Part I, all animals")
     ax.plot(m.index, m["rel_final"], "o-", color="#2ca02c", label="final, all animals")
+    plotted += [m["rel_pedigree"].to_numpy(), m["rel_final"].to_numpy()]
     g = t.loc[t["genotyped"]]
     if len(g):
         mg = g.groupby("birth_year")["rel_final"].mean()
         ax.plot(mg.index, mg.values, "s--", color=GENO_COLOUR, label="final, genotyped")
+        plotted.append(mg.to_numpy())
     ng = t.loc[~t["genotyped"]]
     if len(ng) and len(g):
         mn = ng.groupby("birth_year")["rel_final"].mean()
         ax.plot(mn.index, mn.values, "^--", color=NONGENO_COLOUR, label="final, not genotyped")
+        plotted.append(mn.to_numpy())
+    _mark_band(ax, "y")
     ax.set_xlabel("birth year")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("mean reliability")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*_limits(*plotted))
     ax.legend(fontsize=8, ncol=2)
     ax.set_title("Mean reliability by birth year")
-    return _png(fig)
+    return fig, np.concatenate(plotted)
 
 
 def _fig_by_sex(table: pd.DataFrame) -> str | None:
+    drawn = _draw_by_sex(table)
+    if drawn is None:
+        return None
+    fig, means = drawn
+    return _png(fig) + _outside_note([("means", means)], "plotted means")
+
+
+def _draw_by_sex(table: pd.DataFrame):
+    """The figure and the plotted means (or None without sexes)."""
     sex = table["sex"]
     if sex.isna().all():
         return None
@@ -156,11 +254,13 @@ def _fig_by_sex(table: pd.DataFrame) -> str | None:
     ax.bar(x - 0.2, m["rel_pedigree"], width=0.4, color=PED_COLOUR, label="Part I")
     ax.bar(x + 0.2, m["rel_final"], width=0.4, color="#2ca02c", label="final")
     ax.set_xticks(x, [f"{s}\n(n={n[s]:,})" for s in m.index])
+    _mark_band(ax, "y")
     ax.set_ylabel("mean reliability")
-    ax.set_ylim(0, 1)
+    means = np.concatenate([m["rel_pedigree"].to_numpy(), m["rel_final"].to_numpy()])
+    ax.set_ylim(*_limits(means))
     ax.legend(fontsize=8)
     ax.set_title("Mean reliability by sex")
-    return _png(fig)
+    return fig, means
 
 
 def young_animals(table: pd.DataFrame, young_years: int) -> tuple[np.ndarray, str]:
@@ -177,18 +277,58 @@ def young_animals(table: pd.DataFrame, young_years: int) -> tuple[np.ndarray, st
     return (table["erc_records"].to_numpy() <= 0), "without own records"
 
 
-def _fig_gain(table: pd.DataFrame, young_years: int) -> tuple[str | None, dict]:
+def gain_stats(table: pd.DataFrame, young_years: int) -> dict:
+    """Mean gain from genomics (final − Part I reliability) of the groups the report shows."""
     young, how = young_animals(table, young_years)
     gain = (table["rel_final"] - table["rel_pedigree"]).to_numpy(np.float64)
     g = table["genotyped"].to_numpy(bool)
-    stats = {"young": how, "n_young": int(young.sum()),
-             "n_young_genotyped": int((young & g).sum()),
-             "mean_gain_young_genotyped": float(gain[young & g].mean()) if (young & g).any()
-             else None,
-             "mean_gain_young_not_genotyped": float(gain[young & ~g].mean())
-             if (young & ~g).any() else None}
+    no_records = table["erc_records"].to_numpy(np.float64) <= 0
+
+    def mean(mask):
+        return float(gain[mask].mean()) if mask.any() else None
+
+    return {"young": how, "n_young": int(young.sum()),
+            "n_young_genotyped": int((young & g).sum()),
+            "mean_gain_genotyped": mean(g),
+            "mean_gain_young_genotyped": mean(young & g),
+            "n_young_genotyped_no_records": int((young & g & no_records).sum()),
+            "mean_gain_young_genotyped_no_records": mean(young & g & no_records),
+            "mean_gain_young_not_genotyped": mean(young & ~g)}
+
+
+def negative_gain_text(stats: dict, exact_ran: bool) -> list[str]:
+    """Sentences for each group of genotyped animals whose mean gain from genomics is negative."""
+    groups = (("genotyped animals", "mean_gain_genotyped"),
+              ("young genotyped animals", "mean_gain_young_genotyped"),
+              ("young genotyped animals without own records",
+               "mean_gain_young_genotyped_no_records"))
+    check = ("compare with the exact check below" if exact_ran else
+             "the exact check did not run; run it on a sample (bigeval sample) to tell which")
+    out = []
+    for name, key in groups:
+        v = stats.get(key)
+        if v is not None and v < 0:
+            out.append(f"The mean gain from genomics of the {name} is negative ({v:+.4f}): "
+                       "their final reliability is below the one from pedigree and records "
+                       "alone (Part I). This can be so when the genomic relationships of these "
+                       "animals are below the pedigree ones (they are less related to the "
+                       "informative animals than the pedigree says), or it is an approximation "
+                       f"failing: {check}.")
+    return out
+
+
+def _fig_gain(table: pd.DataFrame, young_years: int) -> tuple[str | None, dict]:
+    stats = gain_stats(table, young_years)
+    fig = _draw_gain(table, young_years)
+    return (None if fig is None else _png(fig)), stats
+
+
+def _draw_gain(table: pd.DataFrame, young_years: int):
+    young, how = young_animals(table, young_years)
+    gain = (table["rel_final"] - table["rel_pedigree"]).to_numpy(np.float64)
+    g = table["genotyped"].to_numpy(bool)
     if not g.any() or not young.any():
-        return None, stats
+        return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 3.6))
     lo, hi = min(0.0, float(gain[young].min())), max(0.05, float(gain[young].max()))
@@ -198,12 +338,13 @@ def _fig_gain(table: pd.DataFrame, young_years: int) -> tuple[str | None, dict]:
                 color=NONGENO_COLOUR, label=f"not genotyped (n={int((young & ~g).sum()):,})")
     ax.hist(gain[young & g], bins=bins, histtype="stepfilled", alpha=0.45, color=GENO_COLOUR,
             label=f"genotyped (n={int((young & g).sum()):,})")
+    ax.axvline(0.0, color="k", lw=0.8, ls=":")  # left of it: genomics lowered the reliability
     ax.set_yscale("log")
     ax.set_xlabel("gain in reliability from genomics (Part III − Part I)")
     ax.set_ylabel("animals")
     ax.set_title(f"Gain from genomics, young animals ({how})")
     ax.legend(fontsize=8)
-    return _png(fig), stats
+    return fig
 
 
 def _fig_convergence(conv: pd.DataFrame) -> str | None:
@@ -223,23 +364,40 @@ def _fig_convergence(conv: pd.DataFrame) -> str | None:
     return _png(fig)
 
 
-def _fig_exact(exact: pd.DataFrame, seed: int = 1) -> str:
-    plt = _plt()
+def _exact_pairs(exact: pd.DataFrame) -> list[tuple[str, str, str]]:
     pairs = [("rel_pedigree", "rel_exact_pblup", "Part I vs exact PBLUP")]
     if "rel_exact_ssgblup" in exact:
         pairs.append(("rel_final", "rel_exact_ssgblup", "Part III vs exact ssGBLUP"))
+    return pairs
+
+
+def _fig_exact(exact: pd.DataFrame, seed: int = 1) -> str:
+    names = {"rel_pedigree": "Part I", "rel_exact_pblup": "exact PBLUP",
+             "rel_final": "Part III", "rel_exact_ssgblup": "exact ssGBLUP"}
+    named = [(names[c], exact[c]) for a, e, _ in _exact_pairs(exact) for c in (a, e)]
+    return _png(_draw_exact(exact, seed)) + _outside_note(named, "reliabilities")
+
+
+def _draw_exact(exact: pd.DataFrame, seed: int = 1):
+    plt = _plt()
+    pairs = _exact_pairs(exact)
     fig, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 5), squeeze=False)
     rng = np.random.default_rng(seed)
     idx = np.arange(len(exact))
-    if len(idx) > 4000:
-        idx = np.sort(rng.choice(idx, 4000, replace=False))
+    if len(idx) > 4000:  # a sample, with every value outside [0, 1) drawn
+        cols = [exact[c].to_numpy(np.float64) for a, e, _ in pairs for c in (a, e)]
+        odd = np.flatnonzero(np.any([(v < BAND[0]) | (v >= BAND[1]) for v in cols], axis=0))
+        idx = np.union1d(rng.choice(idx, 4000, replace=False), odd)
     for ax, (a, e, title) in zip(axes[0], pairs):
         x, y = exact[a].to_numpy(np.float64), exact[e].to_numpy(np.float64)
         r = np.corrcoef(x, y)[0, 1]
+        lo, hi = _limits(x, y)  # all values, also those not drawn
+        _mark_band(ax, "x")
+        _mark_band(ax, "y")
         ax.plot(x[idx], y[idx], ".", ms=2, alpha=0.5, color=GENO_COLOUR)
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_xlabel("approximate")
         ax.set_ylabel("exact")
         ax.set_title(f"{title}\nr = {r:.4f}, mean |diff| {np.mean(np.abs(x - y)):.4f}",
@@ -247,7 +405,7 @@ def _fig_exact(exact: pd.DataFrame, seed: int = 1) -> str:
     fig.suptitle("Approximate vs exact reliabilities"
                  + (f" ({len(idx):,} of {len(exact):,} animals shown)"
                     if len(idx) < len(exact) else ""))
-    return _png(fig)
+    return fig
 
 
 def _fig_timings(info: dict) -> str | None:
@@ -327,8 +485,84 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
     return "\n".join(lines)
 
 
+def genomic_method(cfg, info: dict) -> str | None:
+    """The genomic method of the run (Part II): what the reliabilities stage says it used,
+    else ``[parameters] genomic_method`` of the configuration; None when neither says."""
+    used = (info.get("reliabilities", {}).get("summary", {}) or {}).get("genomic") or {}
+    if used.get("method"):
+        return str(used["method"])
+    get = getattr(cfg, "get", None)
+    try:
+        method = get("parameters.genomic_method") if get is not None else None
+    except KeyError:  # a configuration without the key
+        method = None
+    return None if method is None else str(method)
+
+
+def warnings_section(info: dict, own=()) -> str:
+    """The warnings of the run: each stage's (``stage.json``) and the report's own ``own``."""
+    rows, unknown = [], []
+    for name, meta in info.items():
+        if "warnings" not in meta:
+            unknown.append(name)  # a checkpoint from before warnings were kept
+            continue
+        rows += [(name, w.get("category"), w.get("message"), w.get("count", 1))
+                 for w in meta["warnings"]]
+    rows += [("report", w.get("category"), w.get("message"), w.get("count", 1)) for w in own]
+    out = []
+    if rows:
+        out.append(f"<p class=\"warn\">The run gave {len(rows):,} warning"
+                   f"{'s' if len(rows) != 1 else ''}:</p>")
+        out.append(_table(rows, header=("stage", "kind", "warning", "times")))
+    else:
+        out.append("<p>The run gave no warnings.</p>")
+    if unknown:
+        out.append(f"<p class=\"note\">Not recorded for {html.escape(', '.join(unknown))}: "
+                   "their checkpoints are older than the recording of warnings (rerun them "
+                   "with --force to see).</p>")
+    return "\n".join(out)
+
+
+def exact_rows(table: pd.DataFrame, exact: pd.DataFrame) -> list[tuple]:
+    """Rows of the approximate-vs-exact table: each comparison for all, genotyped and
+    non-genotyped animals (joined by ID), by :func:`bigeval.workflow.agreement`."""
+    from bigeval.workflow import agreement
+
+    gx = table.set_index("animal")["genotyped"].reindex(exact["animal"]).eq(True).to_numpy()
+    rows = []
+    for a, e, label in _exact_pairs(exact):
+        for group, mask in (("all", np.ones(len(exact), bool)), ("genotyped", gx),
+                            ("not genotyped", ~gx)):
+            n = int(mask.sum())
+            if n < 2:  # no correlation or slope of fewer than two animals
+                rows.append((label, group, n, None, None, None, None, None))
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):  # constant values: nan
+                ag = agreement(exact[a].to_numpy(np.float64)[mask],
+                               exact[e].to_numpy(np.float64)[mask])
+            rows.append((label, group, ag["n"], ag["corr"], ag["slope"], ag["mad"],
+                         ag["mean_approx"], ag["mean_exact"]))
+    return rows
+
+
+EXACT_HEADER = ("comparison", "animals", "number", "correlation", "slope (exact on approx.)",
+                "mean |diff|", "mean approx.", "mean exact")
+
+_WARNINGS_SLOT = "<!-- warnings -->"
+
+
 def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> Path:
     """Write the self-contained HTML report of a run to ``path``."""
+    from bigeval.run.manifest import collect_warnings
+
+    with collect_warnings() as own:  # warnings while drawing the report are listed too
+        parts = _report_parts(cfg, table, up, info)
+    parts[parts.index(_WARNINGS_SLOT)] = warnings_section(info, own)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
     val = json.loads((up["validate"] / "validation.json").read_text())
     rel = info["reliabilities"]["summary"]
     title = cfg["report.title"]
@@ -348,6 +582,9 @@ def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> 
             ("α = σe²/σa²", rel["alpha"]), ("τ = σe²/σpe²", cfg["parameters.tau"]),
             ("h²", cfg["parameters.h2"]), ("repeatability", cfg["parameters.repeatability"]),
             ("rounds (Part I / III)", f"{rel['rounds_part1']} / {rel['rounds_part3'] or '–'}")]
+    method = genomic_method(cfg, info)
+    if method is not None and g.any():
+        rows.append(("genomic method (Part II)", method))
     parts.append(_table(rows))
     means = [("Part I", table["rel_pedigree"].mean(), table["rel_pedigree"][g].mean()
               if g.any() else None, table["rel_pedigree"][~g].mean())]
@@ -359,6 +596,8 @@ def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> 
                                        "not genotyped")))
     for note in val.get("notes", []):
         parts.append(f"<p class=\"note\">{html.escape(note)}</p>")
+    parts.append("<h2 id=\"warnings\">Warnings</h2>")
+    parts.append(_WARNINGS_SLOT)
     # figures
     parts.append("<h2 id=\"distributions\">Reliability of genotyped and non-genotyped animals"
                  "</h2>")
@@ -374,8 +613,19 @@ def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> 
     fig, stats = _fig_gain(table, cfg["report.young_years"])
     parts.append(_table([("young animals", stats["young"]), ("number", stats["n_young"]),
                          ("of them genotyped", stats["n_young_genotyped"]),
-                         ("mean gain, genotyped", stats["mean_gain_young_genotyped"]),
-                         ("mean gain, not genotyped", stats["mean_gain_young_not_genotyped"])]))
+                         ("of them without own records",
+                          stats["n_young_genotyped_no_records"]),
+                         ("mean gain, all genotyped animals", stats["mean_gain_genotyped"]),
+                         ("mean gain, young genotyped", stats["mean_gain_young_genotyped"]),
+                         ("mean gain, young genotyped without own records",
+                          stats["mean_gain_young_genotyped_no_records"]),
+                         ("mean gain, young not genotyped",
+                          stats["mean_gain_young_not_genotyped"])]))
+    exact_ran = "reliabilities" in up and (up["reliabilities"] / "exact.parquet").exists()
+    for text in negative_gain_text(stats, exact_ran):
+        parts.append(f"<p class=\"warn\">{html.escape(text)}</p>")
+    for note in (rel.get("genomic") or {}).get("notes", []):
+        parts.append(f"<p class=\"note\">{html.escape(note)}</p>")
     parts.append(fig or "<p class=\"note\">No genotyped young animals.</p>")
     parts.append("<h2 id=\"convergence\">Convergence of the iteration</h2>")
     fig = _fig_convergence(_read(up.get("reliabilities"), "convergence.parquet"))
@@ -383,15 +633,7 @@ def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> 
     parts.append("<h2 id=\"exact\">Approximate vs exact reliabilities</h2>")
     exact = _read(up.get("reliabilities"), "exact.parquet")
     if exact is not None:
-        from bigeval.workflow import agreement
-
-        rows = [("Part I vs exact PBLUP",
-                 *_agree(agreement(exact["rel_pedigree"], exact["rel_exact_pblup"])))]
-        if "rel_exact_ssgblup" in exact:
-            rows.append(("Part III vs exact ssGBLUP",
-                         *_agree(agreement(exact["rel_final"], exact["rel_exact_ssgblup"]))))
-        parts.append(_table(rows, header=("comparison", "animals", "correlation", "slope",
-                                          "mean |diff|")))
+        parts.append(_table(exact_rows(table, exact), header=EXACT_HEADER))
         parts.append("<p class=\"note\">Both sides use the same information (records, "
                      "pedigree, genomics); Interbull is left out because the exact model has "
                      "none.</p>")
@@ -426,9 +668,4 @@ def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> 
                         header=("stage", "seconds", "peak memory (MB)", "finished")))
     parts.append(_fig_timings(info) or "")
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
-
-
-def _agree(a: dict) -> tuple:
-    return a["n"], a["corr"], a["slope"], a["mad"]
+    return parts
