@@ -648,7 +648,8 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
                          "not run out of core",
                          remedy="drop --exact, or run without --out-of-core on small data")
     opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
-                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol)
+                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
+                              genomic_method=job.genomic_method)
     out = ensure_dir(job.out)
     work_dir = getattr(job, "work_dir", None)
     tmp = None
