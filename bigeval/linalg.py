@@ -204,9 +204,16 @@ def cholesky_lower(a: np.ndarray, *, what: str = "the matrix", remedy: str = "ch
     [[2.0, 2.0], [1.0, 1.4142]]
     """
     n = a.shape[0]
+    diag = a.diagonal().copy()
     info = _potrf_blocked(a, _block_for(n, block))
     if info:
         raise _not_pd(what, info, n, remedy, file, ids)
+    # numerically singular: a pivot at rounding level of its row's diagonal (an exact linear
+    # combination, e.g. two animals with identical genotypes, can factor with a pivot of
+    # ~1e-16 instead of failing, depending on the BLAS kernel)
+    tiny = np.flatnonzero(a.diagonal() ** 2 <= 64 * n * np.finfo(np.float64).eps * diag)
+    if tiny.size:
+        raise _not_pd(what, int(tiny[0]) + 1, n, remedy, file, ids)
     return a
 
 
