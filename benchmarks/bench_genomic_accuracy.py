@@ -37,7 +37,7 @@ POPULATIONS = {
     "deep pedigree, h2 0.1 (alpha 9), 25 years": (dict(seed=4, h2=0.1, n_years=25), {}, False),
     "repeated records (tau from repeatability 0.4)": (dict(seed=5), {}, True),
     "large contemporary groups (10 herds)": (dict(seed=6, n_herds=10), {}, False),
-    "small contemporary groups (300 herds)": (dict(seed=7, n_herds=300), {}, False),
+    "small contemporary groups (150 herds)": (dict(seed=7, n_herds=150), {}, False),
     "young-bull set: 50 % youngest genotyped without records": (dict(seed=8), {"young": 0.5},
                                                                  False),
     "50 000-SNP panel": (dict(seed=9, n_snps=50_000), {}, False),
