@@ -262,3 +262,37 @@ def test_run__warnings_are_shown_kept_and_reported(tmp_path, monkeypatch):
     prep = next(s for s in res.manifest["stages"] if s["name"] == "prepare")
     assert prep["status"] == "skipped" and prep["warnings"][0]["count"] == 1
     assert "few records in this herd" in (out / "report.html").read_text()
+
+
+def test_write_report__lists_its_own_warnings(tmp_path, monkeypatch):
+    t = _table(odd=False)
+    up, info = _stage_folders(tmp_path, t)
+
+    def convergence(conv):
+        warnings.warn("nothing to draw", UserWarning)
+        return None
+
+    monkeypatch.setattr(rp, "_fig_convergence", convergence)
+    with pytest.warns(UserWarning, match="nothing to draw"):
+        page = rp.write_report(_Cfg(_CFG), t, up, info, tmp_path / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "report  UserWarning  nothing to draw  1" in text
+
+
+def test_collect_warnings__counts_passes_on_and_keeps_the_filters():
+    from bigeval.run.manifest import collect_warnings
+
+    with warnings.catch_warnings(record=True) as outer:
+        warnings.simplefilter("always")
+        with collect_warnings() as seen:
+            for _ in range(3):
+                warnings.warn("again", BigevalWarning)
+            warnings.warn("other", RuntimeWarning)
+    assert seen == [{"category": "BigevalWarning", "message": "again", "count": 3},
+                    {"category": "RuntimeWarning", "message": "other", "count": 1}]
+    assert [str(w.message) for w in outer] == ["again"] * 3 + ["other"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(BigevalWarning), collect_warnings() as seen:
+            warnings.warn("stop", BigevalWarning)
+    assert seen == []

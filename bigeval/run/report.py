@@ -518,8 +518,8 @@ def warnings_section(info: dict, own=()) -> str:
         out.append("<p>The run gave no warnings.</p>")
     if unknown:
         out.append(f"<p class=\"note\">Not recorded for {html.escape(', '.join(unknown))}: "
-                   "their checkpoints are older than the recording of warnings (rerun them "
-                   "with --force to see).</p>")
+                   "their checkpoints are older than the recording of warnings (bigeval run "
+                   "--force all records them).</p>")
     return "\n".join(out)
 
 
