@@ -28,8 +28,8 @@ import scipy.linalg
 
 from bigeval.errors import BigevalWarning, InputError
 
-__all__ = ["cholesky_lower", "mirror_lower", "spd_inverse", "spd_inverse_diag",
-           "symmetric_inverse_diag"]
+__all__ = ["cholesky_lower", "lower_factor_inverse", "mirror_lower", "spd_inverse",
+           "spd_inverse_diag", "symmetric_inverse_diag"]
 
 #: Order from which the factorisations are blocked (well below the ~16 300 of the crash).
 BLOCKED_FROM = 8192
@@ -246,6 +246,25 @@ def _inverse_lower(a: np.ndarray, what: str, overwrite: bool, remedy: str, file=
     b = _block_for(m.shape[0], block)
     cholesky_lower(m, what=what, remedy=remedy, file=file, ids=ids, block=b)
     _trtri_blocked(m, b)  # potri = trtri + lauum
+    _lauum_blocked(m, b)
+    return m
+
+
+def lower_factor_inverse(m: np.ndarray, block: int | None = None) -> np.ndarray:
+    """``(L Lᵀ)⁻¹`` from a lower Cholesky factor L, in place in the lower triangle of ``m``
+    (LAPACK dpotri = trtri + lauum, blocked as in :func:`spd_inverse`: crash-safe tiles for
+    the OpenBLAS of the wheels, multithreaded). ``m``: Fortran-ordered float64; its strictly
+    upper triangle is not read and is left as it was.
+
+    Examples
+    --------
+    >>> m = np.asfortranarray(np.linalg.cholesky([[4.0, 2.0], [2.0, 3.0]]))
+    >>> lower_factor_inverse(m, block=1)[[0, 1, 1], [0, 0, 1]].tolist()
+    [0.375, -0.25, 0.5]
+    """
+    b = _block_for(m.shape[0], block)
+    if _trtri_blocked(m, b):
+        raise InputError("the Cholesky factor is singular", remedy="factor an SPD matrix")
     _lauum_blocked(m, b)
     return m
 

@@ -33,9 +33,10 @@ __all__ = ["takahashi", "selected_inverse", "SelectedInverse", "inverse_diagonal
 @njit(cache=True, nogil=True)
 def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc):  # pragma: no cover
     """Fill columns j_hi−1 … j_lo of ``z`` (same layout as ``data``) with (L Lᵀ)⁻¹ on the
-    pattern of L; the columns right of j_hi must be done.
+    pattern of L; the columns right of j_hi must be done. ``z`` may be ``data`` itself
+    (in place): column j of L is read only before column j of Z is written.
 
-    ``where`` (n, all −1) and ``acc`` (n) are work arrays. Returns −1 on success, else the
+    ``where`` (n, all −1; not used by this kernel) and ``acc`` (n) are work arrays. Returns −1 on success, else the
     first column (from the right) whose pattern is not closed under the factorisation's
     fill (the input is not a Cholesky factor's pattern), or −2 − j when column j does not
     start with its diagonal.
@@ -47,32 +48,45 @@ def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc):  # prag
             return -2 - j
         ljj = data[p0]
         for p in range(p0 + 1, p1):
-            i = indices[p]
-            where[i] = p
-            acc[i] = 0.0
+            acc[indices[p]] = 0.0
         for p in range(p0 + 1, p1):
             k = indices[p]
             lkj = data[p]
             q0 = indptr[k]
+            qe = indptr[k + 1]
             acc[k] += z[q0] * lkj          # Z_kk L_kj
-            found = 0
-            for q in range(q0 + 1, indptr[k + 1]):
-                i = indices[q]              # i > k: Z_ik is stored in column k
-                w = where[i]
-                if w >= 0:
-                    zik = z[q]
-                    acc[i] += zik * lkj     # row i, summation index k
-                    acc[k] += zik * data[w]  # row k, summation index i (Z_ki = Z_ik)
-                    found += 1
-            if found != p1 - 1 - p:         # rows of R_j below k must all be in column k
-                return j
+            # the rows of R_j below k must all be in column k (closure under fill): find
+            # them by a merge of the two sorted lists, or by binary search when column k is
+            # much longer (a genotyped row k: its column spans the whole genomic block)
+            q = q0 + 1
+            gallop = qe - q > 8 * (p1 - 1 - p)
+            for pp in range(p + 1, p1):
+                i = indices[pp]
+                if gallop:
+                    lo = q
+                    hi = qe
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if indices[mid] < i:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    q = lo
+                else:
+                    while q < qe and indices[q] < i:
+                        q += 1
+                if q == qe or indices[q] != i:
+                    return j
+                zik = z[q]                  # i > k: Z_ik is stored in column k
+                acc[i] += zik * lkj         # row i, summation index k
+                acc[k] += zik * data[pp]    # row k, summation index i (Z_ki = Z_ik)
+                q += 1
         s = 0.0
         for p in range(p0 + 1, p1):
             i = indices[p]
             v = -acc[i] / ljj
+            s += v * data[p]  # read L_ij before Z_ij is written (z may be data itself)
             z[p] = v
-            s += v * data[p]
-            where[i] = -1
         z[p0] = (1.0 / ljj - s) / ljj
     return -1
 
@@ -95,24 +109,29 @@ def _supernodes(indptr, indices):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _gather_block(indptr, indices, data, f, l):  # pragma: no cover - compiled
-    """L_SS (s × s, lower) and L_RS (r × s) of supernode [f, l), its rows R, and whether
-    the columns have the supernode's layout (rows f+t … l−1, then R; diagonal first)."""
+    """L_SSᵀ (s × s, upper: C order, so that its transpose is L_SS in Fortran order) and
+    L_RSᵀ (s × r) of supernode [f, l), its rows R, and whether the columns have the
+    supernode's layout (rows f+t … l−1, then R; diagonal first). Every column of L is read
+    and written contiguously (a 20 000-column genomic supernode is 3.2 GB)."""
     s = l - f
     p0 = indptr[f]
     rows = indices[p0 + s:indptr[f + 1]].copy()
     r = rows.size
-    Lss = np.zeros((s, s))
-    Lrs = np.empty((r, s))
+    LssT = np.zeros((s, s))
+    LrsT = np.empty((s, r))
     ok = True
     for t in range(s):
         q = indptr[f + t]
+        ok = ok and indptr[f + t + 1] - q == s - t + r
+        if not ok:
+            break
         for u in range(t, s):
             ok = ok and indices[q + u - t] == f + u
-            Lss[u, t] = data[q + u - t]
+            LssT[t, u] = data[q + u - t]
         q += s - t
         for a in range(r):
-            Lrs[a, t] = data[q + a]
-    return Lss, Lrs, rows, ok
+            LrsT[t, a] = data[q + a]
+    return LssT, LrsT, rows, ok
 
 
 @njit(cache=True)
@@ -139,15 +158,17 @@ def _gather_z(indptr, indices, z, rows, where):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _scatter_block(indptr, z, f, l, Zss, Zrs):  # pragma: no cover - compiled
+def _scatter_block(indptr, z, f, l, ZssT, ZrsT):  # pragma: no cover - compiled
+    """Write Z_SS (its lower triangle, given as the upper one of ``ZssT``) and Z_RS (given
+    as ``ZrsT``, s × r) into the columns of supernode [f, l) of ``z``."""
     s = l - f
     for t in range(s):
         q = indptr[f + t]
         for u in range(t, s):
-            z[q + u - t] = Zss[u, t]
+            z[q + u - t] = ZssT[t, u]
         q += s - t
-        for a in range(Zrs.shape[0]):
-            z[q + a] = Zrs[a, t]
+        for a in range(ZrsT.shape[1]):
+            z[q + a] = ZrsT[t, a]
 
 
 def _supernode_inverse(L, z, f, l, where):
@@ -156,47 +177,66 @@ def _supernode_inverse(L, z, f, l, where):
         Y = L_RS L_SS⁻¹,  Z_RS = −Z_RR Y,  Z_SS = (L_SS L_SSᵀ)⁻¹ − Yᵀ Z_RS
 
     Only the lower triangle of Z_SS is formed and stored (no symmetrised copies: the
-    10 000-column genomic supernode of ssGBLUP is 0.8 GB per dense copy).
+    20 000-column genomic supernode of ssGBLUP is 3.2 GB per dense copy). (L_SS L_SSᵀ)⁻¹ is
+    LAPACK's potri on the factor in place; from :data:`bigeval.linalg.BLOCKED_FROM` columns
+    on, the blocked trtri + lauum of :mod:`bigeval.linalg` (crash-safe tiles for the
+    OpenBLAS of the wheels, multithreaded).
     """
-    Lss, Lrs, rows, ok = _gather_block(L.indptr, L.indices, L.data, f, l)
+    LssT, LrsT, rows, ok = _gather_block(L.indptr, L.indices, L.data, f, l)
     if not ok:
         return False
     r = rows.size
+    s = l - f
+    Lss = LssT.T  # lower triangle of L_SS, Fortran order (the same memory)
     if r:
-        # Y = L_RS L_SS⁻¹  <=>  L_SSᵀ Yᵀ = L_RSᵀ
-        Y = scipy.linalg.solve_triangular(Lss, Lrs.T, lower=True, trans="T",
-                                          check_finite=False).T
-        del Lrs
-    # (L_SS L_SSᵀ)⁻¹ by LAPACK dpotri on the factor, in place: Lss.T is the Fortran-ordered
-    # upper triangle U = L_SSᵀ of the same memory, and UᵀU = L_SS L_SSᵀ
-    Zss, info = scipy.linalg.lapack.dpotri(Lss.T, lower=0, overwrite_c=1)
-    if info != 0:  # pragma: no cover - diagonal checked positive before
-        raise InputError("the Cholesky factor is singular", value=f"column {f}")
-    Zss = Zss.T  # lower triangle, C order
+        # Yᵀ = L_SS⁻ᵀ L_RSᵀ  (s × r)
+        YT = scipy.linalg.solve_triangular(Lss, LrsT, lower=True, trans="T",
+                                           check_finite=False, overwrite_b=True)
+        del LrsT
+    # (L_SS L_SSᵀ)⁻¹ in place: its lower triangle in Lss (Fortran), i.e. upper in LssT (C)
+    if s >= BLOCKED_FROM:
+        from bigeval.linalg import lower_factor_inverse
+        lower_factor_inverse(Lss, block=_POTRI_BLOCK)
+    else:
+        Lss, info = scipy.linalg.lapack.dpotri(Lss, lower=1, overwrite_c=1)
+        if info != 0:  # pragma: no cover - diagonal checked positive before
+            raise InputError("the Cholesky factor is singular", value=f"column {f}")
+    ZssT = Lss.T  # LssT itself: dpotri works in place on a Fortran array
     if r:
         Zrr, found = _gather_z(L.indptr, L.indices, z, rows, where)
         if found != r * (r - 1) // 2:
             return False
-        Zrs = Zrr @ Y
+        ZrsT = YT @ Zrr  # (Z_RR Y)ᵀ = Yᵀ Z_RR (Z_RR symmetric), s × r
         del Zrr
-        np.negative(Zrs, out=Zrs)
-        Zss -= Y.T @ Zrs  # the upper triangle of Zss is not used
+        np.negative(ZrsT, out=ZrsT)
+        # Z_SS -= Yᵀ Z_RS, lower triangle of Z_SS = upper of ZssT; (Yᵀ Z_RS)ᵀ = Z_RSᵀ Y
+        ZssT -= ZrsT @ YT.T  # the lower triangle of ZssT is not used
+        del YT
     else:
-        Zrs = np.empty((0, l - f))
-    _scatter_block(L.indptr, z, f, l, Zss, np.ascontiguousarray(Zrs))
+        ZrsT = np.empty((s, 0))
+    _scatter_block(L.indptr, z, f, l, ZssT, np.ascontiguousarray(ZrsT))
     return True
 
 
 # a supernode is done with BLAS-3 when it has at least this many columns (below, the
-# scalar column sweep is faster than the Python and gather overhead)
+# scalar column sweep is faster than the Python and gather overhead) ...
 SUPERNODE_MIN = 32
+# ... or at least 2 columns and this many rows below them (the columns of non-genotyped
+# animals just before the genomic supernode have thousands of genotyped rows each, where the
+# scalar sweep costs r² scattered reads per column)
+SUPERNODE_MIN_ROWS = 1_000
+# from this many columns the inverse of a supernode's diagonal block goes through the blocked
+# potri of bigeval.linalg (the OpenBLAS of the wheels crashes in its own multithreaded
+# routines from n ≈ 16 300); tests lower both
+from bigeval.linalg import BLOCKED_FROM  # noqa: E402
+_POTRI_BLOCK = None
 # BLAS calls on blocks below this many flops run on one thread: on a busy 2-core machine
 # small multithreaded OpenBLAS calls were measured 5-10x slower than single-threaded ones
 # (spinning threads of the two OpenBLAS copies numpy and CHOLMOD load)
 _THREADED_FLOPS = 1e9
 
 
-def _sweep(L, z, starts, supernode_min, where, acc) -> int:
+def _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc) -> int:
     """Right-to-left sweep: big supernodes by BLAS-3, the columns between by the kernel."""
     from threadpoolctl import ThreadpoolController
     ctl = ThreadpoolController()
@@ -209,12 +249,12 @@ def _sweep(L, z, starts, supernode_min, where, acc) -> int:
         for t in range(starts.size - 2, -1, -1):
             f, l = int(starts[t]), int(starts[t + 1])
             s = l - f
-            if s < supernode_min:
+            r = int(indptr[f + 1] - indptr[f]) - s
+            if s < supernode_min and not (s >= 2 and r >= supernode_min_rows):
                 continue
             rc = _takahashi_kernel(indptr, indices, data, z, l, hi, where, acc)
             if rc != -1:
                 return rc
-            r = int(indptr[f + 1] - indptr[f]) - s
             flops = s ** 3 / 3.0 + s * r * (r + s)
             if flops >= _THREADED_FLOPS and threads > 1:
                 with ctl.limit(limits=threads, user_api="blas"):
@@ -251,14 +291,21 @@ def _lookup_kernel(indptr, indices, z, rows, cols, out):  # pragma: no cover - c
     return -1
 
 
-def takahashi(L, *, supernode_min: int = SUPERNODE_MIN) -> sp.csc_matrix:
+def takahashi(L, *, supernode_min: int = SUPERNODE_MIN,
+              supernode_min_rows: int | None = None, overwrite: bool = False) -> sp.csc_matrix:
     """(L Lᵀ)⁻¹ on the pattern of the lower-triangular Cholesky factor L.
 
     Columns are swept right to left; supernodes (runs of columns with nested patterns, as
     CHOLMOD's factor has) of at least ``supernode_min`` columns are done as dense blocks
     with LAPACK/BLAS (potri, trsm, gemm), the other columns by the scalar Takahashi
     recurrence in numba. ``supernode_min=0`` or a huge value selects one path throughout
-    (the tests check both against the dense inverse).
+    (the tests check both against the dense inverse). Supernodes of at least 2 columns
+    with at least ``supernode_min_rows`` rows below them go by BLAS-3 too (default
+    :data:`SUPERNODE_MIN_ROWS` with the default ``supernode_min``, else
+    ``max(2, supernode_min)``, so that 0 and a huge value still select one path).
+
+    ``overwrite=True`` computes Z in the memory of ``L.data`` (float64 CSC; L is destroyed
+    and the result shares its arrays): one copy of the factor less at national size.
 
     Parameters
     ----------
@@ -276,11 +323,15 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN) -> sp.csc_matrix:
     >>> takahashi(L).toarray().round(4).tolist()
     [[0.375, 0.0], [-0.25, 0.5]]
     """
-    L = sp.csc_matrix(L, dtype=np.float64)
+    if supernode_min_rows is None:
+        supernode_min_rows = SUPERNODE_MIN_ROWS if supernode_min == SUPERNODE_MIN else \
+            max(2, supernode_min)
+    inplace = overwrite and sp.isspmatrix_csc(L) and L.dtype == np.float64
+    L = L if inplace else sp.csc_matrix(L, dtype=np.float64)
     if L.shape[0] != L.shape[1]:
         raise InputError("the Cholesky factor is not square", value=L.shape)
     if not L.has_sorted_indices:
-        L = L.copy()
+        L = L if inplace else L.copy()
         L.sort_indices()
     n = L.shape[0]
     # a missing (or zero) diagonal entry reads as 0 here
@@ -288,13 +339,14 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN) -> sp.csc_matrix:
         raise InputError("the Cholesky factor has a diagonal element <= 0",
                          value=float(L.diagonal().min()),
                          remedy="factor a positive-definite matrix")
-    z = np.empty(L.nnz)  # the kernels take L's int32 or int64 indices as they are
+    # the kernels take L's int32 or int64 indices as they are
+    z = L.data if inplace else np.empty(L.nnz)
     where = np.full(n, -1, np.int64)
     acc = np.zeros(n)
     rc = -1
     if n:
         starts = _supernodes(L.indptr, L.indices)
-        rc = _sweep(L, z, starts, supernode_min, where, acc)
+        rc = _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc)
     if rc <= -2:
         raise InputError("the Cholesky factor is not lower triangular with its diagonal first",
                          value=f"column {-2 - rc}", remedy="pass the factor L of A = L Lᵀ")
@@ -371,4 +423,5 @@ def inverse_diagonal(A, method: str = "auto", *, what: str = "the matrix") -> np
     f = cholesky(A, method, what=what)
     L, perm = f.L, f.perm
     del f  # frees CHOLMOD's copy of the factor before the inversion
-    return SelectedInverse(takahashi(L), np.asarray(perm, dtype=np.int64)).diagonal()
+    return SelectedInverse(takahashi(L, overwrite=True),
+                           np.asarray(perm, dtype=np.int64)).diagonal()
