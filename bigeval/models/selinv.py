@@ -291,7 +291,7 @@ def _lookup_kernel(indptr, indices, z, rows, cols, out):  # pragma: no cover - c
     return -1
 
 
-def takahashi(L, *, supernode_min: int = SUPERNODE_MIN,
+def takahashi(L, *, supernode_min: int | None = None,
               supernode_min_rows: int | None = None, overwrite: bool = False) -> sp.csc_matrix:
     """(L Lᵀ)⁻¹ on the pattern of the lower-triangular Cholesky factor L.
 
@@ -301,7 +301,7 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN,
     recurrence in numba. ``supernode_min=0`` or a huge value selects one path throughout
     (the tests check both against the dense inverse). Supernodes of at least 2 columns
     with at least ``supernode_min_rows`` rows below them go by BLAS-3 too (default
-    :data:`SUPERNODE_MIN_ROWS` with the default ``supernode_min``, else
+    :data:`SUPERNODE_MIN_ROWS` when ``supernode_min`` is not given (:data:`SUPERNODE_MIN`), else
     ``max(2, supernode_min)``, so that 0 and a huge value still select one path).
 
     ``overwrite=True`` computes Z in the memory of ``L.data`` (float64 CSC; L is destroyed
@@ -324,8 +324,10 @@ def takahashi(L, *, supernode_min: int = SUPERNODE_MIN,
     [[0.375, 0.0], [-0.25, 0.5]]
     """
     if supernode_min_rows is None:
-        supernode_min_rows = SUPERNODE_MIN_ROWS if supernode_min == SUPERNODE_MIN else \
+        supernode_min_rows = SUPERNODE_MIN_ROWS if supernode_min is None else \
             max(2, supernode_min)
+    if supernode_min is None:
+        supernode_min = SUPERNODE_MIN
     inplace = overwrite and sp.isspmatrix_csc(L) and L.dtype == np.float64
     L = L if inplace else sp.csc_matrix(L, dtype=np.float64)
     if L.shape[0] != L.shape[1]:

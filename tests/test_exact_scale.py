@@ -1,0 +1,131 @@
+"""The sparse exact path at scale, checked against its dense twin on small populations.
+
+The sparse path (lower-triangle LHS with the genomic block merged in, CHOLMOD or SuperLU,
+selected inversion with the genomic supernode inverted by dense LAPACK) must give the
+numbers of ``method='dense'`` (LAPACK inverse of the whole LHS) whatever the ordering, the
+numbering of the animals, the solver and the path each supernode takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import bigeval.models.selinv as selinv
+from bigeval.genomic import vanraden_g
+from bigeval.models.cholesky import HAVE_CHOLMOD
+from bigeval.pedigree import a_matrix_dense
+from bigeval.reliability.exact import _caa_diagonal, _exact_lhs, _lower_lhs, _sparse_parts
+
+SOLVERS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])
+TOL = 1e-10
+
+
+def population(n: int, ng: int, seed: int, shuffle: bool):
+    """Random pedigree (optionally shuffled numbering), repeated records, and G⁻¹, A22⁻¹ of
+    ng random genotyped animals (G blended with A22 so that it is positive definite)."""
+    rng = np.random.default_rng(seed)
+    sire = np.full(n, -1, np.int64)
+    dam = np.full(n, -1, np.int64)
+    for i in range(8, n):
+        lo = max(0, i - 30)
+        if rng.random() < 0.9:
+            sire[i] = rng.integers(lo, i)
+        if rng.random() < 0.8:
+            dam[i] = rng.integers(lo, i)
+        if sire[i] == dam[i]:
+            dam[i] = -1
+    if shuffle:
+        new = rng.permutation(n)
+        s = np.full(n, -1, np.int64)
+        d = np.full(n, -1, np.int64)
+        s[new] = np.where(sire >= 0, new[np.maximum(sire, 0)], -1)
+        d[new] = np.where(dam >= 0, new[np.maximum(dam, 0)], -1)
+        sire, dam = s, d
+    rec_animal = rng.choice(rng.choice(n, int(0.7 * n), replace=False), size=2 * n)
+    rec_cg = rng.integers(0, max(2, n // 15), size=2 * n)
+    if not ng:
+        return sire, dam, rec_animal, rec_cg, {}
+    g = rng.choice(n, ng, replace=False)
+    a22 = a_matrix_dense(sire, dam)[np.ix_(g, g)]
+    G, _ = vanraden_g(rng.integers(0, 3, size=(ng, 4 * ng)))
+    gstar = 0.9 * G + 0.1 * a22
+    kw = {"genotyped": g, "ginv": np.linalg.inv(gstar), "a22inv": np.linalg.inv(a22)}
+    return sire, dam, rec_animal, rec_cg, kw
+
+
+def both(pop, alpha, tau, **sparse_kw):
+    sire, dam, rec_animal, rec_cg, kw = pop
+    args = (sire, dam, rec_animal, rec_cg, alpha)
+    dense = _caa_diagonal(*args, tau=tau, f=None, method="dense", **_full(kw))
+    sparse = _caa_diagonal(*args, tau=tau, f=None, method="sparse", **_full(kw), **sparse_kw)
+    return dense, sparse
+
+
+def _full(kw):
+    return {"genotyped": kw.get("genotyped"), "ginv": kw.get("ginv"),
+            "a22inv": kw.get("a22inv")}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("ng", [0, 40])
+@pytest.mark.parametrize("tau", [None, 2.0])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sparse_exact__equals_dense_twin(solver, ng, tau, shuffle):
+    pop = population(300, ng, seed=7 + ng + int(shuffle), shuffle=shuffle)
+    dense, sparse = both(pop, 2.5, tau, solver=solver)
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("paths", [
+    {"SUPERNODE_MIN": 10**9, "SUPERNODE_MIN_ROWS": 10**9},   # scalar sweep only
+    {"SUPERNODE_MIN": 2, "SUPERNODE_MIN_ROWS": 2},            # BLAS-3 wherever possible
+    {"SUPERNODE_MIN": 32, "SUPERNODE_MIN_ROWS": 5, "BLOCKED_FROM": 16, "_POTRI_BLOCK": 7},
+])
+def test_sparse_exact__every_supernode_path_equals_dense(monkeypatch, paths):
+    for name, value in paths.items():
+        monkeypatch.setattr(selinv, name, value)
+    pop = population(260, 60, seed=3, shuffle=True)
+    dense, sparse = both(pop, 1.5, 3.0, solver=SOLVERS[-1])
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
+
+
+def test_sparse_exact__blocked_genomic_supernode_equals_dense(monkeypatch):
+    # the genomic supernode (>= 60 columns) through the blocked trtri + lauum of
+    # bigeval.linalg, in tiles of 16 rows
+    monkeypatch.setattr(selinv, "BLOCKED_FROM", 32)
+    monkeypatch.setattr(selinv, "_POTRI_BLOCK", 16)
+    import bigeval.linalg
+    calls = []
+    inner = bigeval.linalg.lower_factor_inverse
+    monkeypatch.setattr(bigeval.linalg, "lower_factor_inverse",
+                        lambda m, block=None: calls.append(m.shape[0]) or inner(m, block))
+    pop = population(400, 70, seed=11, shuffle=False)
+    dense, sparse = both(pop, 3.0, None, solver=SOLVERS[-1])
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
+    assert calls and max(calls) >= 70  # the genomic supernode went the blocked way
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_lower_lhs__is_the_lower_triangle_of_the_full_lhs(shuffle):
+    sire, dam, rec_animal, rec_cg, kw = population(120, 25, seed=5, shuffle=shuffle)
+    full, k, n = _exact_lhs(sire, dam, rec_animal, rec_cg, 2.0, tau=1.5, f=None, **kw)
+    lhs, k2, _, g, (ginv, a22inv) = _sparse_parts(sire, dam, rec_animal, rec_cg, 2.0, tau=1.5,
+                                                  f=None, **kw)
+    low = _lower_lhs(lhs, k + g, ginv, a22inv, 2.0)
+    assert k2 == k and low.has_sorted_indices
+    np.testing.assert_allclose(low.toarray(), sp.tril(full).toarray(), rtol=0, atol=1e-13)
+    # C-ordered, Fortran-ordered: the same
+    low_f = _lower_lhs(lhs, k + g, np.asfortranarray(ginv), np.asfortranarray(a22inv), 2.0)
+    np.testing.assert_array_equal(low_f.toarray(), low.toarray())
+
+
+def test_sparse_exact__public_api_keeps_its_results():
+    from bigeval.reliability.exact import exact_pev, exact_reliability
+    sire, dam, rec_animal, rec_cg, kw = population(200, 30, seed=9, shuffle=True)
+    d = exact_reliability(sire, dam, rec_animal, rec_cg, 2.0, method="dense", **kw)
+    s = exact_reliability(sire, dam, rec_animal, rec_cg, 2.0, method="sparse", **kw)
+    np.testing.assert_allclose(s, d, rtol=0, atol=TOL)
+    pev = exact_pev(sire, dam, rec_animal, rec_cg, 2.0, method="sparse", **kw)
+    np.testing.assert_allclose(s, 1.0 - 2.0 * pev, rtol=0, atol=1e-15)
