@@ -1,0 +1,152 @@
+"""Benchmark: exact single-step reliabilities (sparse Cholesky + selected inversion) at size.
+
+Simulates a herd-structured pedigree (default 1 000 000 animals, 20 000 genotyped, as
+:mod:`bigeval.simulate` picks them) with its records, computes A22⁻¹ without A
+(:func:`bigeval.relationships.a22_inverse`) and takes G⁻¹ = A22⁻¹/0.9 + 0.05 J/n_g (the inverse
+of 0.9 A22 plus a dense positive term: the genomic block of H⁻¹ is dense, as with a real G;
+factor and inversion costs depend on the pattern, not the values). Setup is not timed.
+
+Timed in the same run, each step of ``exact_reliability(..., method='sparse')`` (build of the
+lower-triangle LHS, CHOLMOD factorisation, extraction of L, selected inversion), and the
+**baseline**: one dense potrf + potri of an n_g × n_g matrix (bigeval.linalg, blocked) —
+the dense inverse of the genotyped block alone, which any exact single-step PEV has to pay.
+Prints medians over ``--repeats``, the ratio to the baseline, the peak memory (VmHWM) and the
+factor's shape (non-zeros, the genomic supernode).
+
+    flock /tmp/bigeval-heavy.lock python benchmarks/bench_exact.py
+    python benchmarks/bench_exact.py --animals 200000 --genotyped 5000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _population import vm_hwm_gib  # noqa: E402
+
+
+def population(n_animals: int, n_genotyped: int, seed: int):
+    import pandas as pd
+
+    from bigeval.pedigree import inbreeding
+    from bigeval.prepare import renumber_pedigree
+    from bigeval.relationships import a22_inverse
+    from bigeval.simulate import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(n_animals=n_animals, n_genotyped=n_genotyped, n_snps=0,
+                                    seed=seed), keep_genotypes=False)
+    ped = sim.pedigree[["animal", "sire", "dam"]].replace("0", "")
+    ped["line"] = np.arange(1, len(ped) + 1)
+    ids, sire, dam, _ = renumber_pedigree(ped)
+    index = pd.Index(ids)
+    rec_animal = index.get_indexer(sim.records["animal"]).astype(np.int64)
+    rec_cg = pd.factorize(sim.records["cg"])[0].astype(np.int64)
+    g = index.get_indexer(sim.genotyped)
+    del sim
+    f = inbreeding(sire, dam)
+    a22inv = a22_inverse(sire, dam, g, f)
+    ginv = a22inv / 0.9
+    ginv += 0.05 / len(g)
+    return sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv
+
+
+def baseline(ng: int, seed: int) -> float:
+    """potrf + potri of an n_g × n_g SPD matrix, in place (bigeval.linalg, blocked)."""
+    from bigeval.linalg import _inverse_lower
+
+    rng = np.random.default_rng(seed)
+    a = np.asfortranarray(rng.standard_normal((ng, 64)) @ rng.standard_normal((64, ng)) / 64)
+    a[np.diag_indices(ng)] += ng ** 0.5
+    t = time.perf_counter()
+    _inverse_lower(a, "baseline", True, "")
+    return time.perf_counter() - t
+
+
+def exact_steps(pop, alpha: float) -> tuple[dict, np.ndarray]:
+    """exact_reliability's sparse path, step by step (the same calls as _sparse_caa)."""
+    from bigeval.models.cholesky import cholesky
+    from bigeval.models.selinv import SelectedInverse, _supernodes, takahashi
+    from bigeval.reliability.exact import _lower_lhs, _sparse_parts
+
+    sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv = pop
+    out = {}
+    t0 = time.perf_counter()
+    lhs, k, n, gg, (gi, ai) = _sparse_parts(sire, dam, rec_animal, rec_cg, alpha, tau=None,
+                                            genotyped=g, ginv=ginv, a22inv=a22inv, f=f)
+    A = _lower_lhs(lhs, k + gg, gi, ai, alpha)
+    del lhs
+    t1 = time.perf_counter()
+    out["neq"], out["nnz_lower"] = A.shape[0], A.nnz
+    fac = cholesky(A, "cholmod")
+    del A
+    t2 = time.perf_counter()
+    L, perm = fac.L, np.asarray(fac.perm)
+    del fac
+    t3 = time.perf_counter()
+    out["nnz_L"] = L.nnz
+    starts = _supernodes(L.indptr.astype(np.int64), L.indices.astype(np.int64))
+    out["last_supernode"] = int(starts[-1] - starts[-2])
+    Z = takahashi(L, overwrite=True)
+    d = SelectedInverse(Z, perm).diagonal()[k:k + n]
+    t4 = time.perf_counter()
+    out.update(build=t1 - t0, factor=t2 - t1, extract=t3 - t2, selinv=t4 - t3, total=t4 - t0)
+    return out, 1.0 - alpha * d
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--animals", type=int, default=1_000_000)
+    ap.add_argument("--genotyped", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--alpha", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--check", action="store_true",
+                    help="also run exact_reliability(method='sparse') and compare")
+    args = ap.parse_args(argv)
+    import os
+
+    t = time.perf_counter()
+    pop = population(args.animals, args.genotyped, args.seed)
+    print(f"population: {len(pop[0]):,} animals, {len(pop[2]):,} records, {len(pop[4]):,} "
+          f"genotyped; setup {time.perf_counter() - t:.1f} s (not timed); {os.cpu_count()} "
+          f"cores, load {os.getloadavg()[0]:.1f}; peak so far {vm_hwm_gib():.2f} GiB",
+          flush=True)
+    runs, bases = [], []
+    for r in range(args.repeats):
+        bases.append(baseline(len(pop[4]), args.seed + r))
+        print(f"[{r + 1}] baseline potrf+potri n_g = {len(pop[4]):,}: {bases[-1]:.1f} s",
+              flush=True)
+        res, rel = exact_steps(pop, args.alpha)
+        runs.append(res)
+        print(f"[{r + 1}] exact sparse {res['total']:.1f} s = build {res['build']:.1f} + "
+              f"factor {res['factor']:.1f} + extract L {res['extract']:.1f} + selinv "
+              f"{res['selinv']:.1f}; {res['neq']:,} equations, lower LHS {res['nnz_lower']:,}"
+              f" nnz, L {res['nnz_L']:,} nnz, last supernode {res['last_supernode']:,} "
+              f"columns; mean r² {rel.mean():.4f} (genotyped {rel[pop[4]].mean():.4f}); "
+              f"peak {vm_hwm_gib():.2f} GiB", flush=True)
+    med = {key: statistics.median(r[key] for r in runs)
+           for key in ("build", "factor", "extract", "selinv", "total")}
+    base = statistics.median(bases)
+    print(f"median of {args.repeats}: exact sparse {med['total']:.1f} s (build "
+          f"{med['build']:.1f}, factor {med['factor']:.1f}, extract {med['extract']:.1f}, "
+          f"selinv {med['selinv']:.1f}); baseline {base:.1f} s; ratio {med['total'] / base:.2f}")
+    print(f"peak memory (VmHWM): {vm_hwm_gib():.2f} GiB")
+    if args.check:
+        from bigeval.reliability.exact import exact_reliability
+        sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv = pop
+        t = time.perf_counter()
+        rel2 = exact_reliability(sire, dam, rec_animal, rec_cg, args.alpha, genotyped=g,
+                                 ginv=ginv, a22inv=a22inv, f=f, method="sparse")
+        print(f"exact_reliability(method='sparse'): {time.perf_counter() - t:.1f} s, max "
+              f"|diff| to the steps {np.abs(rel2 - rel).max():.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
