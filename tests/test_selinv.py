@@ -243,3 +243,15 @@ def test_takahashi__supernode_detection():
             assert set(L.indices[L.indptr[j]:L.indptr[j + 1]]) == rows_f - set(range(f, j))
             assert cnt[j] == cnt[f] - (j - f)
     assert np.diff(starts).max() >= 32  # the dense block makes a big supernode
+
+
+@pytest.mark.parametrize("supernode_min", [0, None, 10**9])
+def test_takahashi__in_place_equals_copy(supernode_min):
+    A = dense_block_lhs()
+    L = cholesky(A, METHODS[-1]).L
+    Z = takahashi(L, supernode_min=supernode_min)
+    L2 = L.copy()
+    Z2 = takahashi(L2, supernode_min=supernode_min, overwrite=True)
+    assert np.shares_memory(Z2.data, L2.data)
+    np.testing.assert_allclose(Z2.data, Z.data, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(L.data, cholesky(A, METHODS[-1]).L.data)  # L untouched
