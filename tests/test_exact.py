@@ -19,6 +19,8 @@ from bigeval.genomic import vanraden_g
 from bigeval.pedigree import a_matrix_dense, inbreeding
 from bigeval.reliability.exact import exact_pev, exact_reliability
 
+from conftest import local_pedigree, shuffled
+
 DATA = Path(__file__).parent / "data" / "mrode"
 
 # Mrode (2014) Example 3.1: sigma_a^2 = 20, sigma_e^2 = 40
@@ -115,21 +117,7 @@ def dense_mme(sire, dam, rec_animal, factors, alpha, *, tau=None, genotyped=None
 def simulated_population(n: int, n_rec: int, n_cg: int, seed: int):
     """Random pedigree (shuffled numbering), repeated records in random groups."""
     rng = np.random.default_rng(seed)
-    sire = np.full(n, -1, np.int64)
-    dam = np.full(n, -1, np.int64)
-    for i in range(6, n):
-        lo = max(0, i - 20)
-        if rng.random() < 0.9:
-            sire[i] = rng.integers(lo, i)
-        if rng.random() < 0.8:
-            dam[i] = rng.integers(lo, i)
-        if sire[i] == dam[i]:
-            dam[i] = -1
-    new = rng.permutation(n)
-    s = np.full(n, -1, np.int64)
-    d = np.full(n, -1, np.int64)
-    s[new] = np.where(sire >= 0, new[np.maximum(sire, 0)], -1)
-    d[new] = np.where(dam >= 0, new[np.maximum(dam, 0)], -1)
+    s, d = shuffled(*local_pedigree(n, rng, n_founders=6, window=20), rng)
     with_records = rng.choice(n, size=int(0.7 * n), replace=False)
     rec_animal = rng.choice(with_records, size=n_rec)  # some animals get several records
     rec_cg = rng.integers(0, n_cg, size=n_rec) * 3  # group numbers with gaps

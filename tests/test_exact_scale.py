@@ -18,6 +18,8 @@ from bigeval.models.cholesky import HAVE_CHOLMOD
 from bigeval.pedigree import a_matrix_dense
 from bigeval.reliability.exact import _caa_diagonal, _exact_lhs, _lower_lhs, _sparse_parts
 
+from conftest import local_pedigree, shuffled
+
 SOLVERS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])
 TOL = 1e-10
 
@@ -26,23 +28,9 @@ def population(n: int, ng: int, seed: int, shuffle: bool):
     """Random pedigree (optionally shuffled numbering), repeated records, and G⁻¹, A22⁻¹ of
     ng random genotyped animals (G blended with A22 so that it is positive definite)."""
     rng = np.random.default_rng(seed)
-    sire = np.full(n, -1, np.int64)
-    dam = np.full(n, -1, np.int64)
-    for i in range(8, n):
-        lo = max(0, i - 30)
-        if rng.random() < 0.9:
-            sire[i] = rng.integers(lo, i)
-        if rng.random() < 0.8:
-            dam[i] = rng.integers(lo, i)
-        if sire[i] == dam[i]:
-            dam[i] = -1
+    sire, dam = local_pedigree(n, rng, n_founders=8, window=30)
     if shuffle:
-        new = rng.permutation(n)
-        s = np.full(n, -1, np.int64)
-        d = np.full(n, -1, np.int64)
-        s[new] = np.where(sire >= 0, new[np.maximum(sire, 0)], -1)
-        d[new] = np.where(dam >= 0, new[np.maximum(dam, 0)], -1)
-        sire, dam = s, d
+        sire, dam = shuffled(sire, dam, rng)
     rec_animal = rng.choice(rng.choice(n, int(0.7 * n), replace=False), size=2 * n)
     rec_cg = rng.integers(0, max(2, n // 15), size=2 * n)
     if not ng:

@@ -30,6 +30,8 @@ from bigeval.reliability.reference import erc_gblup_dense, own_data_erc_slow
 from bigeval.simulate import SimulationConfig, simulate, write_population
 from bigeval.prepare import prepare
 
+from conftest import indefinite_part2_case
+
 
 def _population(tmp_path, *, seed, n=1200, ng=150, h2=0.25, young_without_records=0.0,
                 record_less_sires=0, n_years=15):
@@ -105,15 +107,10 @@ def test_erc_gblup__equals_dense_twin_and_is_d_where_g_equals_a22():
 
 
 def test_certified__indefinite_matrix_stops_with_smallest_eigenvalue():
-    rng = np.random.default_rng(4)
-    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
-    diff = q @ np.diag([-1.8, 0.3, 0.5, 1.0, 2.0]) @ q.T  # G⁻¹ − A22⁻¹
-    a22inv = np.eye(5) * 2.0
-    ginv = a22inv + diff
-    d = np.full(5, 0.1)
+    d, ginv, a22inv = indefinite_part2_case()
     with pytest.raises(GenomicReliabilityError, match="not positive definite") as exc:
         certified(d, ginv, a22inv, 2.0, ids=np.array(list("abcde")))
-    lam = np.linalg.eigvalsh(np.diag(d) + (np.eye(5) + diff) * 2.0).min()
+    lam = np.linalg.eigvalsh(np.diag(d) + (np.eye(5) + ginv - a22inv) * 2.0).min()
     assert f"{lam:.4g}" in str(exc.value)
     assert "erc-gblup" in exc.value.remedy
     assert len(exc.value.flags) == 5

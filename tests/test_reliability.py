@@ -39,7 +39,7 @@ from bigeval.reliability.reference import (
 )
 from bigeval.simulate import SimulationConfig, simulate
 
-from conftest import random_pedigree
+from conftest import indefinite_part2_case, random_pedigree
 
 TOL = 1e-10
 
@@ -334,12 +334,7 @@ def test_interbull_erc__reliability_conversion():
 def test_genomic_reliability__indefinite_matrix_is_inverted_like_sas_with_a_warning():
     # G⁻¹ − A22⁻¹ with an eigenvalue below −1 and little own information: D + (I + G⁻¹ −
     # A22⁻¹)α is indefinite. SAS's inv() still inverts it; so do we, and we say so.
-    rng = np.random.default_rng(4)
-    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
-    diff = q @ np.diag([-1.8, 0.3, 0.5, 1.0, 2.0]) @ q.T  # G⁻¹ − A22⁻¹
-    a22inv = np.eye(5) * 2.0
-    ginv = a22inv + diff
-    d = np.full(5, 0.1)
+    d, ginv, a22inv = indefinite_part2_case()
     with pytest.warns(BigevalWarning, match="not positive definite"):
         rel = genomic_reliability(d, ginv, a22inv, 2.0)
     np.testing.assert_allclose(rel, sas_part2(d, ginv, a22inv, alpha=2.0), rtol=1e-12)
