@@ -1,4 +1,4 @@
-"""The simulated population the iteration benchmarks share (one place, so they time the same thing)."""
+"""The simulated populations the benchmarks share (one place, so they time the same thing)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 import time
 
 import numba
+import numpy as np
 
 
 def vm_hwm_gib() -> float:
@@ -37,6 +38,27 @@ def simulated_population(n_animals: int, seed: int):
     print(f"machine: {os.cpu_count()} cores, numba threads {numba.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     return pop
+
+
+def renumbered_simulation(n_animals: int, n_genotyped: int, n_snps: int, seed: int):
+    """Simulate in memory and renumber (no files): ``(sim, sire, dam, rec_animal, rec_cg, y,
+    genotyped)`` with the genotyped animals' numbers (None when there are none)."""
+    import pandas as pd
+
+    from bigeval.prepare import renumber_pedigree
+    from bigeval.simulate import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(n_animals=n_animals, n_genotyped=n_genotyped,
+                                    n_snps=n_snps, seed=seed), keep_genotypes=n_snps > 0)
+    ped = sim.pedigree[["animal", "sire", "dam"]].replace("0", "")
+    ped["line"] = np.arange(1, len(ped) + 1)
+    ids, sire, dam, _ = renumber_pedigree(ped)
+    index = pd.Index(ids)
+    rec_animal = index.get_indexer(sim.records["animal"]).astype(np.int64)
+    rec_cg = pd.factorize(sim.records["cg"])[0].astype(np.int64)
+    y = sim.records["y"].to_numpy(np.float64)
+    gen = index.get_indexer(sim.genotyped) if n_genotyped else None
+    return sim, sire, dam, rec_animal, rec_cg, y, gen
 
 
 def iteration_parser(doc: str) -> argparse.ArgumentParser:

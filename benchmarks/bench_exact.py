@@ -28,26 +28,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _population import vm_hwm_gib  # noqa: E402
+from _population import renumbered_simulation, vm_hwm_gib  # noqa: E402
 
 
 def population(n_animals: int, n_genotyped: int, seed: int):
-    import pandas as pd
-
     from bigeval.pedigree import inbreeding
-    from bigeval.prepare import renumber_pedigree
     from bigeval.relationships import a22_inverse
-    from bigeval.simulate import SimulationConfig, simulate
 
-    sim = simulate(SimulationConfig(n_animals=n_animals, n_genotyped=n_genotyped, n_snps=0,
-                                    seed=seed), keep_genotypes=False)
-    ped = sim.pedigree[["animal", "sire", "dam"]].replace("0", "")
-    ped["line"] = np.arange(1, len(ped) + 1)
-    ids, sire, dam, _ = renumber_pedigree(ped)
-    index = pd.Index(ids)
-    rec_animal = index.get_indexer(sim.records["animal"]).astype(np.int64)
-    rec_cg = pd.factorize(sim.records["cg"])[0].astype(np.int64)
-    g = index.get_indexer(sim.genotyped)
+    sim, sire, dam, rec_animal, rec_cg, _, g = renumbered_simulation(n_animals, n_genotyped, 0,
+                                                                     seed)
     del sim
     f = inbreeding(sire, dam)
     a22inv = a22_inverse(sire, dam, g, f)

@@ -35,6 +35,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _population import renumbered_simulation  # noqa: E402
+
 GiB = 1024 ** 3
 
 
@@ -125,24 +128,6 @@ def run_worker(method, path, repeats, n_fixed, timeout=3600) -> dict:
 
 # ------------------------------------------------------------------------------ systems
 
-def _population(n_animals, n_genotyped, n_snps, seed):
-    from bigeval.prepare import renumber_pedigree
-    from bigeval.simulate import SimulationConfig, simulate
-
-    sim = simulate(SimulationConfig(n_animals=n_animals, n_genotyped=n_genotyped,
-                                    n_snps=n_snps, seed=seed), keep_genotypes=n_snps > 0)
-    ped = sim.pedigree[["animal", "sire", "dam"]].replace("0", "")
-    ped["line"] = np.arange(1, len(ped) + 1)
-    ids, sire, dam, _ = renumber_pedigree(ped)
-    import pandas as pd
-    index = pd.Index(ids)
-    rec_animal = index.get_indexer(sim.records["animal"]).astype(np.int64)
-    rec_cg = pd.factorize(sim.records["cg"])[0].astype(np.int64)
-    y = sim.records["y"].to_numpy(np.float64)
-    gen = index.get_indexer(sim.genotyped) if n_genotyped else None
-    return sim, sire, dam, rec_animal, rec_cg, y, gen
-
-
 def _rhs(rec_animal, rec_cg, y, k, neq):
     b = np.zeros(neq)
     np.add.at(b, rec_cg, y)
@@ -159,7 +144,7 @@ def _save(path, lhs, rhs):
 def pblup_system(args, path):
     from bigeval.reliability.exact import _exact_lhs
     t = time.perf_counter()
-    _, sire, dam, rec_animal, rec_cg, y, _ = _population(args.animals, 0, 0, args.seed)
+    _, sire, dam, rec_animal, rec_cg, y, _ = renumbered_simulation(args.animals, 0, 0, args.seed)
     print(f"  simulated {len(sire):,} animals, {len(y):,} records, {rec_cg.max() + 1:,} "
           f"contemporary groups in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
@@ -177,7 +162,7 @@ def ssgblup_system(args, path):
     from bigeval.pedigree import a22_dense, inbreeding
     from bigeval.reliability.exact import _exact_lhs
     t = time.perf_counter()
-    sim, sire, dam, rec_animal, rec_cg, y, gen = _population(
+    sim, sire, dam, rec_animal, rec_cg, y, gen = renumbered_simulation(
         args.ss_animals, args.genotyped, args.snps, args.seed + 1)
     print(f"  simulated {len(sire):,} animals, {len(y):,} records, {len(gen):,} genotyped x "
           f"{args.snps:,} SNPs in {time.perf_counter() - t:.1f} s", flush=True)
