@@ -92,7 +92,7 @@ def test_birth_year_and_sex__axes_hold_means_outside_the_band():
     assert means.max() > 1 and _holds(fig.axes[0].get_ylim(), 0.0, means.max(), means.min())
     fig, means = rp._draw_by_sex(t)
     assert _holds(fig.axes[0].get_ylim(), 0.0, means.max(), means.min())
-    assert "plotted means outside [0, 1)" in rp._fig_by_sex(t).lower()
+    assert "plotted means outside [0, 1)" in rp._fig_of_means(rp._draw_by_sex, t).lower()
 
 
 def test_exact_figure__axes_hold_every_value_also_when_sampled():

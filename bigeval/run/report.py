@@ -190,8 +190,10 @@ def _draw_distributions(table: pd.DataFrame):
     return fig
 
 
-def _fig_by_birth_year(table: pd.DataFrame) -> str | None:
-    drawn = _draw_by_birth_year(table)
+def _fig_of_means(draw, table: pd.DataFrame) -> str | None:
+    """A figure of mean reliabilities (``draw`` gives it and the plotted means, or None) as
+    PNG, with the note on means outside [0, 1)."""
+    drawn = draw(table)
     if drawn is None:
         return None
     fig, means = drawn
@@ -232,12 +234,6 @@ def _draw_by_birth_year(table: pd.DataFrame):
     return fig, np.concatenate(plotted)
 
 
-def _fig_by_sex(table: pd.DataFrame) -> str | None:
-    drawn = _draw_by_sex(table)
-    if drawn is None:
-        return None
-    fig, means = drawn
-    return _png(fig) + _outside_note([("means", means)], "plotted means")
 
 
 def _draw_by_sex(table: pd.DataFrame):
@@ -603,11 +599,11 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
                  "</h2>")
     parts.append(_fig_distributions(table))
     parts.append("<h2 id=\"birth-year\">Mean reliability by birth year</h2>")
-    fig = _fig_by_birth_year(table)
+    fig = _fig_of_means(_draw_by_birth_year, table)
     parts.append(fig or "<p class=\"note\">No birth years known: set [inputs] "
                         "birth_year_column.</p>")
     parts.append("<h2 id=\"sex\">Mean reliability by sex</h2>")
-    fig = _fig_by_sex(table)
+    fig = _fig_of_means(_draw_by_sex, table)
     parts.append(fig or "<p class=\"note\">No sex known: set [inputs] sex_column.</p>")
     parts.append("<h2 id=\"gain\">Gain from genomics for young animals</h2>")
     fig, stats = _fig_gain(table, cfg["report.young_years"])
