@@ -44,6 +44,7 @@ import pandas as pd
 
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning, InputError
+from bigeval.io.writers import atomic_files
 from bigeval.linalg import spd_inverse_diag
 from bigeval.reliability import kernel
 
@@ -246,6 +247,9 @@ def _flag_table(index, rel_pedigree, value, reason) -> pd.DataFrame:
                          "reason": pd.array(np.asarray(reason, dtype=object), dtype="string")})
 
 
+_NO_FLAGS = _flag_table([], [], [], [])
+
+
 def _smallest_eigenvalue(m: np.ndarray) -> float:
     import scipy.linalg
 
@@ -307,7 +311,7 @@ def certified(d_genotyped: np.ndarray, ginv: np.ndarray, a22inv: np.ndarray, alp
             remedy="use --genomic-method erc-gblup (the default), which agrees with exact "
                    "single-step reliabilities on such data")
     erc = alpha * raw / (1.0 - raw)
-    return GenomicResult("certified", raw, erc, _flag_table([], [], [], []), ())
+    return GenomicResult("certified", raw, erc, _NO_FLAGS.copy(), ())
 
 
 def genomic_part(d: np.ndarray, d0: np.ndarray, sire, dam, genotyped, ginv, a22inv,
@@ -327,7 +331,7 @@ def genomic_part(d: np.ndarray, d0: np.ndarray, sire, dam, genotyped, ginv, a22i
     dg = np.asarray(d, np.float64)[g]
     if g.size == 0:
         empty = np.zeros(0)
-        return GenomicResult(method, empty, empty, _flag_table([], [], [], []), ())
+        return GenomicResult(method, empty, empty, _NO_FLAGS.copy(), ())
     if method == "certified":
         return certified(dg, ginv, a22inv, alpha, ids=ids)
     w = own_data_erc(d, d0, sire, dam, g, alpha, own=own)
@@ -339,16 +343,14 @@ def genomic_part(d: np.ndarray, d0: np.ndarray, sire, dam, genotyped, ginv, a22i
                          expected="finite values",
                          remedy="check G⁻¹ and A22⁻¹ (finite, positive definite) and h2")
     rel_p = dg / (dg + alpha)
-    neg = np.flatnonzero(e < 0.0)
-    raw = e / (e + alpha)
-    rel = np.where(e < 0.0, 0.0, raw)
     erc = np.maximum(e, 0.0)
+    rel = erc / (erc + alpha)
+    neg = np.flatnonzero(e < 0.0)
     below = np.flatnonzero((e >= 0.0) & (rel < rel_p - _BELOW_TOL))
     notes = []
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw_rel = np.where(e + alpha > 0, raw, -np.inf)
     flags = _flag_table(
-        np.r_[neg, below], np.r_[rel_p[neg], rel_p[below]], np.r_[raw_rel[neg], rel[below]],
+        np.r_[neg, below], np.r_[rel_p[neg], rel_p[below]],
+        np.r_[e[neg] / (e[neg] + alpha), rel[below]],  # the raw 1 − PEV/σa² of the first
         np.r_[np.full(neg.size, "below 0 on the σa² scale: published as 0", dtype=object),
               np.full(below.size, "below its Part I reliability", dtype=object)])
     if neg.size:
@@ -378,8 +380,6 @@ def flags_frame(flags: pd.DataFrame, genotyped_ids) -> pd.DataFrame:
 def stopped(exc: GenomicReliabilityError, genotyped_ids, folder) -> InputError:
     """The error a command raises when the certified Part II stopped it: the flagged animals
     are written to ``folder/genomic_flags.csv`` (the only file written) and named."""
-    from bigeval.io.writers import atomic_files
-
     path = Path(folder) / FLAGS_FILE
     frame = flags_frame(exc.flags, genotyped_ids)
     with atomic_files(path) as (tmp,):
