@@ -450,9 +450,11 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         f"{table['rel_pedigree'].mean():.3f}",
     ]
     if g.any():
-        lines.append(f"Part II: mean genomic reliability of genotyped animals "
-                     f"{table['rel_genomic'][g].mean():.3f} (Part I: "
+        method = genomic_method(cfg, info)
+        lines.append(f"Part II{f' ({method})' if method else ''}: mean genomic reliability of "
+                     f"genotyped animals {table['rel_genomic'][g].mean():.3f} (Part I: "
                      f"{table['rel_pedigree'][g].mean():.3f})")
+        lines.extend(f"note: {n}" for n in rel.get("genomic", {}).get("notes", []))
         lines.append(f"Part III: {rel['rounds_part3']} rounds; mean reliability "
                      f"{table['rel_final'].mean():.3f} (genotyped "
                      f"{table['rel_final'][g].mean():.3f}, not genotyped "
@@ -472,9 +474,11 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
                                                exact["rel_exact_ssgblup"]))
             gx = table.set_index("animal")["genotyped"].reindex(
                 exact["animal"]).to_numpy(bool)  # join by ID
-            lines.append("  " + agreement_line("Part III vs exact ssGBLUP, genotyped",
-                                               exact["rel_final"][gx],
-                                               exact["rel_exact_ssgblup"][gx]))
+            for label, mask in ((", genotyped", gx), (", not genotyped", ~gx)):
+                if mask.sum() > 1:
+                    lines.append("  " + agreement_line("Part III vs exact ssGBLUP" + label,
+                                                       exact["rel_final"][mask],
+                                                       exact["rel_exact_ssgblup"][mask]))
     elif not rel["exact"]["ran"]:
         lines.append(f"exact check not run ({rel['exact']['equations']:,} equations; "
                      "[exact] check / max_equations)")
