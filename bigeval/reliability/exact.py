@@ -276,11 +276,17 @@ def _exact_lhs(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a2
     """
     lhs, k, n, g, gm = _sparse_parts(sire, dam, rec_animal, rec_cg, alpha, tau=tau,
                                      genotyped=genotyped, ginv=ginv, a22inv=a22inv, f=f)
-    if g is not None:
-        # H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ - A22⁻¹]]  (Aguilar et al. 2010)
-        from bigeval.models.mme import dense_block
-        lhs = lhs + dense_block(float(alpha) * (gm[0] - gm[1]), k + g, lhs.shape[0])
-    return lhs.tocsc(), k, n
+    return _with_genomic(lhs, k, g, gm, float(alpha)).tocsc(), k, n
+
+
+def _with_genomic(lhs, k, g, gm, alpha):
+    """``lhs`` + α(G⁻¹ − A22⁻¹) on the genotyped animals' equations (both triangles):
+    H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ − A22⁻¹]] (Aguilar et al. 2010); ``lhs`` when g is None."""
+    if g is None:
+        return lhs
+    from bigeval.models.mme import dense_block
+
+    return lhs + dense_block(alpha * (gm[0] - gm[1]), k + g, lhs.shape[0])
 
 
 def exact_method(neq: int) -> str:
@@ -304,9 +310,7 @@ def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv,
               "genotyped, and that alpha and tau are positive")
     if method == "sparse":
         return _sparse_caa(lhs, k, n, g, gm, float(alpha), solver, remedy)
-    if g is not None:
-        from bigeval.models.mme import dense_block
-        lhs = lhs + dense_block(float(alpha) * (gm[0] - gm[1]), k + g, neq)
+    lhs = _with_genomic(lhs, k, g, gm, float(alpha))
     check_dense(neq, copies=1, what=f"the exact MME left-hand side ({neq:,} equations)")
     dense = lhs.toarray(order="F")
     del lhs
@@ -335,10 +339,7 @@ def _sparse_caa(lhs, k, n, g, gm, alpha, solver, remedy):
         A = (_lower_lhs(lhs, k + g, gm[0], gm[1], alpha) if g is not None
              else sp.tril(lhs, format="csc"))
     else:  # SuperLU needs both triangles
-        A = lhs
-        if g is not None:
-            from bigeval.models.mme import dense_block
-            A = lhs + dense_block(alpha * (gm[0] - gm[1]), k + g, lhs.shape[0])
+        A = _with_genomic(lhs, k, g, gm, alpha)
     del lhs, gm
     try:
         fac = cholesky(A, solver, what="the MME left-hand side")
