@@ -36,10 +36,10 @@ def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc):  # prag
     pattern of L; the columns right of j_hi must be done. ``z`` may be ``data`` itself
     (in place): column j of L is read only before column j of Z is written.
 
-    ``where`` (n, all −1; not used by this kernel) and ``acc`` (n) are work arrays. Returns −1 on success, else the
-    first column (from the right) whose pattern is not closed under the factorisation's
-    fill (the input is not a Cholesky factor's pattern), or −2 − j when column j does not
-    start with its diagonal.
+    ``where`` (n, all −1; not used by this kernel) and ``acc`` (n) are work arrays. Returns
+    −1 on success, else the first column (from the right) whose pattern is not closed under
+    the factorisation's fill (the input is not a Cholesky factor's pattern), or −2 − j when
+    column j does not start with its diagonal.
     """
     for j in range(j_hi - 1, j_lo - 1, -1):
         p0 = indptr[j]
