@@ -117,7 +117,8 @@ def _cmd_reliability(args) -> int:
         h2=args.h2, repeatability=args.repeatability, tau=args.tau, sib_adjust=args.sib_adjust,
         interbull=args.interbull, interbull_kind=args.interbull_kind, genotyped=args.genotyped,
         ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
-        genomic_method=args.genomic_method, out_of_core=args.out_of_core if args.work_dir is None else True,
+        genomic_method=args.genomic_method,
+        out_of_core=args.out_of_core if args.work_dir is None else True,
         work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
         cluster=args.cluster, block_size=args.block_size, workers=args.workers,
         exact_sums=args.exact_sums, **_genomic_job_options(args))
