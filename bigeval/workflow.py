@@ -233,8 +233,13 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
             pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, opts.alpha, tau=opts.tau,
             genotyped=pop.genotyped if use_h else None, ginv=pop.ginv if use_h else None,
             a22inv=pop.a22inv if use_h else None)
-    table = result_table(pop, res, rel_exact)
     text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
+    table = result_table(pop, res, rel_exact)
+    if rel_exact is not None:
+        from bigeval.reliability.exact import publishable
+
+        table["rel_exact"], table["exact_below_zero"] = publishable(
+            rel_exact, "exact ssGBLUP" if use_h else "exact PBLUP")
     text += "\n" + engine.description
     if genomic is not None:
         text += "\n" + "\n".join(genomic.lines)

@@ -22,7 +22,8 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or ""
                              shutil.which("chromium-browser") or "") if p and Path(p).exists()),
                 None)
 pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
+              pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)]
 
 #: distributions, birth year, sex, genomic gain, convergence, exact check, timings
 FIGURES = 7

@@ -28,6 +28,8 @@ from bigeval.run import config_from_dict, load_config, run_pipeline, template
 from bigeval.run.config import SCHEMA, cli_table, dump_config, parse_override
 from bigeval.run.pipeline import STAGE_NAMES
 
+pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
+
 REPO = Path(__file__).resolve().parents[1]
 ALL = list(STAGE_NAMES)
 

@@ -14,6 +14,8 @@ from bigeval.io.genotypes import open_genotypes
 from bigeval.run import config_from_dict, load_config
 from bigeval.sample import ancestors, draw_sample, herd_of
 
+pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
+
 HERD = "^[^Y]+"  # the simulator's cg codes are herd-year-season: H0012Y2019S2
 
 

@@ -37,7 +37,7 @@ from bigeval.errors import InputError
 from bigeval.linalg import spd_inverse_diag
 from bigeval.pedigree import _as_f, _as_pedigree, ainv_sparse
 
-__all__ = ["exact_pev", "exact_reliability", "exact_method"]
+__all__ = ["exact_pev", "exact_reliability", "exact_method", "publishable"]
 
 # The OpenBLAS bundled with the numpy/scipy wheels was measured to crash in multithreaded
 # dpotrf for n >= ~16 300 (shared notes, "More measured facts"); above this size the
@@ -47,6 +47,8 @@ _ONE_THREAD_FROM = 16_000
 # inversion): the dense inverse costs n³/3 flops and 8 n² bytes (20 000 equations: 3 GiB,
 # 90-130 s; shared notes), the sparse one about what the factorisation costs.
 DENSE_MAX_EQUATIONS = 5_000
+#: an exact reliability this close to 0 is 0 (the rounding of 1 − α·C_ii with C_ii = 1/α)
+ROUNDING = 1e-10
 
 
 def _positive(x, name: str, meaning: str) -> float:
@@ -439,3 +441,38 @@ def exact_pev(sire, dam, rec_animal, rec_cg, alpha, *, sigma_e2=1.0, tau=None,
     d = _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, tau=tau, genotyped=genotyped,
                       ginv=ginv, a22inv=a22inv, f=f, method=method)
     return d * sigma_e2  # PEV = C^aa_ii σe² (Mrode 2014, section 3.3.3)
+
+
+def publishable(rel: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact reliabilities as a run publishes them, and the animals below 0 (a warning).
+
+    ``1 − α C^aa_ii`` within :data:`ROUNDING` of 0 is 0 (rounding). It is below 0 for an
+    animal whose prior variance exceeds σa² (inbred, or
+    G*_ii > 1) and which has almost no information: on the σa² scale of the method spec its
+    PEV exceeds σa². Such a value is no reliability; it is published as 0, the animals are
+    marked (the returned mask, written as a column ``exact_below_zero``) and a
+    :class:`bigeval.errors.BigevalWarning` says how many. Agreement statistics are computed
+    on the values as computed, before this.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     publishable(np.array([0.3, -0.02]), "exact PBLUP")
+    (array([0.3, 0. ]), array([False,  True]))
+    """
+    import warnings
+
+    from bigeval.errors import BigevalWarning
+
+    rel = np.asarray(rel, np.float64)
+    # an animal without any information has 1 − α·(1/α) = 0 up to rounding (±1e-16): 0
+    rel = np.where(np.abs(rel) < ROUNDING, 0.0, rel)
+    below = rel < 0.0
+    if below.any():
+        warnings.warn(f"{int(below.sum()):,} animal(s) have an {what} reliability 1 − PEV/σa² "
+                      f"below 0 (lowest {float(rel.min()):.4f}): prior variance above σa² "
+                      "(inbred, or G*_ii > 1) with almost no information; published as 0 and "
+                      "marked in the column exact_below_zero", BigevalWarning, stacklevel=2)
+    return np.where(below, 0.0, rel), below

@@ -593,6 +593,7 @@ def reliabilities(ctx: StageContext) -> dict:
     import dataclasses
 
     from bigeval.reliability.engine import result_table
+    from bigeval.reliability.exact import publishable
     from bigeval.workflow import agreement
 
     cfg = ctx.config
@@ -650,6 +651,14 @@ def reliabilities(ctx: StageContext) -> dict:
                                                                        ex_h[g])
             rel_exact = ex_h
         summary["exact"]["interbull_left_out"] = pop.interbull_animal is not None
+        below = np.zeros(pop.n_animals, bool)
+        for col, what in (("rel_exact_pblup", "exact PBLUP"),
+                          ("rel_exact_ssgblup", "exact ssGBLUP")):
+            if col in exact:
+                exact[col], b = publishable(exact[col].to_numpy(), what)
+                below |= b
+        exact["exact_below_zero"] = below
+        rel_exact = exact["rel_exact_ssgblup" if genomic else "rel_exact_pblup"].to_numpy()
         write_parquet(exact, ctx.work / "exact.parquet")
     table = result_table(pop, res, rel_exact)
     table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
