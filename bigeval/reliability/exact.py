@@ -447,12 +447,11 @@ def publishable(rel: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact reliabilities as a run publishes them, and the animals below 0 (a warning).
 
     ``1 − α C^aa_ii`` within :data:`ROUNDING` of 0 is 0 (rounding). It is below 0 for an
-    animal whose prior variance exceeds σa² (inbred, or
-    G*_ii > 1) and which has almost no information: on the σa² scale of the method spec its
+    animal whose prior variance exceeds σa² (inbred, or G*_ii > 1) and which has almost no
+    information: on the σa² scale of the method spec its
     PEV exceeds σa². Such a value is no reliability; it is published as 0, the animals are
     marked (the returned mask, written as a column ``exact_below_zero``) and a
-    :class:`bigeval.errors.BigevalWarning` says how many. Agreement statistics are computed
-    on the values as computed, before this.
+    :class:`bigeval.errors.BigevalWarning` says how many.
 
     Examples
     --------
