@@ -370,7 +370,10 @@ def result_table(pop: Population, res: ReliabilityResult,
                  rel_exact: np.ndarray | None = None) -> pd.DataFrame:
     """Per-animal output table under the original IDs (CLI contract column names)."""
     n = pop.n_animals
-    rel_g = np.full(n, np.nan)
+    # no genomic reliability for animals not genotyped: a missing value (empty in CSV, null in
+    # Parquet), never NaN
+    rel_g = pd.array(np.zeros(n), dtype="Float64")
+    rel_g[:] = pd.NA
     if res.rel_genomic is not None:
         rel_g[pop.genotyped] = res.rel_genomic
     cols = {

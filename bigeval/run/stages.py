@@ -685,7 +685,7 @@ def final_table(upstream: dict) -> pd.DataFrame:
     out["genotyped"] = rel["rel_genomic"].notna().to_numpy()
     for c in rel.columns:
         if c != "animal":
-            out[c] = rel[c].to_numpy()
+            out[c] = rel[c].array  # keeps missing values missing (rel_genomic)
     if "solve" in upstream:
         sol = read_parquet(upstream["solve"] / "solutions.parquet").set_index("animal")
         sol = sol.reindex(out["animal"].astype(str))
