@@ -103,6 +103,27 @@ def worker_memory(n_animals: int, n_workers: int) -> int:
 # --------------------------------------------------------------------------------------
 
 
+#: where the Dask dashboard of a cluster bigeval starts listens: this machine only (it serves
+#: logs, metrics and a proxy without authentication). To reach it from elsewhere on purpose,
+#: set ``dashboard_address`` in a local cluster file (e.g. ``":8787"``, all interfaces) or
+#: tunnel to it (``ssh -L 8787:127.0.0.1:PORT``).
+DASHBOARD_ADDRESS = "127.0.0.1:0"
+
+
+def _local_cluster_settings() -> set:
+    """Settings a ``kind: local`` cluster file may hold: LocalCluster's own, and those it
+    passes on to its workers (Nanny, Worker)."""
+    import inspect
+
+    from distributed import LocalCluster, Nanny, Worker
+
+    names = set()
+    for f in (LocalCluster.__init__, Nanny.__init__, Worker.__init__):
+        names |= {p.name for p in inspect.signature(f).parameters.values()
+                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return names - {"self", "n_workers"}
+
+
 def load_cluster_config(path: str | os.PathLike) -> dict:
     """Read a cluster file (YAML): ``kind`` (local | slurm | pbs | kubernetes), ``workers``,
     and the settings of that kind (passed to dask-jobqueue / dask-kubernetes as they are)."""
@@ -126,6 +147,20 @@ def load_cluster_config(path: str | os.PathLike) -> dict:
     workers = cfg.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
         raise InputError("'workers' must be a whole number ≥ 1", file=path, value=workers)
+    if cfg["kind"] == "local":
+        # an unknown setting reaches every worker, which then fails to start and the run
+        # waits for workers that never come: refuse it here
+        import difflib
+
+        known = _local_cluster_settings() | {"kind", "workers", "wait_timeout"}
+        unknown = sorted(k for k in cfg if k not in known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            raise InputError(f"unknown setting '{unknown[0]}' for a local cluster", file=path,
+                             value=unknown[0],
+                             expected="a setting of distributed.LocalCluster or of its workers"
+                                      + (f" (did you mean '{close[0]}'?)" if close else ""),
+                             remedy="fix or remove it (examples in cluster/local.yaml)")
     return cfg
 
 
@@ -140,7 +175,7 @@ def make_cluster(cfg: dict):
     if kind == "local":
         from distributed import LocalCluster
 
-        return LocalCluster(n_workers=0, **{"dashboard_address": ":0", **settings})
+        return LocalCluster(n_workers=0, **{"dashboard_address": DASHBOARD_ADDRESS, **settings})
     if kind in ("slurm", "pbs"):
         try:
             import dask_jobqueue
@@ -162,7 +197,7 @@ def job_script(cfg: dict) -> str:
     if cfg["kind"] not in ("slurm", "pbs"):
         raise ValueError("job scripts exist for slurm and pbs clusters")
     # rendering starts a scheduler here: no dashboard for it (port 8787 may be taken)
-    opts = {**cfg.get("scheduler_options", {}), "dashboard_address": ":0"}
+    opts = {**cfg.get("scheduler_options", {}), "dashboard_address": DASHBOARD_ADDRESS}
     cluster = make_cluster({**cfg, "scheduler_options": opts})
     try:
         return cluster.job_script()
@@ -186,13 +221,21 @@ def _log(msg: str):
     sys.stderr.flush()
 
 
-def dashboard_link(client) -> str | None:
-    """The Dask dashboard's address, or None when the scheduler serves none."""
+def dashboard_link(client, host: str | None = None) -> str | None:
+    """The Dask dashboard's address, or None when the scheduler serves none.
+
+    ``host``: the address it was bound to, for a cluster bigeval started (distributed's own
+    link names the machine's network address even when the dashboard listens on
+    :data:`DASHBOARD_ADDRESS` only).
+    """
     try:
         services = client.scheduler_info().get("services", {})
     except Exception:  # pragma: no cover - scheduler gone
         return None
-    return client.dashboard_link if "dashboard" in services else None
+    if "dashboard" not in services:
+        return None
+    return client.dashboard_link if host is None else \
+        f"http://{host}:{services['dashboard']}/status"
 
 
 @contextlib.contextmanager
@@ -212,6 +255,7 @@ def connect(scheduler: str | None = None, *, cluster: str | os.PathLike | dict |
 
     scheduler = scheduler or configured_scheduler()
     owned = None
+    bound = None  # the dashboard's host, where bigeval chose it
     if scheduler:
         client = Client(scheduler)
         where = f"attached to the Dask scheduler at {scheduler}"
@@ -230,14 +274,18 @@ def connect(scheduler: str | None = None, *, cluster: str | os.PathLike | dict |
             owned.close()
             raise
         where = f"{cfg['kind']} cluster with {n} workers"
+        if cfg["kind"] == "local" and "dashboard_address" not in cfg:
+            bound = DASHBOARD_ADDRESS.rsplit(":", 1)[0]
     else:
         n = n_workers or machine_cores()
         owned = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
-                             processes=processes, dashboard_address=":0")
+                             processes=processes, dashboard_address=DASHBOARD_ADDRESS)
         client = Client(owned)
         where = (f"embedded LocalCluster, {n} {'process' if processes else 'thread'} workers "
                  f"× {threads_per_worker} thread")
-    link = dashboard_link(client)
+        bound = DASHBOARD_ADDRESS.rsplit(":", 1)[0]
+    link = dashboard_link(client, bound)
+    client.bigeval_dashboard = link  # for the engine's description (reliability_engine)
     log(f"Dask: {where}; dashboard: {link or 'not served (pip install bokeh)'}")
     try:
         yield client
@@ -288,6 +336,6 @@ def reliability_engine(sire, dam, *, engine: str | None = "auto", scheduler: str
         else:  # a block per worker, its rows classed by what crosses workers (resident)
             part = partition(sire, dam, groups=len(client.nthreads()), presum=not exact_sums)
         it = DaskIteration(part, client)
-        link = dashboard_link(client)
+        link = client.bigeval_dashboard
         desc = f"engine: {it.describe()} ({reason})" + (f"; dashboard {link}" if link else "")
         yield EngineInfo(kind, reason, desc, it)

@@ -69,6 +69,14 @@ def test_load_cluster_config__errors(tmp_path):
     assert e.value.line == 3  # the flow sequence is left open at the end of the file
     with pytest.raises(InputError, match="cannot read"):
         load_cluster_config(tmp_path / "missing.yaml")
+    # an unknown LocalCluster setting: refused at once (workers would fail to start and the
+    # run wait for them), with the nearest known setting
+    f.write_text("kind: local\nworkers: 2\nthreads_per_workr: 1\n")
+    with pytest.raises(InputError, match="threads_per_workr") as e:
+        load_cluster_config(f)
+    assert "threads_per_worker" in e.value.expected
+    f.write_text("kind: local\nworkers: 2\nthreads_per_worker: 1\nmemory_limit: 1GiB\n")
+    assert load_cluster_config(f)["memory_limit"] == "1GiB"
 
 
 @pytest.fixture
@@ -217,6 +225,7 @@ def test_connect__embedded_local_cluster_reports_dashboard():
         assert len(client.nthreads()) == 1
     assert said[0].startswith("Dask: embedded LocalCluster, 1 thread workers × 1 thread")
     assert "dashboard: " in said[0]
+    assert "dashboard: http://127.0.0.1:" in said[0]  # this machine only, by default
 
 
 def test_reliability_engine__embedded_cluster_plans_a_block_per_worker():
