@@ -19,7 +19,7 @@ import pandas as pd
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
-from bigeval.io.writers import atomic_files, ensure_dir
+from bigeval.io.writers import atomic_files, ensure_dir, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
@@ -38,6 +38,9 @@ SINGLE_RECORD_GROUPS = "single_record_groups.csv"
 QC_DEFAULT = QCOptions()
 #: The QC report of a ``--genotypes`` run.
 QC_REPORT = "qc_report.csv"
+#: Every file ``bigeval reliability`` may write or remove in its output folder.
+OUTPUT_NAMES = ("reliability.csv", "reliability.parquet", "summary.txt", QC_REPORT,
+                SINGLE_RECORD_GROUPS, _genomic.FLAGS_FILE)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     """
     from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
 
+    refuse_overwriting_inputs(
+        [job.pedigree, job.records, job.interbull, job.genotyped, job.ginv, job.a22inv,
+         job.genotypes], [Path(job.out) / n for n in OUTPUT_NAMES])
     if job.genotypes is not None:
         _check_genotypes_job(job)
     if use_out_of_core(job):

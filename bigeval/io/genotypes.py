@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
-from bigeval.io.writers import atomic_dir
+from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
 __all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
            "DEFAULT_CHUNKS", "FORMATS"]
@@ -407,6 +407,9 @@ def import_genotypes(src: str | os.PathLike, out: str | os.PathLike, *, fmt: str
     ([[0, 1, 2, -1], [2, 2, 1, 0]], ['a1', 'a2'])
     """
     src = Path(src)
+    fileset = [src.with_suffix(e) for e in (".bed", ".bim", ".fam")] \
+        if src.suffix in (".bed", ".bim", ".fam") else [src]
+    refuse_overwriting_inputs(fileset, [out])
     rows, _ = _check_chunks(chunks)
     reader = _reader(src, fmt)
     first_line: dict[str, int] = {}

@@ -14,6 +14,8 @@ failed or killed run leaves the previous results intact.
 * :func:`atomic_files` writes several files that belong together (a run's table and summary):
   every one is written completely before the first is renamed into place, so a failure
   while writing any of them leaves all the previous ones.
+* :func:`refuse_overwriting_inputs` is called by every command before it starts: an output
+  that is, contains or lies inside one of its inputs is refused, naming both.
 """
 
 from __future__ import annotations
@@ -138,6 +140,60 @@ def _translated(path):
         if err is None:
             raise
         raise err from exc
+
+
+def _real(path) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def _within(a: Path, b: Path) -> bool:
+    """a is b or lies inside it."""
+    return a == b or b in a.parents
+
+
+def refuse_overwriting_inputs(inputs, outputs=(), *, folders=()) -> None:
+    """Raise :class:`bigeval.errors.InputError` when an output would touch an input.
+
+    Paths are resolved (links, ``..``) before they are compared.
+
+    Parameters
+    ----------
+    inputs
+        The paths a command reads (files, folders, Zarr stores); None entries are skipped.
+    outputs
+        The paths it writes, replaces or removes (files or stores): refused when one is an
+        input, lies inside an input (a store or folder read as a whole), or holds an input.
+    folders
+        Output folders it fills with files of its own naming (``bigeval sample``): refused
+        when they hold any input.
+
+    Examples
+    --------
+    >>> refuse_overwriting_inputs(["data/ped.txt"], ["out/reliability.csv"])
+    >>> refuse_overwriting_inputs(["data/ped.txt"], ["data/ped.txt"])
+    Traceback (most recent call last):
+    ...
+    bigeval.errors.InputError: data/ped.txt: the output data/ped.txt would overwrite this input; \
+expected: outputs apart from the inputs; what to do: write to another folder (--out)
+    """
+    ins = [(p, _real(p)) for p in inputs if p is not None]
+    for out in outputs:
+        ro = _real(out)
+        for given, ri in ins:
+            if _within(ro, ri) or _within(ri, ro):
+                how = "overwrite" if ro == ri else ("write inside" if _within(ro, ri)
+                                                    else "replace")
+                raise InputError(f"the output {out} would {how} this input", file=given,
+                                 expected="outputs apart from the inputs",
+                                 remedy="write to another folder (--out)")
+    for folder in folders:
+        rf = _real(folder)
+        for given, ri in ins:
+            if _within(ri, rf):
+                raise InputError(f"the output folder {folder} holds this input, and its files "
+                                 "would be written over it", file=given,
+                                 expected="an output folder apart from the inputs",
+                                 remedy="write to a new or empty folder (--out)")
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:

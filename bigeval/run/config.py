@@ -346,6 +346,12 @@ class RunConfig:
         return Path(self.values["output.folder"])
 
     @property
+    def input_paths(self) -> list[Path]:
+        """Every input file the configuration names (``[inputs]`` paths that are set)."""
+        return [Path(self.values[k.dotted]) for k in SCHEMA
+                if k.section == "inputs" and k.kind == "path" and self.values[k.dotted] is not None]
+
+    @property
     def has_model(self) -> bool:
         return "model" in self.sections
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bigeval.errors import InputError
-from bigeval.io.writers import atomic_path, ensure_dir
+from bigeval.io.writers import atomic_path, ensure_dir, refuse_overwriting_inputs
 from bigeval.run.checkpoint import InputHasher, StageStore, hash_json, hash_path
 from bigeval.run.config import RunConfig
 from bigeval.run.manifest import MiB, Manifest, MemorySampler, collect_warnings
@@ -128,9 +128,13 @@ def _cluster(cfg: RunConfig, progress: Progress):
         yield client
 
 
+#: the lock file every command that writes a run's output folder holds
+LOCK_NAME = ".bigeval-run.lock"
+
+
 @contextlib.contextmanager
 def _lock(out: Path):
-    path = out / ".bigeval-run.lock"
+    path = out / LOCK_NAME
     fh = open(path, "a+")
     try:
         try:
@@ -201,6 +205,9 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
         if name is not None and name not in names:
             raise InputError("unknown stage", value=name, expected=", ".join(STAGE_NAMES))
     show = Progress(cfg.progress() if progress is None else progress)
+    refuse_overwriting_inputs(
+        cfg.input_paths,
+        [cfg.out / n for n in (*PUBLISHED, "manifest.json", "stages", LOCK_NAME)])
     out = ensure_dir(cfg.out)
     with _lock(out):
         store = StageStore(out / "stages")
