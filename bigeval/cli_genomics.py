@@ -22,6 +22,10 @@ import pandas as pd
 
 from bigeval.errors import InputError
 
+#: every file ``bigeval grm`` may write in its output folder
+GRM_OUTPUTS = ("qc_report.csv", "G.h5", "Ginv.h5", "Ginv.txt", "A22inv.h5", "A22inv.txt",
+               "summary.txt")
+
 __all__ = ["register", "add_genomic_options", "cmd_genotypes_import", "cmd_grm",
            "qc_options"]
 
@@ -160,7 +164,13 @@ def cmd_grm(args) -> int:
     from bigeval._resources import check_dense
     from bigeval.grm import write_grm
     from bigeval.io.genotypes import open_genotypes
-    from bigeval.io.writers import ensure_dir, write_csv_atomic, write_text_atomic, write_triplets
+    from bigeval.io.writers import (
+        ensure_dir,
+        refuse_overwriting_inputs,
+        write_csv_atomic,
+        write_text_atomic,
+        write_triplets,
+    )
     from bigeval.linalg import spd_inverse
     from bigeval.relationships import (
         a22_inverse,
@@ -175,6 +185,8 @@ def cmd_grm(args) -> int:
         raise InputError("--tune and --blend need A22, hence a pedigree",
                          remedy="add --pedigree FILE")
     qc = qc_options(args)
+    refuse_overwriting_inputs([args.genotypes, args.pedigree],
+                              [Path(args.out) / n for n in GRM_OUTPUTS])
     out = ensure_dir(args.out)
     _, ids, snps = open_genotypes(args.genotypes)
     n = len(ids)

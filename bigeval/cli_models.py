@@ -14,12 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from bigeval.errors import BigevalError
-from bigeval.io.writers import ensure_dir, write_csv_atomic
+from bigeval.io.writers import ensure_dir, refuse_overwriting_inputs, write_csv_atomic
+
+#: every file the model commands may write in their output folder
+OUTPUTS = ("anova.csv", "solutions.csv", "variances.csv", "animals.csv", "reml_log.csv",
+           "cv.csv")
 
 
 def _load(args):
     from bigeval.models.spec import ModelSpec, read_data
     spec = ModelSpec.from_toml(args.config)
+    refuse_overwriting_inputs(
+        [args.config, spec.data, spec.pedigree, spec.genotypes, spec.g_matrix],
+        [Path(args.out) / n for n in OUTPUTS])
     return spec, read_data(spec), ensure_dir(args.out)
 
 

@@ -106,3 +106,23 @@ def test_run__output_folder_holding_an_input_named_like_a_result(tmp_path, capsy
     assert rc == 2
     assert "reliability.csv" in capsys.readouterr().err
     assert _digest(data) == before
+
+
+def test_grm__pedigree_named_like_its_summary(pop, capsys):
+    assert main(["genotypes", "import", str(pop / "genotypes.txt"), "--out",
+                 str(pop / "g.zarr")]) == 0
+    shutil.copy(pop / "pedigree.txt", pop / "summary.txt")
+    before = _digest(pop)
+    rc = main(["grm", "--genotypes", str(pop / "g.zarr"), "--pedigree", str(pop / "summary.txt"),
+               "--tune", "--out", str(pop)])
+    assert rc == 2 and "would overwrite" in capsys.readouterr().err
+    assert _digest(pop) == before
+
+
+def test_solve__data_named_like_its_solutions(tmp_path, capsys):
+    (tmp_path / "solutions.csv").write_text("animal,y\na,1.0\nb,2.0\n")
+    (tmp_path / "m.toml").write_text('[data]\nfile = "solutions.csv"\ntrait = "y"\n')
+    rc = main(["solve", str(tmp_path / "m.toml"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "would overwrite" in err, err  # the model commands exit 1 on errors
+    assert (tmp_path / "solutions.csv").read_text() == "animal,y\na,1.0\nb,2.0\n"
