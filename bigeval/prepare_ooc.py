@@ -626,7 +626,8 @@ def single_record_groups_ooc(pop: OocPopulation) -> pd.DataFrame:
 
 
 def run_reliability_ooc(job, *, progress: bool | None = None,
-                        chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv"):
+                        chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv",
+                        claim=None):
     """:func:`bigeval.workflow.run_reliability` out of core: :func:`prepare_ooc`,
     :func:`reliability_ooc`, the table written in blocks; the same files and summary.
 
@@ -650,7 +651,8 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
     opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
                               genomic_method=job.genomic_method)
-    out = ensure_dir(job.out)
+    # the output folder, created (and locked by run_reliability's claim)
+    out = ensure_dir(job.out) if claim is None else claim()
     work_dir = getattr(job, "work_dir", None)
     tmp = None
     if work_dir is None:

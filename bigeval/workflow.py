@@ -7,6 +7,7 @@ as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -19,7 +20,7 @@ import pandas as pd
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
-from bigeval.io.writers import atomic_files, ensure_dir, refuse_overwriting_inputs
+from bigeval.io.writers import atomic_files, ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
@@ -180,17 +181,38 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     """Read, validate, compute Parts I–III (and exact values), write the outputs.
 
     Writes ``OUT/reliability.csv`` (one row per pedigree animal, original IDs) and
-    ``OUT/summary.txt``, each atomically.
+    ``OUT/summary.txt``, each atomically. Outputs that would overwrite an input are refused
+    first; the output folder is created, and its lock (:func:`bigeval.io.writers.output_lock`,
+    the one ``bigeval run`` holds) taken, once the inputs are read and checked.
     """
-    from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
-
     refuse_overwriting_inputs(
         [job.pedigree, job.records, job.interbull, job.genotyped, job.ginv, job.a22inv,
          job.genotypes], [Path(job.out) / n for n in OUTPUT_NAMES])
+    with contextlib.ExitStack() as held:
+        return _run_reliability(job, progress, OutputClaim(job.out, held))
+
+
+class OutputClaim:
+    """The output folder, created and locked on first call (held until the stack closes)."""
+
+    def __init__(self, folder, stack: contextlib.ExitStack):
+        self.folder, self.stack, self.path = folder, stack, None
+
+    def __call__(self) -> Path:
+        if self.path is None:
+            path = ensure_dir(self.folder)
+            self.stack.enter_context(output_lock(path))
+            self.path = path
+        return self.path
+
+
+def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSummary:
+    from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
+
     if job.genotypes is not None:
         _check_genotypes_job(job)
     if use_out_of_core(job):
-        return run_reliability_ooc(job, progress=progress)
+        return run_reliability_ooc(job, progress=progress, claim=claim)
     t0 = time.perf_counter()
     opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
@@ -203,7 +225,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
 
         from bigeval.relationships import inverses_from_store
 
-        ensure_dir(job.out)  # fail on an unwritable folder before the long work
+        claim()  # fail on an unwritable or busy folder before the long work
         genomic = inverses_from_store(
             job.genotypes, pop.ids, pop.sire, pop.dam,
             keep=None if pop.genotyped is None else pop.ids[pop.genotyped], qc=job.qc,
@@ -219,7 +241,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
 
         if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
             check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
-    out = ensure_dir(job.out)  # fail on an unwritable folder before the long work
+    out = claim()  # fail on an unwritable or busy folder before the long work
     from bigeval.cluster import reliability_engine
 
     with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,

@@ -8,7 +8,6 @@ reference run.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -23,7 +22,9 @@ import pandas as pd
 import pytest
 
 import _runkit
+from bigeval.cli import main
 from bigeval.errors import InputError
+from bigeval.io.writers import output_lock
 from bigeval.run import config_from_dict, load_config, run_pipeline, template
 from bigeval.run.config import SCHEMA, cli_table, dump_config, parse_override
 from bigeval.run.pipeline import STAGE_NAMES
@@ -297,10 +298,21 @@ def test_run__missing_input_names_file_and_config_line(pop_config, tmp_path):
 def test_run__output_folder_is_locked_while_running(pop_config, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    with open(out / ".bigeval-run.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with output_lock(out):  # e.g. a `bigeval reliability` writing the same folder
         with pytest.raises(InputError, match="another bigeval run"):
             _run(pop_config, out)
+
+
+@pytest.mark.filterwarnings("ignore:.*hold a single record:bigeval.BigevalWarning")
+def test_reliability__takes_the_same_lock_as_run(pop_config, tmp_path, capsys):
+    cfg = load_config(pop_config)
+    out = tmp_path / "out"
+    out.mkdir()
+    with output_lock(out):  # a `bigeval run` writing this folder
+        rc = main(["reliability", "--pedigree", str(cfg["inputs.pedigree"]), "--records",
+                   str(cfg["inputs.records"]), "--h2", "0.3", "--out", str(out)])
+    assert rc == 2 and "another bigeval run" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

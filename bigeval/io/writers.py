@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -194,6 +195,29 @@ expected: outputs apart from the inputs; what to do: write to another folder (--
                                  "would be written over it", file=given,
                                  expected="an output folder apart from the inputs",
                                  remedy="write to a new or empty folder (--out)")
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike):
+    """Hold the output folder's lock while a command writes it: ``flock`` on the folder
+    itself (no lock file to leave behind or to find replaced by something else). A second
+    command on the same folder is refused at once, whichever command it is."""
+    folder = Path(folder)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise InputError(f"cannot open the output folder: {exc.strerror}", file=folder,
+                         expected="a folder", remedy="choose another output folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another bigeval run is using this output folder", file=folder,
+                             remedy="wait for it to finish, or choose another output folder"
+                             ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def ensure_dir(path: str | os.PathLike) -> Path:

@@ -22,7 +22,6 @@ published file); ``STAGE:after:SECONDS`` kills after that many seconds of the st
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -32,7 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bigeval.errors import InputError
-from bigeval.io.writers import atomic_path, ensure_dir, refuse_overwriting_inputs
+from bigeval.io.writers import (
+    atomic_path,
+    ensure_dir,
+    output_lock,
+    refuse_overwriting_inputs,
+)
 from bigeval.run.checkpoint import InputHasher, StageStore, hash_json, hash_path
 from bigeval.run.config import RunConfig
 from bigeval.run.manifest import MiB, Manifest, MemorySampler, collect_warnings
@@ -128,26 +132,6 @@ def _cluster(cfg: RunConfig, progress: Progress):
         yield client
 
 
-#: the lock file every command that writes a run's output folder holds
-LOCK_NAME = ".bigeval-run.lock"
-
-
-@contextlib.contextmanager
-def _lock(out: Path):
-    path = out / LOCK_NAME
-    fh = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError("another bigeval run is using this output folder", file=out,
-                             remedy="wait for it to finish, or choose another [output] folder"
-                             ) from None
-        yield
-    finally:
-        fh.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # The run
 
@@ -207,9 +191,9 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
     show = Progress(cfg.progress() if progress is None else progress)
     refuse_overwriting_inputs(
         cfg.input_paths,
-        [cfg.out / n for n in (*PUBLISHED, "manifest.json", "stages", LOCK_NAME)])
+        [cfg.out / n for n in (*PUBLISHED, "manifest.json", "stages")])
     out = ensure_dir(cfg.out)
-    with _lock(out):
+    with output_lock(out):
         store = StageStore(out / "stages")
         for p in store.clean_debris(published=(*PUBLISHED, "manifest.json")):
             show.line(f"removed {p.name} left by an interrupted run")
