@@ -137,6 +137,16 @@ CASES = [
          {"ped.csv": ("\ufeffanimal,sire,dam\r\n" + PED.replace(" ", ",").replace("\n", "\r\n")
                       ).encode("utf-8"), "rec.txt": REC}, rel(ped="ped.csv"),
          outcome="accepted", same_as=CLEAN),
+    Case("header-in-txt", "a header line in a whitespace file (read as an animal otherwise)",
+         {"ped.txt": "animal sire dam\n" + PED, "rec.txt": REC}, rel(), file="ped.txt",
+         line=1, value="animal sire dam", says=("looks like a header", ".csv")),
+    Case("comment-line", "a '#' comment line (read as an animal otherwise)",
+         {"ped.txt": PED, "rec.txt": "# herd 12\n" + REC}, rel(), file="rec.txt", line=1,
+         value="#", says=("comment lines are not allowed",)),
+    Case("quoted-id", "a double-quoted ID in a whitespace file (the quotes would become part "
+         "of the ID; CSV quoting is read as CSV)",
+         {"ped.txt": PED, "rec.txt": 'k1 g1\n"k2" g1\n'}, rel(), file="rec.txt", line=2,
+         value='"k2"', says=("double quote",)),
     Case("not-utf8", "file in another encoding (Latin-1 bytes)",
          {"ped.txt": "s1 0 0\nk\xf6 s1 0\n".encode("latin-1"), "rec.txt": "s1 g\n"}, rel(),
          file="ped.txt", line=2, says=("not UTF-8",)),
@@ -192,7 +202,10 @@ CASES = [
     # --- records --------------------------------------------------------------------------
     Case("empty-group", "a record with an empty contemporary group (CSV)",
          {"ped.txt": PED, "rec.csv": "animal,cg\nk1,g1\nk2,\n"}, rel(rec="rec.csv"),
-         file="rec.csv", line=3, value="k2", says=("empty contemporary group",)),
+         file="rec.csv", line=3, value="k2", says=("empty or missing contemporary group",)),
+    Case("missing-code-group", "a record whose contemporary group is a missing code (0)",
+         {"ped.txt": PED, "rec.txt": "k1 g1\nk2 0\n"}, rel(), file="rec.txt", line=2,
+         value="k2 0", says=("empty or missing contemporary group",)),
     Case("single-record-group", "a contemporary group with a single record (warning; the "
          "groups and animals go to out/single_record_groups.csv)",
          {"ped.txt": PED, "rec.txt": REC + "k2 g3\nd1 g4\n"}, rel(), outcome="warning",

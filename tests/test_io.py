@@ -108,7 +108,7 @@ def test_read_interbull__unparsable_number(tmp_path):
 
 def test_read_records__empty_group_in_csv(tmp_path):
     p = write(tmp_path / "rec.csv", "animal,cg\na,g1\nb,\n")
-    with pytest.raises(InputError, match="empty contemporary group") as info:
+    with pytest.raises(InputError, match="empty or missing contemporary group") as info:
         read_records(p)
     assert info.value.line == 3
 

@@ -14,7 +14,10 @@ Two layouts are accepted for every file:
 | Interbull bulls | ``animal value`` |
 | relationship-inverse triplets | ``animal1 animal2 value`` |
 
-IDs are arbitrary tokens kept as strings. An unknown parent is ``0``, ``NA``, ``.`` or empty.
+IDs are arbitrary tokens kept as strings. An unknown parent is ``0``, ``NA``, ``.`` or empty;
+a contemporary group with one of those codes is an error (no record without a group). Lines
+starting with ``#``, a header line in a whitespace file and double-quoted fields are errors,
+never read as data.
 A UTF-8 byte-order mark and Windows line endings are accepted. Every reader returns a
 :class:`pandas.DataFrame` of string columns plus ``line``, the 1-based line of each row in
 the file, so later checks can say where a bad value is.
@@ -23,6 +26,7 @@ the file, so later checks can say where a bad value is.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import os
 import re
@@ -155,6 +159,9 @@ def _read_csv(path: Path, columns: tuple[str, ...], chunksize: int | None = None
                   skip_blank_lines=False, engine="c", chunksize=chunksize)
     if is_csv(path):
         return pd.read_csv(path, sep=",", header=0, **common)
+    # a whitespace file has no quoting: a quote stays in its field, where the row checks
+    # refuse it (pandas would otherwise join "a b" into one ID)
+    common["quoting"] = csv.QUOTE_NONE
     if n_optional:
         k = len(columns) + n_optional
         try:
@@ -254,11 +261,47 @@ def _check_empty_id(out: pd.DataFrame, columns: tuple[str, ...], *, kind: str,
                          line=int(out.at[i, "line"]), remedy="give every row an ID")
 
 
+#: names a first line of column names would hold (a header in a whitespace file)
+_HEADER_WORDS = {"animal", "id", "sire", "dam", "cg", "group", "herd", "value", "rel",
+                 "animal1", "animal2", "father", "mother"}
+
+
+def _check_no_header_comment_or_quote(out: pd.DataFrame, columns: tuple[str, ...], *,
+                                      kind: str, path: Path) -> None:
+    """No silent guess: a ``#`` comment line, a header line in a whitespace file, or a
+    double-quoted field is an error (each would otherwise be read as an animal or an ID)."""
+    first = out[columns[0]]
+    comment = first.str.startswith("#").to_numpy()
+    if comment.any():
+        i = int(np.flatnonzero(comment)[0])
+        raise InputError(f"{kind} line starts with '#': comment lines are not allowed",
+                         file=path, line=int(out.at[i, "line"]), value=first.iat[i],
+                         expected="data lines only",
+                         remedy="delete the comment lines (or IDs that begin with '#')")
+    if not is_csv(path) and len(out):
+        head = [str(out.at[0, c]).lower() for c in columns]
+        if int(out.at[0, "line"]) == 1 and sum(h in _HEADER_WORDS for h in head) >= \
+                min(2, len(columns)):
+            raise InputError(f"the first line of the {kind} file looks like a header",
+                             file=path, line=1, value=" ".join(out.loc[0, list(columns)]),
+                             expected=f"data only: {' '.join(columns)} without a header row",
+                             remedy="delete the header line, or give the file a .csv suffix "
+                                    "and comma-separated columns with that header")
+    for c in columns:
+        quoted = out[c].str.contains('"', regex=False).to_numpy()
+        if quoted.any():
+            i = int(np.flatnonzero(quoted)[0])
+            raise InputError(f"{kind} field {c} holds a double quote", file=path,
+                             line=int(out.at[i, "line"]), value=out.at[i, c],
+                             expected="IDs and codes without quotes",
+                             remedy="remove the quotes (IDs may not contain spaces or quotes)")
+
+
 #: Checks of the rows of a tidy frame, in the order :func:`read_table` applies them to the
 #: whole file; each raises for its first offending row. A chunked reader
 #: (:mod:`bigeval.io.ooc`) applies them chunk by chunk and reports what the whole-file
 #: reader would have: the first check that fails anywhere, at its first row.
-ROW_CHECKS = (_check_short_rows, _check_empty_id)
+ROW_CHECKS = (_check_no_header_comment_or_quote, _check_short_rows, _check_empty_id)
 
 
 def parse_float(df: pd.DataFrame, column: str, *, path, kind: str) -> np.ndarray:
@@ -401,12 +444,14 @@ def read_records(path) -> pd.DataFrame:
 
 
 def records_rows(df: pd.DataFrame, path) -> pd.DataFrame:
-    """Records steps after :func:`read_table`: an error for an empty contemporary group."""
-    empty = (df["cg"] == "").to_numpy()
+    """Records steps after :func:`read_table`: an error for an empty or missing-code
+    contemporary group (``0``, ``NA``, ``.``: a missing group is no group)."""
+    empty = df["cg"].isin(UNKNOWN_PARENT).to_numpy()
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
-        raise InputError("record has an empty contemporary group", file=path,
-                         line=int(df.at[i, "line"]), value=df.at[i, "animal"],
+        raise InputError("record has an empty or missing contemporary group", file=path,
+                         line=int(df.at[i, "line"]),
+                         value=f"{df.at[i, 'animal']} {df.at[i, 'cg']}".strip(),
                          expected="a contemporary-group code (herd-year-season or test day)",
                          remedy="fill in the group or remove the record")
     return df
