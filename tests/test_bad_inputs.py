@@ -16,6 +16,7 @@ groups and animals go to a file in the output folder.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import subprocess
@@ -55,7 +56,7 @@ class Case:
     id, what
         A short name (the test id) and a description for the docs table.
     files
-        File name -> content (str, or bytes written as they are).
+        File name -> content (str, or bytes written as they are; None: an empty folder).
     argv
         The ``bigeval`` command line, run in the folder holding ``files``.
     outcome
@@ -147,6 +148,18 @@ CASES = [
          "of the ID; CSV quoting is read as CSV)",
          {"ped.txt": PED, "rec.txt": 'k1 g1\n"k2" g1\n'}, rel(), file="rec.txt", line=2,
          value='"k2"', says=("double quote",)),
+    Case("input-is-folder", "an input path that is a folder",
+         {"ped.txt": None, "rec.txt": REC}, rel(), file="ped.txt", says=("is a folder",)),
+    Case("csv-trailing-comma-accepted", "CSV rows ending in a comma (the empty last field is "
+         "ignored)", {"ped.csv": "animal,sire,dam\n" + PED.replace(" ", ",").replace("\n", ",\n"),
+                     "rec.txt": REC}, rel(ped="ped.csv"), outcome="accepted", same_as=CLEAN),
+    Case("csv-missing-field", "a CSV row missing its dam field (not read as dam unknown)",
+         {"ped.csv": "animal,sire,dam\ns1,0,0\nd1,0,0\nk1,s1\nk2,s1,d1\n", "rec.txt": REC},
+         rel(ped="ped.csv"), file="ped.csv", line=4, value="k1,s1",
+         says=("fewer fields than the header",)),
+    Case("truncated-gz", "a truncated .gz file",
+         {"ped.txt.gz": gzip.compress(PED.encode() * 50)[:40], "rec.txt": REC},
+         rel(ped="ped.txt.gz"), file="ped.txt.gz", says=("truncated gzip",)),
     Case("not-utf8", "file in another encoding (Latin-1 bytes)",
          {"ped.txt": "s1 0 0\nk\xf6 s1 0\n".encode("latin-1"), "rec.txt": "s1 g\n"}, rel(),
          file="ped.txt", line=2, says=("not UTF-8",)),
@@ -363,6 +376,9 @@ def _cached(case: Case, folder: Path) -> tuple[int, str]:
 def _run_case(case: Case, folder: Path) -> tuple[int, str]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in case.files.items():
+        if content is None:  # a folder
+            (folder / name).mkdir()
+            continue
         data = content.encode("utf-8") if isinstance(content, str) else content
         (folder / name).write_bytes(data)
     with _cwd(folder):

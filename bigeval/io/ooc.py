@@ -21,6 +21,7 @@ the in-memory path does, and the empty ID (an unknown parent) is the all-zero ke
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -87,6 +88,8 @@ class ChunkReader:
     def __iter__(self) -> Iterator[pd.DataFrame]:
         path = readers._check_file(self.path, self.columns, kind=self.kind)
         cols, kind = self.columns, self.kind
+        with readers._parse_errors(path, cols, kind=kind):
+            readers.check_csv_fields(path, cols, kind=kind)
         reader, raw = self._open(path)
         self.n_rows = 0
         first: tuple[int, InputError] | None = None  # (rank of the check, its error)
@@ -154,7 +157,9 @@ class ChunkReader:
 
 def _get_chunk(reader, rows: int):
     try:
-        return reader.get_chunk(rows)
+        with warnings.catch_warnings():  # the empty fields of rows ending in a comma
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return reader.get_chunk(rows)
     except StopIteration:
         return None
 

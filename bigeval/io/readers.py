@@ -18,6 +18,9 @@ IDs are arbitrary tokens kept as strings. An unknown parent is ``0``, ``NA``, ``
 a contemporary group with one of those codes is an error (no record without a group). Lines
 starting with ``#``, a header line in a whitespace file and double-quoted fields are errors,
 never read as data.
+A ``.csv`` row that stops before its last named column is an error (a missing field is never
+read as an unknown parent); empty fields after the last column (a row ending in a comma) are
+accepted and ignored. Files may be gzipped (``.gz``); a truncated or damaged one is an error.
 A UTF-8 byte-order mark and Windows line endings are accepted. Every reader returns a
 :class:`pandas.DataFrame` of string columns plus ``line``, the 1-based line of each row in
 the file, so later checks can say where a bad value is.
@@ -28,8 +31,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import gzip
+import io
 import os
 import re
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +86,7 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
     """
     path = _check_file(path, columns, kind=kind)
     with _parse_errors(path, columns, kind=kind):
+        check_csv_fields(path, columns, kind=kind)
         df = _read_csv(path, columns, n_optional=len(optional or ()))
     out = _tidy(df, columns, kind=kind, path=path, optional=optional)
     if len(out) == 0:
@@ -96,6 +104,10 @@ def _check_file(path, columns: tuple[str, ...], *, kind: str) -> Path:
         raise InputError(f"{kind} file not found", file=path,
                          expected="an existing file",
                          remedy="check the path given on the command line or in the config")
+    if path.is_dir():
+        raise InputError(f"the {kind} file is a folder", file=path,
+                         expected=f"a {kind} file (text, or .gz)",
+                         remedy="give the path of the file inside the folder")
     if path.stat().st_size == 0:
         raise InputError(f"{kind} file is empty", file=path,
                          expected=f"one row per line with columns {' '.join(columns)}",
@@ -137,6 +149,62 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
                          value=raw, expected="UTF-8 text (ASCII is UTF-8)",
                          remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
                                 "(with the file's real encoding)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(f"{kind} file is a damaged or truncated gzip file ({exc})",
+                         file=path, expected="a whole gzip file (gzip -t passes)",
+                         remedy="copy or compress the file again, whole") from None
+
+
+def check_csv_fields(path: Path, columns: tuple[str, ...], *, kind: str) -> None:
+    """Every data row of a ``.csv`` has a field for each of ``columns`` and no more fields
+    than the header, or an error naming the first row that has not: a row cut short is
+    never read as empty fields (an unknown dam).
+
+    Empty fields after the last column (a row ending in a comma, as spreadsheets write) are
+    accepted and ignored, and so is a row that stops after the last of ``columns`` (its
+    later, optional columns are empty). A whitespace file is not checked (its columns are
+    positional, :func:`_check_short_rows`).
+    """
+    if not is_csv(path):
+        return
+    with _open_text(path) as fh:
+        lines = list(enumerate(fh, start=1))
+    if any('"' in text for _, text in lines):  # quoted fields: the csv module splits them
+        text = "".join(t for _, t in lines)
+        rows = ((k, row) for k, row in enumerate(csv.reader(io.StringIO(text)), start=1))
+    else:
+        rows = ((k, t.rstrip("\r\n").split(",")) for k, t in lines)
+    n = need = None
+    for k, row in rows:
+        if n is None:
+            n, header = len(row), [c.strip().lower() for c in row]
+            if not all(c in header for c in columns):
+                return  # the header's error comes from the reader
+            need = max(header.index(c) for c in columns) + 1
+            continue
+        if need <= len(row) <= n or not "".join(row).strip():
+            continue
+        if len(row) > n and not "".join(row[n:]).strip():
+            continue  # trailing empty fields
+        if len(row) > n:
+            raise InputError(f"{kind} row has more fields than the header", file=path,
+                             line=k, value=f"{len(row)} fields",
+                             expected=f"{n} fields in the header (comma-separated)",
+                             remedy="remove the extra fields, or quote a field that holds a "
+                                    "comma")
+        raise InputError(f"{kind} row has fewer fields than the header (a missing field is "
+                         "not read as empty or unknown)", file=path, line=k,
+                         value=",".join(row)[:80],
+                         expected=f"a field for each of {','.join(columns)}; an unknown "
+                                  "parent as 0 or an empty field between commas",
+                         remedy="complete the row (e.g. 'k1,s1,0' or 'k1,s1,')")
+
+
+def _open_text(path: Path):
+    """A text file (gzip-compressed when named .gz) opened for reading, BOM dropped."""
+    if str(path).lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _first_non_utf8(path: Path) -> tuple[int | None, str | None]:
@@ -158,7 +226,11 @@ def _read_csv(path: Path, columns: tuple[str, ...], chunksize: int | None = None
     common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
                   skip_blank_lines=False, engine="c", chunksize=chunksize)
     if is_csv(path):
-        return pd.read_csv(path, sep=",", header=0, **common)
+        # index_col=False: rows ending in a comma never shift the columns (the extra empty
+        # fields are accepted, :func:`check_csv_fields`); pandas warns that it drops them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(path, sep=",", header=0, index_col=False, **common)
     # a whitespace file has no quoting: a quote stays in its field, where the row checks
     # refuse it (pandas would otherwise join "a b" into one ID)
     common["quoting"] = csv.QUOTE_NONE
