@@ -46,7 +46,9 @@ float64 :func:`bigeval.genomic.vanraden_g`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -627,25 +629,18 @@ class _MemorySink:
 
 
 class _FileSink:
-    """Finished blocks written (and mirrored) into a dataset ``G`` of an HDF5 file or Zarr
-    group being written at a temporary path (made visible by the caller's atomic rename),
-    with the IDs; in the layout of :func:`write_grm`."""
+    """Finished blocks written (and mirrored) into the dataset ``ds`` of G of an HDF5 file or
+    Zarr group being written at a temporary path (:func:`_created_g`; made visible by the
+    caller's atomic rename)."""
 
-    def __init__(self, tmp: Path, suffix: str, ids, n: int, block: int):
-        side = max(1, min(n, block))
-        if suffix != ".zarr":
-            side = min(side, 1024)
-        self.ds, self.h5 = _create_g(tmp, suffix, ids, n, (side, side))
+    def __init__(self, ds):
+        self.ds = ds
 
     def put(self, block, r0, c0, mirror):
         ni, nj = block.shape
         self.ds[r0:r0 + ni, c0:c0 + nj] = block
         if mirror:
             self.ds[c0:c0 + nj, r0:r0 + ni] = block.T
-
-    def close(self):
-        if self.h5 is not None:
-            self.h5.close()
 
 
 def _distributed_client():
@@ -843,13 +838,12 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
     if in_flight is None and client is None:
         in_flight = 2 * (os.cpu_count() or 1)
     maker = atomic_dir if suffix == ".zarr" else atomic_path
-    with maker(out) as tmp:
-        sink = _FileSink(Path(tmp), suffix, ids, n, max(X.chunks[0]))
-        try:
-            _grm_tiles(X, c, 1.0 / scale, sink, client=client, in_flight=in_flight,
-                       blas_threads=blas_threads, progress=show)
-        finally:
-            sink.close()
+    side = max(1, min(n, max(X.chunks[0])))
+    if suffix != ".zarr":
+        side = min(side, 1024)
+    with maker(out) as tmp, _created_g(Path(tmp), suffix, ids, n, (side, side)) as ds:
+        _grm_tiles(X, c, 1.0 / scale, _FileSink(ds), client=client, in_flight=in_flight,
+                   blas_threads=blas_threads, progress=show)
     return out
 
 
@@ -863,23 +857,78 @@ def _g_suffix(path: Path) -> str:
     return suffix
 
 
-def _create_g(tmp: Path, suffix: str, ids, n: int, chunks, name: str = "G"):
-    """A new HDF5 file or Zarr group at ``tmp`` in the layout of :func:`write_grm`: the
-    n × n float64 dataset ``name`` (``chunks``) and the ``ids``. Returns (the dataset, the
-    open HDF5 file or None)."""
+@contextlib.contextmanager
+def h5_created(path: str | os.PathLike):
+    """A new HDF5 file at ``path``, flushed and closed on leaving, closed on errors too.
+
+    A write that fails (disk full, a file-size limit) leaves the HDF5 library with data it
+    cannot flush, and closing such a file, or leaving it to the interpreter's exit, crashes
+    the process (a segmentation fault). So the file is flushed before it is closed, and on
+    any failure its descriptor is pointed at ``os.devnull`` first: the close then succeeds,
+    the half-written file is left to the caller's atomic writer to remove, and the error
+    (an OSError, which the writers turn into an :class:`bigeval.errors.OutputError`)
+    propagates.
+    """
+    import h5py
+
+    h5 = h5py.File(path, "w")
+    try:
+        yield h5
+        h5.flush()
+    except BaseException as exc:
+        _close_failed(h5)
+        failed = _os_error_of(exc)
+        if failed is None:
+            raise
+        raise failed from exc
+    h5.close()
+
+
+def _os_error_of(exc: BaseException) -> OSError | None:
+    """The OSError (with its errno) of a failed HDF5 write, which h5py may raise as a
+    RuntimeError naming ``errno = N`` in its message; None for other errors."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return None  # already one
+    m = re.search(r"errno = (\d+), error message = '([^']*)'", str(exc))
+    if not isinstance(exc, (OSError, RuntimeError)) or m is None:
+        return None
+    return OSError(int(m[1]), m[2])
+
+
+def _close_failed(h5) -> None:
+    """Close an HDF5 file whose writes failed, its pending writes going to ``os.devnull``."""
+    try:
+        fd = h5.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except Exception:  # noqa: BLE001 - closed already, or no descriptor: close as it is
+        pass
+    with contextlib.suppress(Exception):
+        h5.close()
+
+
+@contextlib.contextmanager
+def _created_g(tmp: Path, suffix: str, ids, n: int, chunks, name: str = "G"):
+    """A new HDF5 file or Zarr group at ``tmp`` in the layout of :func:`write_grm`: yields
+    the n × n float64 dataset ``name`` (``chunks``), the ``ids`` written; an HDF5 file is
+    closed on leaving, on errors too (:func:`h5_created`)."""
     if suffix != ".zarr":
         import h5py
 
-        h5 = h5py.File(tmp, "w")
-        ds = h5.create_dataset(name, shape=(n, n), dtype="f8", chunks=chunks)
-        h5.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
-        return ds, h5
+        with h5_created(tmp) as h5:
+            ds = h5.create_dataset(name, shape=(n, n), dtype="f8", chunks=chunks)
+            h5.create_dataset("ids", data=ids.astype(object), dtype=h5py.string_dtype())
+            yield ds
+        return
     import zarr
 
     group = zarr.open_group(tmp, mode="w", zarr_format=3)
     ds = group.create_array(name, shape=(n, n), dtype="f8", chunks=chunks)
     group.create_array("ids", shape=(n,), dtype=str)[:] = ids.astype(object)
-    return ds, None
+    yield ds
 
 
 def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -> Path:
@@ -899,13 +948,12 @@ def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -
     suffix = _g_suffix(path)
     n = G.shape[0]
     if suffix != ".zarr":
-        with atomic_path(path) as tmp:
-            ds, h5 = _create_g(tmp, suffix, ids, n, True if G.size > 1 else None, name)
-            with h5:
-                ds[...] = G
+        with atomic_path(path) as tmp, \
+                _created_g(tmp, suffix, ids, n, True if G.size > 1 else None, name) as ds:
+            ds[...] = G
         return path
-    with atomic_dir(path) as tmp:
-        ds, _ = _create_g(tmp, suffix, ids, n, (min(n, 4096), min(n, 4096)), name)
+    with atomic_dir(path) as tmp, \
+            _created_g(tmp, suffix, ids, n, (min(n, 4096), min(n, 4096)), name) as ds:
         ds[...] = G
     return path
 

@@ -301,6 +301,15 @@ CASES = [
     Case("disk-full", "disk full while writing (file-size limit of 100 bytes; nothing "
          "half-written is left)", CLEAN, rel(), fsize=100, file="out/reliability.csv",
          says=("not enough space", "File too large", "unchanged")),
+    Case("disk-full-hdf5", "disk full while writing HDF5 (G.h5; 4 KiB file-size limit): the "
+         "error, no crash of the HDF5 library on closing the file",
+         {"g.txt": "a1 01202110\na2 21011202\na3 01220011\n", "ped.txt": "a1 0 0\na2 0 0\n"
+          "a3 a1 a2\n"}, ["grm", "--genotypes", "g.zarr", "--pedigree", "ped.txt", "--blend",
+                          "0.05", "--no-qc", "--out", "out"], fsize=4096, file="out/G.h5",
+         says=("not enough space", "File too large", "unchanged"),
+         setup=[["genotypes", "import", "g.txt", "--out", "g.zarr"],  # and compiled kernels
+                ["grm", "--genotypes", "g.zarr", "--pedigree", "ped.txt", "--blend", "0.05",
+                 "--no-qc", "--out", "warm"]]),
 ]
 
 
