@@ -17,7 +17,8 @@ Two layouts are accepted for every file:
 IDs are arbitrary tokens kept as strings. An unknown parent is ``0``, ``NA``, ``.`` or empty;
 a contemporary group with one of those codes is an error (no record without a group). Lines
 starting with ``#``, a header line in a whitespace file and double-quoted fields are errors,
-never read as data.
+never read as data, and so is a field holding a control character (NUL, ...), a byte-order
+mark after the start of the file or a non-breaking space (an ID that looks like another).
 A ``.csv`` row that stops before its last named column is an error (a missing field is never
 read as an unknown parent); empty fields after the last column (a row ending in a comma) are
 accepted and ignored. Files may be gzipped (``.gz``); a truncated or damaged one is an error.
@@ -369,11 +370,45 @@ def _check_no_header_comment_or_quote(out: pd.DataFrame, columns: tuple[str, ...
                              remedy="remove the quotes (IDs may not contain spaces or quotes)")
 
 
+#: Characters no field may hold (after stripping): control characters (NUL, ...), format
+#: characters (a byte-order mark inside the file, zero-width spaces) and spaces other than
+#: the ASCII space (a non-breaking space): each would make an ID that looks like another.
+_ODD_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u00a0\u1680\u2000-\u200f\u2028-\u202f"
+                             "\u205f-\u2064\u3000\ufeff]")
+_CHARACTER_NAMES = {"\x00": "NUL", "\t": "tab", "\r": "carriage return",
+                    "\u00a0": "non-breaking space", "\ufeff": "byte-order mark",
+                    "\u200b": "zero-width space"}
+
+
+def _check_characters(out: pd.DataFrame, columns: tuple[str, ...], *, kind: str,
+                      path: Path) -> None:
+    """No field holds a control or invisible character (:data:`_ODD_CHARACTERS`)."""
+    for c in out.columns:
+        if c == "line" or not pd.api.types.is_string_dtype(out[c]):
+            continue
+        values = [v if isinstance(v, str) else "" for v in out[c].tolist()]
+        if _ODD_CHARACTERS.search("".join(values)) is None:  # one pass over the column
+            continue
+        i = next(i for i, v in enumerate(values) if _ODD_CHARACTERS.search(v))
+        ch = _ODD_CHARACTERS.search(values[i])[0]
+        what = _CHARACTER_NAMES.get(ch, "")
+        raise InputError(
+            f"{kind} field {c} holds a control or invisible character (U+{ord(ch):04X}"
+            f"{' ' + what if what else ''})",
+            file=path, line=int(out.at[i, "line"]), value=values[i],
+            expected="printable text: no NUL or other control character, no byte-order "
+                     "mark inside the file, no non-breaking space",
+            remedy="remove the character (a byte-order mark inside a file often comes from "
+                   "joining files; separate fields with plain spaces or tabs, or commas in "
+                   "a .csv)")
+
+
 #: Checks of the rows of a tidy frame, in the order :func:`read_table` applies them to the
 #: whole file; each raises for its first offending row. A chunked reader
 #: (:mod:`bigeval.io.ooc`) applies them chunk by chunk and reports what the whole-file
 #: reader would have: the first check that fails anywhere, at its first row.
-ROW_CHECKS = (_check_no_header_comment_or_quote, _check_short_rows, _check_empty_id)
+ROW_CHECKS = (_check_characters, _check_no_header_comment_or_quote, _check_short_rows,
+              _check_empty_id)
 
 
 def parse_float(df: pd.DataFrame, column: str, *, path, kind: str) -> np.ndarray:
