@@ -639,6 +639,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
     from bigeval.workflow import (
         RunSummary,
         describe,
+        job_about,
         warn_single_record_groups,
         write_outputs,
     )
@@ -685,7 +686,8 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         name = "reliability.csv" if fmt == "csv" else "reliability.parquet"
         log(f"writing {name}")
         files = write_outputs(out, {"reliability": (out / name, lambda f: ooc.write_table_chunks(
-            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely)
+            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely,
+            about=job_about(job))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

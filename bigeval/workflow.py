@@ -20,7 +20,8 @@ import pandas as pd
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
-from bigeval.io.writers import atomic_files, ensure_dir, output_lock, refuse_overwriting_inputs
+from bigeval.io.publish import ABOUT, RESULTS, publishing
+from bigeval.io.writers import ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
 from bigeval.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
@@ -187,7 +188,7 @@ def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> Run
     """
     refuse_overwriting_inputs(
         [job.pedigree, job.records, job.interbull, job.genotyped, job.ginv, job.a22inv,
-         job.genotypes], [Path(job.out) / n for n in OUTPUT_NAMES])
+         job.genotypes], [Path(job.out) / n for n in (*OUTPUT_NAMES, RESULTS, ABOUT)])
     with contextlib.ExitStack() as held:
         return _run_reliability(job, progress, OutputClaim(job.out, held))
 
@@ -281,9 +282,19 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
                                     lambda f: flags.to_csv(f, index=False, float_format="%.10g"))
     if genomic is not None and job.qc is not None:
         writers["qc_report"] = (out / QC_REPORT, lambda f: genomic.report.to_csv(f, index=False))
-    files = write_outputs(out, writers, text, lonely)
+    files = write_outputs(out, writers, text, lonely, about=job_about(job))
     return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
                       rounds_part3=None if res.part3 is None else res.part3.rounds)
+
+
+def job_about(job: ReliabilityJob) -> dict:
+    """What ``published.json`` says of a ``bigeval reliability`` run: the command, the
+    version and every setting of the job (input paths as given)."""
+    import dataclasses
+
+    settings = {k: (None if v is None else v if isinstance(v, (bool, int, float, str))
+                    else str(v)) for k, v in dataclasses.asdict(job).items()}
+    return {"command": "bigeval reliability", "bigeval": __version__, "job": settings}
 
 
 def warn_single_record_groups(lonely: pd.DataFrame, job: ReliabilityJob, *,
@@ -297,24 +308,25 @@ def warn_single_record_groups(lonely: pd.DataFrame, job: ReliabilityJob, *,
             stacklevel=stacklevel + 1)
 
 
-def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame) -> dict:
-    """Publish a run's files together: ``writers`` maps a name to ``(path, write(tmp_path))``;
-    the summary ``text`` and the single-record-group list (when any) join them. All are
-    written before any is renamed; a list left by an earlier run on other data is removed.
-    Returns name -> path."""
+def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame, *,
+                  about: dict | None = None) -> dict:
+    """Publish a run's files together (:func:`bigeval.io.publish.publishing`): ``writers``
+    maps a name to ``(path, write(tmp_path))``; the summary ``text`` and the
+    single-record-group list (when any) join them. Until all are written none is visible;
+    then they replace the previous run's files at once (a file the previous run published
+    and this one does not, such as its list of single-record groups, goes at the same
+    moment). ``about`` is what ``published.json`` records of the run. Returns name -> path."""
     writers = dict(writers)
     writers["summary"] = (out / "summary.txt", lambda f: Path(f).write_text(text + "\n"))
     if len(lonely):
         writers["single_record_groups"] = (out / SINGLE_RECORD_GROUPS,
                                            lambda f: lonely.to_csv(f, index=False))
     files = {name: path for name, (path, _) in writers.items()}
-    with atomic_files(*files.values()) as tmps:
-        for (_, write), tmp in zip(writers.values(), tmps):
-            write(tmp)
-    if not len(lonely):
-        (out / SINGLE_RECORD_GROUPS).unlink(missing_ok=True)
-    if "genomic_flags" not in writers:  # a list left by an earlier run
-        (out / _genomic.FLAGS_FILE).unlink(missing_ok=True)
+    with publishing(out, [Path(p).name for p in files.values()], about=about,
+                    known=OUTPUT_NAMES) as gen:
+        for path, write in writers.values():
+            write(gen / Path(path).name)
+    (out / _genomic.STOPPED_FLAGS_FILE).unlink(missing_ok=True)  # of a run stopped before
     return files
 
 

@@ -17,6 +17,7 @@ not root.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -32,6 +33,7 @@ import pytest
 
 from bigeval.errors import InputError, OutputError
 from bigeval.io import writers
+from bigeval.io.publish import ABOUT, RESULTS
 from bigeval.io.writers import (
     atomic_dir,
     atomic_files,
@@ -46,8 +48,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Hidden temporary files or folders the writers may leave."""
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+    """Hidden temporary files or folders the writers may leave (a result folder's
+    generations, ``.results``, are not leftovers; hidden names inside it are)."""
+    found = sorted(p.name for p in folder.iterdir()
+                   if p.name.startswith(".") and p.name != RESULTS)
+    if (folder / RESULTS).is_dir():
+        found += sorted(f"{RESULTS}/{p.name}" for p in (folder / RESULTS).iterdir()
+                        if p.name.startswith("."))
+    return found
+
+
+def results(folder: Path) -> dict:
+    """The result files a user sees in an output folder: name -> bytes."""
+    return {p.name: p.read_bytes() for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".")}
 
 
 def dead_pid() -> int:
@@ -281,7 +295,7 @@ def test_run_failing_while_writing__previous_results_intact(population, tmp_path
 
     out = tmp_path / "out"
     assert main(_args(population, out, h2="0.3")) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = results(out)
     real = pd.DataFrame.to_csv
 
     def half_then_fail(self, path, *args, **kwargs):
@@ -296,7 +310,7 @@ def test_run_failing_while_writing__previous_results_intact(population, tmp_path
                                        records=population["records"], out=out, h2=0.25),
                         progress=False)
     assert info.value.file == str(out / "reliability.csv")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert results(out) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,40 +324,38 @@ def _spawn(args: list[str]) -> subprocess.Popen:
 
 
 def _kill_when_writing(args: list[str], out: Path, tries: int = 5) -> bool:
-    """Start a run and SIGKILL it as soon as its first temporary output appears."""
+    """Start a run and SIGKILL it as soon as its new results begin to be written (the
+    generation folder being filled, :mod:`bigeval.io.publish`)."""
     for _ in range(tries):
         proc = _spawn(args)
         while proc.poll() is None:
-            if out.exists() and any(n.startswith(".reliability.csv.") for n in os.listdir(out)):
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                return True
+            with contextlib.suppress(OSError):
+                if any(n.startswith(".gen.") for n in os.listdir(out / RESULTS)):
+                    proc.send_signal(signal.SIGKILL)
+                    proc.communicate()
+                    return True
             time.sleep(0.0005)
         proc.communicate()
     return False
 
 
 def _assert_whole(out: Path, old: dict, new: dict) -> None:
-    """Each result file is absent, the previous run's, or the new run's: never partial."""
-    for name in ("reliability.csv", "summary.txt"):
-        path = out / name
-        if not path.exists():
-            assert name not in old
-            continue
-        got = path.read_bytes()
-        if name == "summary.txt":
-            got = _without_time(got)
-            candidates = {_without_time(v[name]) for v in (old, new) if name in v}
-        else:
-            candidates = {v[name] for v in (old, new) if name in v}
-        assert got in candidates, f"{name} is neither the old nor the new result"
+    """The results in sight are all the previous run's or all the new run's: never partial
+    files, never a mixture of the two runs (and published.json says which)."""
+    got = results(out)
+    plain = {n: _without_time(b) if n == "summary.txt" else b for n, b in got.items()
+             if n != ABOUT}
+    ref = [{n: _without_time(b) if n == "summary.txt" else b for n, b in v.items()
+            if n != ABOUT} for v in (old, new)]
+    assert plain in ref, "the results are neither the old run's nor the new run's"
+    assert ABOUT in got
 
 
 def _reference(files: dict, folder: Path, h2: str) -> dict:
     from bigeval.cli import main
 
     assert main(_args(files, folder, h2=h2)) == 0
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    return results(folder)
 
 
 def test_sigkill_while_writing_then_rerun__identical_results(population, tmp_path):

@@ -76,7 +76,8 @@ def test_reliability__previous_results_survive_a_failed_run(files):
     (files / "rec.txt").write_text("kid1 g1\nnobody g1\n")
     assert main(args) == 2
     assert (out / "reliability.csv").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["reliability.csv", "summary.txt"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "published.json", "reliability.csv", "summary.txt"]
 
 
 @pytest.mark.parametrize("flags", [["--h2", "1.2"], ["--alpha", "0"], ["--alpha", "-1"],

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bigeval.errors import InputError
+from bigeval.io.publish import ABOUT, RESULTS, published, publishing
 from bigeval.io.writers import (
-    atomic_path,
     ensure_dir,
     output_lock,
     refuse_overwriting_inputs,
 )
-from bigeval.run.checkpoint import InputHasher, StageStore, hash_json, hash_path
+from bigeval.run.checkpoint import InputHasher, StageStore, hash_json
 from bigeval.run.config import RunConfig
 from bigeval.run.manifest import MiB, Manifest, MemorySampler, collect_warnings
 from bigeval.run.progress import Progress
@@ -136,24 +136,25 @@ def _cluster(cfg: RunConfig, progress: Progress):
 # The run
 
 
-def _publish(store: StageStore, out: Path, kill) -> list[Path]:
-    """Copy the report stage's files into the output folder (atomically, when changed)."""
+def _publish(store: StageStore, out: Path, kill, manifest: Manifest) -> list[Path]:
+    """Publish the report stage's files in the output folder, all together
+    (:func:`bigeval.io.publish.publishing`); nothing when the ones in force are these."""
     folder = store.folder("report")
     meta = store.sidecar("report") or {}
-    written = []
-    for name in PUBLISHED:
-        target = out / name
-        if name not in meta.get("outputs", {}):
-            target.unlink(missing_ok=True)  # e.g. an exact check that no longer runs
-            continue
-        if target.exists() and hash_path(target) == meta["outputs"][name]:
-            continue
-        with atomic_path(target) as tmp:
-            shutil.copyfile(folder / name, tmp)
-            _readable(tmp)
-        written.append(target)
-        kill("publish")
-    return written
+    names = [n for n in PUBLISHED if n in meta.get("outputs", {})]
+    hashes = {n: meta["outputs"][n] for n in names}
+    if published(out).get("hashes") == hashes and all((out / n).is_file() for n in names):
+        return []
+    m = manifest.data
+    about = {"command": m["command"], "bigeval": m["bigeval"], "run_started": m["started"],
+             "config_file": m["config_file"], "config": m["config"], "inputs": m["inputs"],
+             "parameters": m["parameters"], "report_key": meta.get("key"), "hashes": hashes}
+    with publishing(out, names, about=about, known=PUBLISHED) as gen:
+        for k, name in enumerate(names):
+            shutil.copyfile(folder / name, gen / name)
+            if k == 0:
+                kill("publish")  # killed after the first file of the new results is written
+    return [out / n for n in names]
 
 
 def resolved_parameters(cfg: RunConfig) -> dict:
@@ -191,7 +192,7 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
     show = Progress(cfg.progress() if progress is None else progress)
     refuse_overwriting_inputs(
         cfg.input_paths,
-        [cfg.out / n for n in (*PUBLISHED, "manifest.json", "stages")])
+        [cfg.out / n for n in (*PUBLISHED, "manifest.json", "stages", RESULTS, ABOUT)])
     out = ensure_dir(cfg.out)
     with output_lock(out):
         store = StageStore(out / "stages")
@@ -230,7 +231,7 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
                                         "reason": "removed its old checkpoint"})
                 report = None
                 if until in (None, "report"):
-                    _publish(store, out, lambda p: _point("report", p))
+                    _publish(store, out, lambda p: _point("report", p), manifest)
                     report = out / "report.html"
         except BaseException:
             manifest.finish("failed")
