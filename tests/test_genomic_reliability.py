@@ -181,3 +181,31 @@ def test_erc_gblup__agrees_with_exact_ssgblup(tmp_path, name):
     gain = np.mean(rel[young] - res.rel_pedigree[young])
     exact_gain = np.mean(exact[young] - pblup[young])
     assert np.sign(gain) == np.sign(exact_gain), (gain, exact_gain)
+
+
+@pytest.mark.filterwarnings("ignore:.*have less genomic information:bigeval.errors.BigevalWarning")
+def test_certified_stop__earlier_results_stay_and_the_list_is_written_apart(tmp_path):
+    """bigeval reliability: a run the certified method stops publishes nothing (the earlier
+    run's files stay, all of them) and lists the animals in genomic_flags.stopped.csv; the
+    next run that publishes removes that list."""
+    from bigeval.cli import main
+    from bigeval.io.writers import write_triplets
+
+    pop = _population(tmp_path, seed=2, young_without_records=0.4)
+    ids = pop.ids[pop.genotyped]
+    write_triplets(pop.ginv, ids, tmp_path / "ginv.txt")
+    write_triplets(pop.a22inv, ids, tmp_path / "a22inv.txt")
+    out = tmp_path / "out"
+    argv = ["reliability", "--pedigree", str(tmp_path / "pedigree.txt"), "--records",
+            str(tmp_path / "records.txt"), "--genotyped", str(tmp_path / "genotyped.txt"),
+            "--ginv", str(tmp_path / "ginv.txt"), "--a22inv", str(tmp_path / "a22inv.txt"),
+            "--alpha", "3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main([*argv, "--genomic-method", "certified"]) == 2
+    stopped = out / "genomic_flags.stopped.csv"
+    assert stopped.is_file() and len(stopped.read_text().splitlines()) > 1
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after.pop(stopped.name) and after == before
+    assert main(argv) == 0
+    assert not stopped.exists()

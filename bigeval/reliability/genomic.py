@@ -64,9 +64,11 @@ __all__ = [
 METHODS = ("erc-gblup", "certified")
 #: the default method
 DEFAULT_METHOD = "erc-gblup"
-#: file a run writes beside its results (or alone, when certified stops it) listing the
-#: genotyped animals a check flagged
+#: file a run publishes with its results listing the genotyped animals a check flagged
 FLAGS_FILE = "genomic_flags.csv"
+#: the same list when the certified method stopped a run (no results: the earlier run's, if
+#: any, stay as they were beside it; removed by the next run that publishes)
+STOPPED_FLAGS_FILE = "genomic_flags.stopped.csv"
 #: a genomic value this much below the Part I value counts as below it (rounding)
 _BELOW_TOL = 1e-9
 
@@ -379,8 +381,9 @@ def flags_frame(flags: pd.DataFrame, genotyped_ids) -> pd.DataFrame:
 
 def stopped(exc: GenomicReliabilityError, genotyped_ids, folder) -> InputError:
     """The error a command raises when the certified Part II stopped it: the flagged animals
-    are written to ``folder/genomic_flags.csv`` (the only file written) and named."""
-    path = Path(folder) / FLAGS_FILE
+    are written to ``folder/genomic_flags.stopped.csv`` (the only file written; results
+    published earlier stay as they were) and named."""
+    path = Path(folder) / STOPPED_FLAGS_FILE
     frame = flags_frame(exc.flags, genotyped_ids)
     with atomic_files(path) as (tmp,):
         frame.to_csv(tmp, index=False, float_format="%.10g")
