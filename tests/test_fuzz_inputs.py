@@ -571,3 +571,40 @@ def test_regression__control_or_invisible_character_in_a_field(tmp_path, name, d
             _chunked(path)
         assert str(chunked.value) == str(err.value)
     read_and_check(name, data)
+
+
+@pytest.mark.parametrize("name,data,line", [
+    ("rec.txt", b"k1 g1\nk2 g1\r\r\nd1 g2\n", 2),  # CR CR LF: a doubled conversion
+    ("rec.txt", b"k1 g1\rk2 g1\nd1 g2\n", 1),  # old Mac line ends
+    ("ped.csv", b"animal,sire,dam\ns1,0,0\nd1,0\r,0\nk1,s1,d1\n", 3),
+    ("gt.txt", b"k1\nk2\rk3\n", 2),
+])
+def test_regression__carriage_return_inside_a_line(tmp_path, name, data, line):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(BigevalError, match="carriage return") as err:
+        _read(path)
+    assert (err.value.file, err.value.line) == (str(path), line)
+    if name.startswith(("ped", "rec")):
+        with pytest.raises(BigevalError) as chunked:
+            _chunked(path)
+        assert str(chunked.value) == str(err.value)
+    read_and_check(name, data)
+
+
+def test_regression__carriage_return_last_in_the_file_ends_its_line(tmp_path):
+    path = tmp_path / "gt.txt"
+    path.write_bytes(b"k1\r\nk2\r")  # a Windows file cut before its last LF
+    assert _read(path)["animal"].tolist() == ["k1", "k2"]
+    read_and_check("gt.txt", path.read_bytes())
+
+
+def test_regression__carriage_return_at_a_block_end_before_its_line_feed(tmp_path):
+    path = tmp_path / "rec.txt"
+    path.write_bytes(b"k1 g1\r\nk2 g1\r\n")
+    for block in (1, 2, 6, 7, 100):
+        readers.check_line_ends(path, kind="records", block=block)
+    path.write_bytes(b"k1 g1\r\nk2\rg1\r\n")
+    for block in (1, 2, 6, 7, 10, 100):
+        with pytest.raises(BigevalError, match="line 2: records line holds a carriage"):
+            readers.check_line_ends(path, kind="records", block=block)

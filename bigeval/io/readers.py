@@ -22,7 +22,8 @@ mark after the start of the file or a non-breaking space (an ID that looks like 
 A ``.csv`` row that stops before its last named column is an error (a missing field is never
 read as an unknown parent); empty fields after the last column (a row ending in a comma) are
 accepted and ignored. Files may be gzipped (``.gz``); a truncated or damaged one is an error.
-A UTF-8 byte-order mark and Windows line endings are accepted. Every reader returns a
+A UTF-8 byte-order mark and Windows line endings are accepted; a carriage return that
+does not end its line is an error. Every reader returns a
 :class:`pandas.DataFrame` of string columns plus ``line``, the 1-based line of each row in
 the file, so later checks can say where a bad value is.
 """
@@ -87,6 +88,7 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
     """
     path = _check_file(path, columns, kind=kind)
     with _parse_errors(path, columns, kind=kind):
+        check_line_ends(path, kind=kind)
         check_csv_fields(path, columns, kind=kind)
         df = _read_csv(path, columns, n_optional=len(optional or ()))
     out = _tidy(df, columns, kind=kind, path=path, optional=optional)
@@ -154,6 +156,38 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
         raise InputError(f"{kind} file is a damaged or truncated gzip file ({exc})",
                          file=path, expected="a whole gzip file (gzip -t passes)",
                          remedy="copy or compress the file again, whole") from None
+
+
+def check_line_ends(path: Path, *, kind: str, block: int = 1 << 24) -> None:
+    """No carriage return inside a line: a CR must be followed by the LF that ends its line
+    (Windows line ends), or an error naming the line (as an editor counts lines: at LF).
+
+    pandas and Python's text files end a line at a lone CR too, so every later line number
+    would be wrong; read in blocks of ``block`` bytes (a gzipped file uncompressed).
+    """
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    line, carry = 1, b""
+    with opener(path, "rb") as fh:
+        while True:
+            buf = fh.read(block)
+            if not buf:  # a CR last in the file ends its line (the LF cut off)
+                return
+            data, carry = carry + buf, b""
+            if data.endswith(b"\r"):  # its LF may start the next block
+                data, carry = data[:-1], b"\r"
+            if data.count(b"\r") != data.count(b"\r\n"):
+                at = re.search(rb"\r(?!\n)", data).start()
+                start = data.rfind(b"\n", 0, at) + 1
+                end = data.find(b"\n", at)
+                text = data[start:end if end >= 0 else len(data)].rstrip(b"\r")
+                raise InputError(
+                    f"{kind} line holds a carriage return (CR) that does not end it",
+                    file=path, line=line + data.count(b"\n", 0, at),
+                    value=text.decode("utf-8", "replace")[:80],
+                    expected="lines ending in LF (Unix) or CR LF (Windows)",
+                    remedy="remove the stray CR, or convert old Mac line ends (CR only) to "
+                           "LF, e.g. tr '\\r' '\\n'")
+            line += data.count(b"\n")
 
 
 def check_csv_fields(path: Path, columns: tuple[str, ...], *, kind: str) -> None:
