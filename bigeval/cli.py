@@ -24,6 +24,7 @@ import warnings
 
 from bigeval import __version__
 from bigeval.errors import BigevalError
+from bigeval.io.writers import command_outputs
 
 
 def _add_reliability(sub):
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        return args.func(args)
+        with command_outputs():  # output folders claimed by the command stay locked
+            return args.func(args)
     except BigevalError as exc:
         print(f"bigeval {args.command}: error: {exc}", file=sys.stderr)
         return 2

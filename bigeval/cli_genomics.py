@@ -165,7 +165,7 @@ def cmd_grm(args) -> int:
     from bigeval.grm import write_grm
     from bigeval.io.genotypes import open_genotypes
     from bigeval.io.writers import (
-        ensure_dir,
+        claim_output,
         refuse_overwriting_inputs,
         write_csv_atomic,
         write_text_atomic,
@@ -187,7 +187,7 @@ def cmd_grm(args) -> int:
     qc = qc_options(args)
     refuse_overwriting_inputs([args.genotypes, args.pedigree],
                               [Path(args.out) / n for n in GRM_OUTPUTS])
-    out = ensure_dir(args.out)
+    out = claim_output(args.out)
     _, ids, snps = open_genotypes(args.genotypes)
     n = len(ids)
     # G, turned into G⁻¹ in place, then A22⁻¹: check before the long work starts

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bigeval.errors import BigevalError
-from bigeval.io.writers import ensure_dir, refuse_overwriting_inputs, write_csv_atomic
+from bigeval.io.writers import claim_output, refuse_overwriting_inputs, write_csv_atomic
 
 #: every file the model commands may write in their output folder
 OUTPUTS = ("anova.csv", "solutions.csv", "variances.csv", "animals.csv", "reml_log.csv",
@@ -27,7 +27,7 @@ def _load(args):
     refuse_overwriting_inputs(
         [args.config, spec.data, spec.pedigree, spec.genotypes, spec.g_matrix],
         [Path(args.out) / n for n in OUTPUTS])
-    return spec, read_data(spec), ensure_dir(args.out)
+    return spec, read_data(spec), claim_output(args.out)
 
 
 def _anova(args) -> int:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from bigeval.errors import InputError
 from bigeval.io import read_genotyped, read_interbull, read_pedigree, read_records
-from bigeval.io.writers import atomic_path, ensure_dir, refuse_overwriting_inputs
+from bigeval.io.writers import atomic_path, claim_output, refuse_overwriting_inputs
 
 __all__ = ["SampleResult", "draw_sample", "herd_of", "ancestors"]
 
@@ -142,7 +142,7 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
         raise InputError("the sample size must be positive", value=herds or fraction,
                          expected="--herds N >= 1 or --fraction in (0, 1]")
     refuse_overwriting_inputs(cfg.input_paths, folders=[out])
-    out = ensure_dir(out)
+    out = claim_output(out)
     ped_path, rec_path = Path(cfg["inputs.pedigree"]), Path(cfg["inputs.records"])
 
     # 1. herds and their records

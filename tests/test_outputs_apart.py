@@ -126,3 +126,35 @@ def test_solve__data_named_like_its_solutions(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "would overwrite" in err, err  # the model commands exit 1 on errors
     assert (tmp_path / "solutions.csv").read_text() == "animal,y\na,1.0\nb,2.0\n"
+
+
+# --- one lock for every command that writes a result folder ---------------------------------
+
+
+def test_grm_solve_and_sample__refused_while_another_command_holds_the_folder(pop, tmp_path,
+                                                                              capsys):
+    from bigeval.io.writers import output_lock
+
+    assert main(["genotypes", "import", str(pop / "genotypes.txt"), "--out",
+                 str(pop / "g.zarr")]) == 0
+    (tmp_path / "m.toml").write_text('[data]\nfile = "d.csv"\ntrait = "y"\n')
+    (tmp_path / "d.csv").write_text("animal,y\na,1.0\nb,2.0\nc,2.5\n")
+    base = tmp_path / "runkit"
+    base.mkdir()
+    cfg = load_config(_runkit.population(base))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    commands = {
+        "grm": ["grm", "--genotypes", str(pop / "g.zarr"), "--pedigree",
+                str(pop / "pedigree.txt"), "--blend", "0.05", "--out", str(busy)],
+        "solve": ["solve", str(tmp_path / "m.toml"), "--out", str(busy)],
+        "sample": ["sample", str(cfg.source), "--herds", "2", "--out", str(busy)],
+    }
+    with output_lock(busy):  # e.g. a `bigeval run` writing this folder
+        for name, argv in commands.items():
+            rc = main(argv)
+            err = capsys.readouterr().err
+            assert rc != 0 and "another bigeval run" in err, (name, err)
+            assert list(busy.iterdir()) == [], name
+    assert main(commands["grm"]) == 0  # the lock goes with the command that held it
+    assert main(commands["grm"]) == 0

@@ -220,6 +220,36 @@ def output_lock(folder: str | os.PathLike):
         os.close(fd)
 
 
+#: the locks of the command running now (:func:`command_outputs`), innermost last
+_COMMANDS: list[tuple[contextlib.ExitStack, set]] = []
+
+
+@contextlib.contextmanager
+def command_outputs():
+    """The span of one command (``bigeval.cli.main``): output folders claimed inside it with
+    :func:`claim_output` stay locked until it ends."""
+    with contextlib.ExitStack() as stack:
+        _COMMANDS.append((stack, set()))
+        try:
+            yield
+        finally:
+            _COMMANDS.pop()
+
+
+def claim_output(folder: str | os.PathLike) -> Path:
+    """Create an output folder and, inside a command (:func:`command_outputs`), take its
+    lock (:func:`output_lock`) for the rest of the command: a second command writing the
+    same folder is refused at once. Returns the folder."""
+    path = ensure_dir(folder)
+    if _COMMANDS:
+        stack, held = _COMMANDS[-1]
+        key = os.path.realpath(path)
+        if key not in held:
+            stack.enter_context(output_lock(path))
+            held.add(key)
+    return path
+
+
 def ensure_dir(path: str | os.PathLike) -> Path:
     """Create an output folder (and parents), or say clearly why it cannot be written."""
     path = Path(path)
