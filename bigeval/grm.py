@@ -718,9 +718,9 @@ def _store_reader(path):
     decompresses the chunks concurrently, 2-3 times as fast as through dask)."""
     import zarr
 
-    from bigeval.io.genotypes import GENOTYPES
+    from bigeval.io.genotypes import GENOTYPES, CheckedArray
 
-    arr = zarr.open_group(path, mode="r")[GENOTYPES]
+    arr = CheckedArray(zarr.open_group(path, mode="r")[GENOTYPES], Path(path))
 
     def read(s0, s1):
         return arr[:, s0:s1]

@@ -182,8 +182,15 @@ def qc(genotypes, sample_ids, snp_ids, options: QCOptions = QCOptions(), *,
     animals = np.arange(X.shape[0])
     snps = np.arange(X.shape[1])
 
-    # 1. SNP call rate over all animals
-    (called,) = dask.compute((X >= 0).sum(axis=0))
+    # 1. SNP call rate over all animals (and, in the same pass, codes that are no count)
+    called, bad = dask.compute((X >= 0).sum(axis=0), ((X > 2) | (X < -1)).sum(axis=0))
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise InputError(f"SNP column {j + 1} ({snp_ids[j]}) holds genotypes that are not "
+                         f"0/1/2 counts or missing ({int(bad.sum()):,} such genotypes)",
+                         value=j + 1, expected="0, 1, 2, or -1 for missing",
+                         remedy="import the genotypes again with `bigeval genotypes import`, "
+                                "which checks the codes")
     rate = called / max(X.shape[0], 1)
     drop = rate < options.min_call_rate_snp
     report.append(_rows("snp", snp_ids[drop], "snp_call_rate", rate[drop],

@@ -522,7 +522,13 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None):
         X = X[res.animals][:, res.snps]
         sample_ids = sample_ids[res.animals]
         report = res.report
-    G = grm(X, chunks=chunks)
+    try:
+        G = grm(X, chunks=chunks)
+    except InputError as exc:
+        if exc.file is not None:
+            raise
+        raise InputError(exc.message, file=store, value=exc.value, expected=exc.expected,
+                         remedy=exc.remedy) from None
     return G, np.asarray(sample_ids, dtype=str), report
 
 

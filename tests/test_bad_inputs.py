@@ -95,6 +95,51 @@ class Case:
 
 CLEAN = {"ped.txt": PED, "rec.txt": REC}
 
+# Three genotyped animals of a hand-made pedigree, G positive definite once blended with A22
+GENO = "a1 01202110\na2 21011202\na3 01220011\n"
+GPED = "a1 0 0\na2 0 0\na3 a1 a2\n"
+# (to grm/, as the g-not-pd case: grm makes its output folder before it reads the store)
+GRM = ("grm", "--genotypes", "g.zarr", "--pedigree", "ped.txt", "--blend", "0.05", "--no-qc",
+       "--out", "grm")
+
+
+def store_files(codes: list[list[int]], damage: str | None = None) -> dict:
+    """The files of a genotype store (path in ``g.zarr`` -> bytes) of animals a1, a2, ...
+    holding ``codes`` as they are (no import check); ``damage``: ``"truncate"`` the first
+    chunk of genotypes or ``"remove"`` it."""
+    import tempfile
+
+    import numpy as np
+
+    from bigeval.io.genotypes import write_genotypes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ids = [f"a{k + 1}" for k in range(len(codes))]
+        store = write_genotypes([(ids, np.array(codes, np.int8))], Path(tmp) / "g.zarr",
+                                snp_ids=[f"s{j + 1}" for j in range(len(codes[0]))],
+                                chunks=(len(codes), len(codes[0])))
+        files = {str(f.relative_to(store.parent)): f.read_bytes()
+                 for f in sorted(store.rglob("*")) if f.is_file()}
+    chunk = next(k for k in files if k.startswith("g.zarr/genotypes/c"))
+    if damage == "truncate":
+        files[chunk] = files[chunk][:10]
+    elif damage == "remove":
+        del files[chunk]
+    return files
+
+
+IMPORT_BED = ("genotypes", "import", "g.bed", "--out", "g.zarr")
+
+
+def plink_files(n_fam: int = 3, bed: bytes | None = None, bim: str | None = None) -> dict:
+    """A PLINK fileset g.bed/.bim/.fam of 3 animals x 4 SNPs (all heterozygous), or with
+    ``n_fam`` animals in the .fam, another ``bed`` or ``bim``."""
+    fam = "".join(f"a{k} a{k} 0 0 0 -9\n" for k in range(1, n_fam + 1))
+    return {"g.bed": bytes([0x6C, 0x1B, 0x01]) + bytes([0b00101010]) * 4 if bed is None
+            else bed, "g.fam": fam,
+            "g.bim": "".join(f"1\ts{j}\t0\t{j}\tA\tC\n" for j in range(1, 5))
+            if bim is None else bim}
+
 CASES = [
     # --- files and layout ------------------------------------------------------------------
     Case("empty-file", "empty pedigree file (no line to point at)",
@@ -262,6 +307,43 @@ CASES = [
          {"g.txt": "a1 0120\na2 0121\na1 0120\n"},
          ["genotypes", "import", "g.txt", "--out", "g.zarr"], file="g.txt", line=3,
          value="a1", says=("genotyped twice", "first at 1")),
+    Case("genotype-latin1-id", "a Latin-1 ID in a genotype file",
+         {"g.txt": "a1 0120\nk\xf6 0121\n".encode("latin-1")},
+         ["genotypes", "import", "g.txt", "--out", "g.zarr"], file="g.txt", line=2,
+         value="kö 0121", says=("not UTF-8",)),
+    Case("genotype-empty-id", "an empty animal ID in a genotype CSV",
+         {"g.csv": "animal,s1,s2\na1,0,1\n,1,2\n"},
+         ["genotypes", "import", "g.csv", "--out", "g.zarr"], file="g.csv", line=3, value="",
+         says=("empty ID",)),
+    Case("genotype-truncated-gz", "a truncated gzipped genotype file",
+         {"g.txt.gz": gzip.compress("".join(f"a{k} 0120\n" for k in range(200)).encode())
+          [:60]}, ["genotypes", "import", "g.txt.gz", "--out", "g.zarr"], file="g.txt.gz",
+         says=("truncated gzip",)),
+    Case("plink-not-bed", "a .bed that is not a PLINK .bed (wrong magic bytes)",
+         plink_files(bed=b"xyz" + bytes(4)), list(IMPORT_BED), file="g.bed",
+         says=("not a PLINK .bed",)),
+    Case("plink-truncated", "a truncated PLINK .bed",
+         plink_files(bed=bytes([0x6C, 0x1B, 0x01, 0])), list(IMPORT_BED), file="g.bed",
+         value="4 bytes", says=("does not match", "7 bytes")),
+    Case("plink-mismatched", "a .fam of another fileset (5 animals for a .bed of 3)",
+         plink_files(n_fam=5), list(IMPORT_BED), file="g.bed", value="7 bytes",
+         says=("does not match", "11 bytes", "5 animals")),
+    Case("plink-bad-bim", "a .bim that is not one (one column)", plink_files(bim="junk\n"),
+         list(IMPORT_BED), file="g.bim", says=("not a PLINK .bim",)),
+    Case("store-damaged-chunk", "a damaged chunk in a genotype store",
+         {**store_files([[0, 1, 2, 1], [2, 1, 0, 1], [1, 1, 2, 0]], "truncate"),
+          "ped.txt": GPED}, list(GRM), file="g.zarr", value="0:3, 0:4",
+         says=("cannot be read",)),
+    Case("store-missing-chunk", "a chunk file lost from a genotype store",
+         {**store_files([[0, 1, 2, 1], [2, 1, 0, 1], [1, 1, 2, 0]], "remove"),
+          "ped.txt": GPED}, list(GRM), file="g.zarr", value="1",
+         says=("chunks of genotypes are missing",)),
+    Case("store-code-7", "a genotype store holding code 7 (not an allele count)",
+         {**store_files([[0, 1, 2, 1], [2, 7, 0, 1], [1, 1, 2, 0]]), "ped.txt": GPED,
+          "rec.txt": "a1 g\na2 g\na3 g\n"},
+         ["reliability", "--pedigree", "ped.txt", "--records", "rec.txt", "--h2", "0.3",
+          "--genotypes", "g.zarr", "--out", "res", "--no-progress"], file="g.zarr", value="2",
+         says=("SNP column 2", "not 0/1/2 counts")),
     Case("genotyped-list-duplicate", "the list of genotyped animals names one twice",
          {**CLEAN, "gt.txt": "k1\nk2\nk1\n", "ginv.txt": GINV, "a22.txt": A22},
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt", "--a22inv", "a22.txt"),
@@ -388,6 +470,7 @@ def _run_case(case: Case, folder: Path) -> tuple[int, str]:
         if content is None:  # a folder
             (folder / name).mkdir()
             continue
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8") if isinstance(content, str) else content
         (folder / name).write_bytes(data)
     with _cwd(folder):

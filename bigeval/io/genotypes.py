@@ -20,11 +20,13 @@ for PLINK the count is of allele 1 (A1, the fifth column of the .bim, bed-reader
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import itertools
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.io.readers import _first_non_utf8
 from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
 __all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
@@ -42,6 +45,7 @@ SAMPLE_ID = "sample_id"
 SNP_ID = "snp_id"
 DIMENSIONS = ("animals", "snps")
 MISSING = -1  # stored code of a missing call
+ALL_CHUNKS = "every_chunk_written"  # attribute: chunks of missing calls only are stored too
 DEFAULT_CHUNKS = (4096, 8192)  # animals, SNPs: 32 MiB of int8 per chunk before compression
 FORMATS = ("plink", "blupf90", "csv")
 _TEXT_MISSING = (5, 9)  # BLUPF90 codes of a missing call
@@ -57,6 +61,25 @@ def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def _text_errors(path: Path):
+    """Turn what reading a text genotype file can fail with (bytes that are not UTF-8, a
+    damaged or truncated gzip file) into an :class:`InputError` naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        line, raw = (None, None) if path.suffix == ".gz" else _first_non_utf8(path)
+        raise InputError("the genotype file is not UTF-8 text", file=path, line=line,
+                         value=raw if raw is not None else exc.object[exc.start:exc.end],
+                         expected="UTF-8 text (ASCII is UTF-8), IDs included",
+                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                "(with the file's real encoding)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(f"the genotype file is a damaged or truncated gzip file ({exc})",
+                         file=path, expected="a whole gzip file (gzip -t passes)",
+                         remedy="copy or compress the file again, whole") from None
 
 
 def _bad_code(path: Path, line: int, snp: int, value: object, fmt: str) -> InputError:
@@ -84,7 +107,7 @@ class _Blupf90Reader(_Reader):
 
     def __init__(self, path: Path, snp_ids=None):
         self.path = path
-        with _open_text(path) as fh:
+        with _text_errors(path), _open_text(path) as fh:
             first = ""
             self._skip = 0
             for first in fh:
@@ -110,7 +133,7 @@ class _Blupf90Reader(_Reader):
         lut[ord("0"):ord("3")] = (0, 1, 2)
         for code in _TEXT_MISSING:
             lut[ord(str(code))] = MISSING
-        with _open_text(self.path) as fh:
+        with _text_errors(self.path), _open_text(self.path) as fh:
             while True:
                 lines = list(itertools.islice(fh, rows))
                 if not lines:
@@ -153,7 +176,7 @@ class _CsvReader(_Reader):
 
     def __init__(self, path: Path):
         self.path = path
-        with _open_text(path) as fh:
+        with _text_errors(path), _open_text(path) as fh:
             header = fh.readline()
         if not header.strip():
             raise InputError("the genotype file is empty", file=path,
@@ -169,7 +192,7 @@ class _CsvReader(_Reader):
 
     def blocks(self, rows):
         line = 1
-        with _open_text(self.path) as fh:
+        with _text_errors(self.path), _open_text(self.path) as fh:
             fh.readline()
             while True:
                 lines = list(itertools.islice(fh, rows))
@@ -232,26 +255,60 @@ class _PlinkReader(_Reader):
             if not p.exists():
                 raise InputError(f"the PLINK fileset lacks its {ext} file", file=p,
                                  remedy="give the .bed of a complete .bed/.bim/.fam fileset")
-        self._bed = open_bed(self.path, count_A1=True)  # counts of allele 1
-        self.n_animals = int(self._bed.iid_count)
+        with self._errors(".bed"):
+            self._bed = open_bed(self.path, count_A1=True)  # counts of allele 1
+        with self._errors(".fam"):
+            self._ids = np.asarray(self._bed.iid, dtype=str)
+        self.n_animals = len(self._ids)
         if self.n_animals == 0:
+            self.close()
             raise InputError("the genotype file is empty (no animal in the .fam)",
                              file=self.path.with_suffix(".fam"),
                              remedy="check the fileset was written whole")
-        self.snp_ids = np.asarray(self._bed.sid, dtype=str)
+        with self._errors(".bim"):
+            self.snp_ids = np.asarray(self._bed.sid, dtype=str)
         self.m = len(self.snp_ids)
-        self._ids = np.asarray(self._bed.iid, dtype=str)
+        size, need = self.path.stat().st_size, 3 + self.m * ((self.n_animals + 3) // 4)
+        if size != need:
+            self.close()
+            raise InputError(
+                "the .bed does not match its .fam and .bim (truncated, or from another "
+                "fileset)", file=self.path, value=f"{size:,} bytes",
+                expected=f"{need:,} bytes for the .fam's {self.n_animals:,} animals and the "
+                         f".bim's {self.m:,} SNPs (SNP-major)",
+                remedy="give the .bed/.bim/.fam written together, whole")
+
+    @contextlib.contextmanager
+    def _errors(self, ext: str):
+        """bed-reader's errors on the fileset's ``ext`` file as an :class:`InputError`."""
+        try:
+            yield
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            if ext != ".bed":
+                self.close()
+            what = ("not a PLINK .bed (SNP-major) or damaged" if ext == ".bed" else
+                    f"not a PLINK {ext} file or damaged")
+            layout = {".bed": "the magic bytes 6c 1b 01, then the genotypes",
+                      ".fam": "6 whitespace-separated columns per animal (UTF-8)",
+                      ".bim": "6 tab- or space-separated columns per SNP (UTF-8)"}[ext]
+            raise InputError(f"{what} ({str(exc).strip()[:120]})",
+                             file=self.path.with_suffix(ext), expected=layout,
+                             remedy="write the fileset again with PLINK (--make-bed)"
+                             ) from None
 
     def blocks(self, rows):
         for r0 in range(0, self.n_animals, rows):
             r1 = min(r0 + rows, self.n_animals)
             # count_A1=True: counts of allele 1 (the .bim's 5th column); missing -127 in int8
-            block = self._bed.read(index=np.s_[r0:r1, :], dtype="int8", order="C")
+            with self._errors(".bed"):
+                block = self._bed.read(index=np.s_[r0:r1, :], dtype="int8", order="C")
             block[block < 0] = MISSING
             yield self._ids[r0:r1].tolist(), block, r0 + 1
 
     def close(self):
-        self._bed.__exit__(None, None, None)
+        bed = getattr(self, "_bed", None)
+        if bed is not None:
+            bed.__exit__(None, None, None)
 
 
 def _format_of(path: Path) -> str:
@@ -277,6 +334,11 @@ def _reader(path: Path, fmt: str | None) -> _Reader:
     if not path.exists():
         raise InputError("the genotype file does not exist", file=path,
                          remedy="check the path")
+    if path.is_dir():
+        raise InputError("the genotype file is a folder", file=path,
+                         expected="a genotype file: PLINK .bed, BLUPF90 text or CSV (a store "
+                                  "is given to the commands that read one, not imported)",
+                         remedy="give the path of the file inside the folder")
     return _CsvReader(path) if fmt == "csv" else _Blupf90Reader(path)
 
 
@@ -337,9 +399,10 @@ def write_genotypes(blocks, out: str | os.PathLike, *, snp_ids,
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
         geno = group.create_array(
             GENOTYPES, shape=(0, m), chunks=(rows, max(1, min(cols, m))), dtype="int8",
-            fill_value=MISSING, dimension_names=DIMENSIONS,
+            fill_value=MISSING, dimension_names=DIMENSIONS, config={"write_empty_chunks": True},
             compressors=BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle))
-        geno.attrs.update({"missing": MISSING, **(attrs or {})})
+        # every chunk is written, all-missing ones too: a chunk file lost is then found
+        geno.attrs.update({"missing": MISSING, ALL_CHUNKS: True, **(attrs or {})})
         row0, last = 0, False
         for block_ids, block in blocks:
             block = np.asarray(block)
@@ -417,6 +480,12 @@ def import_genotypes(src: str | os.PathLike, out: str | os.PathLike, *, fmt: str
     def checked():
         for block_ids, block, line in reader.blocks(rows):
             for k, a in enumerate(block_ids):
+                if not a:
+                    raise InputError(
+                        "a genotyped animal has an empty ID", file=src, value=a,
+                        line=line + k if reader.fmt != "plink" else None,
+                        expected="an animal ID before the genotypes",
+                        remedy="fill in the ID or remove the line")
                 if a in first_line:
                     where = (f"line {line + k}" if reader.fmt != "plink"
                              else f"animal {line + k} of the .fam")
@@ -451,21 +520,72 @@ def open_genotypes(path: str | os.PathLike):
     Returns
     -------
     genotypes : dask.array.Array
-        int8, animals by SNPs, chunked as the store (missing = -1).
+        int8, animals by SNPs, chunked as the store (missing = -1). A chunk that cannot be
+        read (damaged) raises an :class:`InputError` naming the store when it is computed.
     sample_ids, snp_ids : numpy.ndarray
         str, one per row and one per column.
+
+    Raises
+    ------
+    InputError
+        Not a genotype store, metadata that cannot be read, or chunks missing from it (stores
+        whose every chunk was written, attribute ``every_chunk_written``).
     """
     import dask.array as da
     import zarr
 
     path = Path(path)
+    expected = f"a Zarr group with arrays {GENOTYPES}, {SAMPLE_ID}, {SNP_ID}"
+    remedy = "create it with `bigeval genotypes import` (again, if it was damaged)"
     try:
         group = zarr.open_group(path, mode="r")
         arr = group[GENOTYPES]
         sample_ids = np.array(group[SAMPLE_ID][:].tolist(), dtype=str)
         snp_ids = np.array(group[SNP_ID][:].tolist(), dtype=str)
+        missing = (arr.nchunks - arr.nchunks_initialized) if arr.attrs.get(ALL_CHUNKS) else 0
     except (FileNotFoundError, KeyError) as exc:
-        raise InputError(f"not a genotype store ({exc})", file=path,
-                         expected=f"a Zarr group with arrays {GENOTYPES}, {SAMPLE_ID}, {SNP_ID}",
-                         remedy="create it with `bigeval genotypes import`") from None
-    return da.from_zarr(arr), sample_ids, snp_ids
+        raise InputError(f"not a genotype store ({exc})", file=path, expected=expected,
+                         remedy=remedy) from None
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise InputError(f"the genotype store is damaged ({str(exc).strip()[:120]})",
+                         file=path, expected=expected, remedy=remedy) from None
+    if missing:
+        raise InputError(f"the genotype store is damaged: {missing:,} of its {arr.nchunks:,} "
+                         "chunks of genotypes are missing", file=path, value=missing,
+                         expected="every chunk written by `bigeval genotypes import`",
+                         remedy=remedy)
+    if arr.shape != (len(sample_ids), len(snp_ids)):
+        raise InputError("the genotype store is damaged: its genotypes do not match its IDs",
+                         file=path, value=f"{arr.shape}, {len(sample_ids)} animals, "
+                         f"{len(snp_ids)} SNPs", expected="one row per animal ID and one "
+                         "column per SNP ID", remedy=remedy)
+    return da.from_array(CheckedArray(arr, path), chunks=arr.chunks, asarray=False,
+                         fancy=False), sample_ids, snp_ids
+
+
+class CheckedArray:
+    """A Zarr array of genotypes whose reads fail with an :class:`InputError` naming the
+    store and the rows and columns read (a damaged chunk), instead of the codec's error."""
+
+    def __init__(self, arr, path: Path):
+        self.arr, self.path = arr, path
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+        self.chunks = arr.chunks
+
+    def __getitem__(self, key):
+        try:
+            return self.arr[key]
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise InputError(f"a chunk of the genotype store cannot be read "
+                             f"({str(exc).strip()[:120]})", file=self.path,
+                             value=f"[{_slices(key)}]",
+                             expected="the chunks written by `bigeval genotypes import`",
+                             remedy="import the genotypes again (the store is damaged)"
+                             ) from None
+
+
+def _slices(key) -> str:
+    """``rows, columns`` of an index as text, e.g. ``0:4096, 0:8192``."""
+    key = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{k.start or 0}:{'' if k.stop is None else k.stop}"
+                     if isinstance(k, slice) else str(k) for k in key)
