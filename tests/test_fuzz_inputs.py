@@ -608,3 +608,23 @@ def test_regression__carriage_return_at_a_block_end_before_its_line_feed(tmp_pat
     for block in (1, 2, 6, 7, 10, 100):
         with pytest.raises(BigevalError, match="line 2: records line holds a carriage"):
             readers.check_line_ends(path, kind="records", block=block)
+
+
+@pytest.mark.parametrize("name,data", [
+    ("rec.txt", b"\nk1 g1\nk2 g1\n"),
+    ("ped.txt", b"\xef\xbb\xbf  \r\n\t\r\ns1 0 0\nd1 0 0\nk1 s1 d1\n"),
+    ("pedb.txt", b"\n\ns1 0 0 2001\nd1 0 0\n"),
+    ("gt.txt", b"\n\nk1\n"),
+])
+def test_regression__leading_blank_lines_are_skipped(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    got = _read(path)
+    assert got["line"].tolist() == [k + 1 for k, t in enumerate(data.split(b"\n"))
+                                    if t.strip(b" \t\r\n\xef\xbb\xbf")]
+    if name.startswith(("ped", "rec")):
+        for chunk_rows in (1, 2, 100):
+            pd.testing.assert_frame_equal(_chunked(path, chunk_rows)[got.columns.drop(
+                "birth", errors="ignore")], got.drop(columns="birth", errors="ignore"),
+                check_dtype=False)
+    read_and_check(name, data)

@@ -269,20 +269,71 @@ def _read_csv(path: Path, columns: tuple[str, ...], chunksize: int | None = None
     # a whitespace file has no quoting: a quote stays in its field, where the row checks
     # refuse it (pandas would otherwise join "a b" into one ID)
     common["quoting"] = csv.QUOTE_NONE
+    # pandas takes the columns from the first line: leading blank lines are skipped (and
+    # the row numbers shifted back), else a file starting with one would have no columns
+    line, text = first_data_line(path)
+    skip = line - 1 if text else 0  # a file of blank lines: pandas says it has no data
+    common["skiprows"] = skip
     if n_optional:
         k = len(columns) + n_optional
         try:
-            return pd.read_csv(path, sep=r"\s+", header=None, names=list(range(k)),
-                               usecols=list(range(k)), **common)
+            return _shifted(pd.read_csv(path, sep=r"\s+", header=None, names=list(range(k)),
+                                        usecols=list(range(k)), **common), skip)
         except ValueError:  # no line has them (or worse: the reads below say what)
             pass
     try:  # extra columns past the named ones are ignored, even on ragged lines
-        return pd.read_csv(path, sep=r"\s+", header=None,
-                           usecols=list(range(len(columns))), **common)
+        return _shifted(pd.read_csv(path, sep=r"\s+", header=None,
+                                    usecols=list(range(len(columns))), **common), skip)
     except ValueError as exc:
         if "secols" not in str(exc):  # fewer columns than named: report below
             raise
-        return pd.read_csv(path, sep=r"\s+", header=None, **common)
+        return _shifted(pd.read_csv(path, sep=r"\s+", header=None, **common), skip)
+
+
+def first_data_line(path: Path) -> tuple[int, str]:
+    """The 1-based number of the first line of a whitespace file that is not blank (only
+    spaces, tabs, CR and a leading byte-order mark), and its text (for messages); the line
+    after the last when every line is blank."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    k = 0
+    with opener(path, "rb") as fh:
+        for k, raw in enumerate(fh, start=1):
+            text = raw.removeprefix(b"\xef\xbb\xbf") if k == 1 else raw
+            if text.strip(b" \t\r\n"):
+                return k, text.rstrip(b"\r\n").decode("utf-8", "replace")[:80]
+    return k + 1, ""
+
+
+class _ShiftedChunks:
+    """pandas' chunked reader whose chunks' row numbers start ``skip`` rows later."""
+
+    def __init__(self, reader, skip: int):
+        self._reader, self._skip = reader, skip
+
+    def get_chunk(self, rows=None):
+        chunk = self._reader.get_chunk(rows)
+        chunk.index = chunk.index + self._skip
+        return chunk
+
+    def close(self):
+        self._reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _shifted(result, skip: int):
+    """A frame (or chunked reader) read after ``skip`` lines, numbered from the file's
+    start."""
+    if not skip:
+        return result
+    if isinstance(result, pd.DataFrame):
+        result.index = result.index + skip
+        return result
+    return _ShiftedChunks(result, skip)
 
 
 def _tidy(df: pd.DataFrame, columns: tuple[str, ...], *, kind: str, path: Path,
