@@ -628,3 +628,22 @@ def test_regression__leading_blank_lines_are_skipped(tmp_path, name, data):
                 "birth", errors="ignore")], got.drop(columns="birth", errors="ignore"),
                 check_dtype=False)
     read_and_check(name, data)
+
+
+@pytest.mark.parametrize("name,data,line", [
+    ("rec.txt", b"k1\nk2 g1\nd1 g2\n", 1),  # pandas said: line 2 has more fields
+    ("tri.txt", b"\nk1k1 2.0\nk2 k2 2\n", 2),
+    ("ib.txt", b"s1\x000.9\nd1 0.85\n", 1),
+])
+def test_regression__a_short_first_line_is_the_line_at_fault(tmp_path, name, data, line):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(BigevalError) as err:
+        _read(path)
+    assert (err.value.file, err.value.line) == (str(path), line)
+    if name.startswith("rec"):
+        for chunk_rows in (1, 2, 100):
+            with pytest.raises(BigevalError) as chunked:
+                _chunked(path, chunk_rows)
+            assert str(chunked.value) == str(err.value)
+    read_and_check(name, data)

@@ -132,6 +132,14 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
                          ) from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m is not None and not csv and int(m[1]) < len(columns):
+            # pandas took its columns from a short first line: that line is at fault
+            line, text = first_data_line(path)
+            raise InputError(
+                f"{kind} row has {m[1]} column(s), expected {len(columns)} "
+                f"({' '.join(columns)})", file=path, line=line, value=text.strip(),
+                expected=f"{len(columns)} whitespace-separated fields: {' '.join(columns)}",
+                remedy="complete the row or remove it") from None
         if m is not None:  # a row longer than the header (CSV) or than the first line
             raise InputError(
                 f"{kind} row has more fields than the "
