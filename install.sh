@@ -5,7 +5,8 @@
 #   ./install.sh         bigeval and its runtime dependencies (the demo)
 #   ./install.sh test    the same, plus the test tools and what the marked tests need
 #
-# System packages come from Debian/Ubuntu apt when we are root (or have password-less sudo);
+# Python packages go into the project environment .venv (created here); system packages come
+# from Debian/Ubuntu apt when we are root (or have password-less sudo);
 # elsewhere they are skipped with a note, and the optional parts fall back (CHOLMOD -> the
 # built-in sparse solvers) or their tests skip.
 set -euo pipefail
@@ -61,4 +62,12 @@ extras=""
 if [[ -f /usr/include/suitesparse/cholmod.h ]]; then
     extras="${extras:+$extras,}cholmod"
 fi
-python3 -m pip install -q -e ".${extras:+[$extras]}"
+# bigeval and its Python packages go into the project environment .venv, never into the
+# system Python's packages
+venv=.venv
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "install.sh: creating the project environment $venv"
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
+echo "install.sh: bigeval installed in $venv ($venv/bin/bigeval; '. $venv/bin/activate' puts it on PATH)"
