@@ -126,6 +126,18 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
     try:
         yield
     except pd.errors.EmptyDataError:
+        gz = str(path).lower().endswith(".gz")
+        line, raw = (None, None) if gz else _first_non_utf8(path)
+        if line is not None:  # e.g. a byte-order mark cut short: not text, not empty
+            raise InputError(f"{kind} file is not UTF-8 text", file=path, line=line,
+                             value=raw, expected="UTF-8 text (ASCII is UTF-8)",
+                             remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t "
+                                    "utf-8 (with the file's real encoding)") from None
+        if csv and first_data_line(path)[1]:  # blank lines before the header
+            raise InputError(f"{kind} file has no header on line 1 (it is blank)",
+                             file=path, line=1, value="",
+                             expected=f"a header row with {','.join(columns)} on line 1",
+                             remedy="delete the blank lines before the header") from None
         raise InputError(f"{kind} file has no data", file=path,
                          expected=f"columns {' '.join(columns)}",
                          remedy="check the file name, and that the file was written whole"
