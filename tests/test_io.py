@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,11 @@ def test_prepare__triplets_fill_both_triangles(tmp_path):
     # genotyped order: b, a
     np.testing.assert_array_equal(pop.ginv, [[1.2, -0.2], [-0.2, 1.1]])
     np.testing.assert_array_equal(pop.a22inv, np.eye(2))
+
+
+def test_read_pedigree__pipe_is_refused_with_what_to_do(tmp_path):
+    fifo = tmp_path / "ped.fifo"
+    os.mkfifo(fifo)  # what <(zcat ped.gz) gives: a stream that can be read once
+    with pytest.raises(InputError, match="pipe or device") as info:
+        read_pedigree(fifo)
+    assert info.value.file == str(fifo) and ".gz" in info.value.remedy

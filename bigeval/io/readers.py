@@ -111,6 +111,12 @@ def _check_file(path, columns: tuple[str, ...], *, kind: str) -> Path:
         raise InputError(f"the {kind} file is a folder", file=path,
                          expected=f"a {kind} file (text, or .gz)",
                          remedy="give the path of the file inside the folder")
+    if not path.is_file():  # a pipe (<(zcat ...)), a terminal, a device
+        raise InputError(f"the {kind} file is a pipe or device, not a file", file=path,
+                         expected=f"a {kind} file (text, or .gz read as it is): bigeval "
+                                  "reads its inputs more than once",
+                         remedy="give the .gz file itself, or write the stream to a file "
+                                "first (zcat ped.gz > ped.txt)")
     if path.stat().st_size == 0:
         raise InputError(f"{kind} file is empty", file=path,
                          expected=f"one row per line with columns {' '.join(columns)}",
@@ -686,6 +692,12 @@ def read_interbull(path, *, kind: str | None = None) -> pd.DataFrame:
     return df
 
 
+#: Largest Interbull ERC accepted (a reliability of 1 - 3e-9 at α 3; 1e308 overflowed)
+MAX_ERC = 1e9
+#: Largest magnitude of a relationship-inverse triplet value accepted
+MAX_TRIPLET = 1e8
+
+
 def check_interbull(df: pd.DataFrame, kind: str, path) -> None:
     """Interbull values in range for their kind (reliability: [0, 1); ERC: ≥ 0)."""
     value = df["value"].to_numpy()
@@ -696,8 +708,9 @@ def check_interbull(df: pd.DataFrame, kind: str, path) -> None:
                   "is known exactly: give 0.99; or use --interbull-kind erc for ready ERC "
                   "values")
     elif kind == "erc":
-        bad = value < 0
-        what, expected = "ERC is negative", "an effective record contribution ≥ 0"
+        bad = (value < 0) | (value > MAX_ERC)
+        what = "ERC is negative or beyond any bull's"
+        expected = f"an effective record contribution, 0 ≤ ERC ≤ {MAX_ERC:g}"
         remedy = "fix the value, or use --interbull-kind reliability for reliabilities"
     else:
         raise InputError("unknown Interbull kind", value=kind,
@@ -718,7 +731,18 @@ def interbull_rows(df: pd.DataFrame, path) -> pd.DataFrame:
 
 
 def read_triplets(path, *, kind: str = "triplet") -> pd.DataFrame:
-    """Lower-triangle triplets ``animal1 animal2 value`` of a relationship inverse."""
+    """Lower-triangle triplets ``animal1 animal2 value`` of a relationship inverse; a value
+    beyond ±:data:`MAX_TRIPLET` (no relationship inverse holds one; it would overflow the
+    equations) is an error naming its line."""
     df = read_table(path, TRIPLET_COLUMNS, kind=kind)
-    df["value"] = parse_float(df, "value", path=path, kind=kind)
+    df["value"] = value = parse_float(df, "value", path=path, kind=kind)
+    bad = np.abs(value) > MAX_TRIPLET
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{kind} value is too large for a relationship inverse "
+                         f"({int(bad.sum())} such row(s))", file=path,
+                         line=int(df.at[i, "line"]), value=f"{value[i]:g}",
+                         expected=f"|value| ≤ {MAX_TRIPLET:g} (elements of G⁻¹ and A22⁻¹ are "
+                                  "of order 1 to 1000)",
+                         remedy="check the file holds the inverse (not G) and its numbers")
     return df
