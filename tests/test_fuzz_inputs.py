@@ -367,7 +367,9 @@ def expect_genotypes(data: bytes, name: str) -> ExpectGenotypes:
     body = list(enumerate(lines, start=1))
     m = None
     if csv:
-        if not lines or lines[0] is None or not lines[0].strip():
+        if not lines:
+            return exp  # empty
+        if lines[0] is None or not lines[0].strip():
             must.add(1)
             return exp
         names = lines[0].split(",")
@@ -647,3 +649,32 @@ def test_regression__a_short_first_line_is_the_line_at_fault(tmp_path, name, dat
                 _chunked(path, chunk_rows)
             assert str(chunked.value) == str(err.value)
     read_and_check(name, data)
+
+
+@pytest.mark.parametrize("name,data,ids", [
+    ("geno.txt", b"\xef\xbb\xbfk1 0120\nk2 2215\n", ["k1", "k2"]),  # a byte-order mark
+    ("geno.txt", b"k1 0120\n\nk2 2215\nk3 1009\n", ["k1", "k2", "k3"]),  # a blank line
+    ("geno.csv", b"animal,m1,m2\n\n\nk1,0,1\nk2,2,\nk3,1,1\n", ["k1", "k2", "k3"]),
+])
+def test_regression__genotypes_with_a_byte_order_mark_or_blank_lines(tmp_path, name, data,
+                                                                      ids):
+    path = tmp_path / name
+    path.write_bytes(data)
+    _, got, _ = open_genotypes(import_genotypes(path, tmp_path / "g.zarr", chunks=(2, 2)))
+    assert got.tolist() == ids
+    import_and_check(name, data)
+
+
+@pytest.mark.parametrize("name,data,line,says", [
+    ("geno.txt", b"k1 0120\n\x00k2 2215\n", 2, "control or invisible"),
+    ("geno.csv", "animal,m1\nk1,0\n\ufeffk2,1\n".encode(), 3, "control or invisible"),
+    ("geno.txt", b"k1 0120\rk2 2215\nk3 1009\n", 1, "carriage return"),
+    ("geno.txt", b"k1 0120\n\nk2 2215\nk3 1009\nk2 1111\n", 5, "twice"),
+])
+def test_regression__genotype_id_errors_name_the_line(tmp_path, name, data, line, says):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(BigevalError, match=says) as err:
+        import_genotypes(path, tmp_path / "g.zarr", chunks=(2, 2))
+    assert (err.value.file, err.value.line) == (str(path), line)
+    import_and_check(name, data)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.io import readers
 from bigeval.io.readers import _first_non_utf8
 from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
@@ -54,13 +55,21 @@ Progress = Callable[[int, int | None], None]
 
 
 # ---------------------------------------------------------------------------------------------
-# Readers: each yields (ids, int8 block) for consecutive blocks of ``rows`` animals.
+# Readers: each yields (ids, int8 block, lines) for consecutive blocks of ``rows`` animals.
 
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")  # a byte-order mark is no ID
+
+
+def _animal_lines(fh, line: int = 0) -> Iterator[tuple[int, str]]:
+    """(1-based line, text) of the lines of ``fh`` that are not blank; ``line`` lines were
+    read before."""
+    for k, text in enumerate(fh, start=line + 1):
+        if text.strip():
+            yield k, text
 
 
 @contextlib.contextmanager
@@ -95,8 +104,9 @@ class _Reader:
     snp_ids: np.ndarray
     n_animals: int | None = None
 
-    def blocks(self, rows: int) -> Iterator[tuple[list[str], np.ndarray, int]]:
-        """Yield (ids, int8 block, 1-based line of the block's first animal)."""
+    def blocks(self, rows: int) -> Iterator[tuple[list[str], np.ndarray, list[int]]]:
+        """Yield (ids, int8 block of ``rows`` animals, the last fewer; each animal's 1-based
+        line, or its number in a .fam)."""
         raise NotImplementedError
 
 
@@ -134,16 +144,14 @@ class _Blupf90Reader(_Reader):
         for code in _TEXT_MISSING:
             lut[ord(str(code))] = MISSING
         with _text_errors(self.path), _open_text(self.path) as fh:
+            animals = _animal_lines(fh)
             while True:
-                lines = list(itertools.islice(fh, rows))
+                lines = list(itertools.islice(animals, rows))  # blank lines are not rows
                 if not lines:
                     return
-                ids, codes, first = [], [], line + 1
-                for text in lines:
-                    line += 1
+                ids, codes = [], []
+                for line, text in lines:
                     fields = text.split()
-                    if not fields:
-                        continue
                     if len(fields) != 2 or len(fields[1]) != self.m:
                         got = (f"{len(fields)} fields" if len(fields) != 2
                                else f"{len(fields[1])} codes")
@@ -153,17 +161,13 @@ class _Blupf90Reader(_Reader):
                             remedy="write every animal with the same SNPs, missing as 5")
                     ids.append(fields[0])
                     codes.append(fields[1])
-                if not ids:
-                    continue
                 raw = np.frombuffer("".join(codes).encode("latin-1", "replace"), np.uint8)
                 block = lut[raw].reshape(len(ids), self.m)
                 if (block == -2).any():
                     i, j = np.argwhere(block == -2)[0]
-                    # the line of row i: count non-blank lines in this block
-                    nonblank = [k for k, t in enumerate(lines) if t.split()]
-                    raise _bad_code(self.path, first + nonblank[i], j + 1,
+                    raise _bad_code(self.path, lines[i][0], j + 1,
                                     chr(raw[i * self.m + j]), self.fmt)
-                yield ids, block, first
+                yield ids, block, [k for k, _ in lines]
 
 
 _CSV_MISSING = {"", "NA", "na", "NaN", "nan", ".", "5", "9", "-1"}
@@ -191,19 +195,15 @@ class _CsvReader(_Reader):
         self.m = len(self.snp_ids)
 
     def blocks(self, rows):
-        line = 1
         with _text_errors(self.path), _open_text(self.path) as fh:
             fh.readline()
+            animals = _animal_lines(fh, 1)
             while True:
-                lines = list(itertools.islice(fh, rows))
+                lines = list(itertools.islice(animals, rows))  # blank lines are not rows
                 if not lines:
                     return
-                first = line + 1
                 records, ids = [], []
-                for text in lines:
-                    line += 1
-                    if not text.strip():
-                        continue
+                for line, text in lines:
                     fields = text.rstrip("\r\n").split(",")
                     if len(fields) != self.m + 1:
                         raise InputError(
@@ -213,8 +213,6 @@ class _CsvReader(_Reader):
                                      "header)", remedy="write one value per SNP, empty if missing")
                     ids.append(fields[0].strip())
                     records.append((line, fields[1:]))
-                if not ids:
-                    continue
                 tokens = np.array([f for _, f in records], dtype=object)
                 # Decode each distinct token once (hash-based): '1', '1.0', 'NA', ...
                 codes, uniques = pd.factorize(tokens.ravel())
@@ -235,7 +233,7 @@ class _CsvReader(_Reader):
                     else:
                         i, j = divmod(int(np.flatnonzero(codes == u)[0]), self.m)
                         raise _bad_code(self.path, records[i][0], j + 1, tok, self.fmt)
-                yield ids, table[codes].reshape(len(ids), self.m), first
+                yield ids, table[codes].reshape(len(ids), self.m), [k for k, _ in lines]
 
 
 class _PlinkReader(_Reader):
@@ -303,7 +301,7 @@ class _PlinkReader(_Reader):
             with self._errors(".bed"):
                 block = self._bed.read(index=np.s_[r0:r1, :], dtype="int8", order="C")
             block[block < 0] = MISSING
-            yield self._ids[r0:r1].tolist(), block, r0 + 1
+            yield self._ids[r0:r1].tolist(), block, range(r0 + 1, r1 + 1)
 
     def close(self):
         bed = getattr(self, "_bed", None)
@@ -339,6 +337,8 @@ def _reader(path: Path, fmt: str | None) -> _Reader:
                          expected="a genotype file: PLINK .bed, BLUPF90 text or CSV (a store "
                                   "is given to the commands that read one, not imported)",
                          remedy="give the path of the file inside the folder")
+    with _text_errors(path):
+        readers.check_line_ends(path, kind="genotype")
     return _CsvReader(path) if fmt == "csv" else _Blupf90Reader(path)
 
 
@@ -478,25 +478,34 @@ def import_genotypes(src: str | os.PathLike, out: str | os.PathLike, *, fmt: str
     first_line: dict[str, int] = {}
 
     def checked():
-        for block_ids, block, line in reader.blocks(rows):
+        for block_ids, block, lines in reader.blocks(rows):
             for k, a in enumerate(block_ids):
                 if not a:
                     raise InputError(
                         "a genotyped animal has an empty ID", file=src, value=a,
-                        line=line + k if reader.fmt != "plink" else None,
+                        line=lines[k] if reader.fmt != "plink" else None,
                         expected="an animal ID before the genotypes",
                         remedy="fill in the ID or remove the line")
+                odd = readers._ODD_CHARACTERS.search(a)
+                if odd is not None:
+                    raise InputError(
+                        f"a genotyped animal ID holds a control or invisible character "
+                        f"(U+{ord(odd[0]):04X})", file=src, value=a,
+                        line=lines[k] if reader.fmt != "plink" else None,
+                        expected="printable text: no NUL or other control character, no "
+                                 "byte-order mark inside the file",
+                        remedy="remove the character")
                 if a in first_line:
-                    where = (f"line {line + k}" if reader.fmt != "plink"
-                             else f"animal {line + k} of the .fam")
+                    where = (f"line {lines[k]}" if reader.fmt != "plink"
+                             else f"animal {lines[k]} of the .fam")
                     raise InputError(
                         f"animal ID {a!r} is genotyped twice ({where}; first at "
                         f"{first_line[a]})", file=src, value=a,
-                        line=line + k if reader.fmt != "plink" else None,
+                        line=lines[k] if reader.fmt != "plink" else None,
                         expected="one genotype record per animal",
                         remedy="remove or rename the duplicate (QC can find duplicated "
                                "genotypes under different IDs)")
-                first_line[a] = line + k
+                first_line[a] = lines[k]
             yield block_ids, block
         if not first_line:
             raise InputError("the genotype file holds no animal", file=src,
