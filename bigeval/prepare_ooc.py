@@ -44,6 +44,7 @@ from bigeval.errors import InputError, ResourceError
 from bigeval.io import ooc, readers
 from bigeval.pedigree import _kahn_generations, _order_by_generation
 from bigeval.prepare import Population, _lookup, prepare_extras, renumber_pedigree
+from bigeval.reliability.engine import check_published
 
 #: Elements per chunk of the work folder's arrays (8 MiB of int64). They are stored
 #: uncompressed: compressing them (zstd) made writing 9 times slower for ~30 % less disk.
@@ -580,7 +581,7 @@ def result_chunks(pop: OocPopulation, res, *, rows: int = ZARR_CHUNK):
     for lo in range(0, max(n, 1), rows):
         hi = min(lo + rows, n)
         p, f = d1[lo:hi], df_[lo:hi]
-        yield pd.DataFrame({
+        cols = {
             "animal": pd.Series(pop.ids(lo, hi), dtype=str),
             "erc_records": res.erc_records[lo:hi],
             "erc_pedigree": p,
@@ -588,7 +589,9 @@ def result_chunks(pop: OocPopulation, res, *, rows: int = ZARR_CHUNK):
             "rel_genomic": rel_g[lo:hi],
             "erc_final": f,
             "rel_final": f / (f + alpha),
-        })
+        }
+        check_published(cols)
+        yield pd.DataFrame(cols)
 
 
 #: ``out_of_core=None`` (the CLI's default) reads pedigrees from this size on out of core:

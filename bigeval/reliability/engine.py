@@ -64,6 +64,12 @@ class ReliabilityOptions:
             raise InputError("alpha must be positive", value=self.alpha,
                              expected="α = σe²/σa² > 0",
                              remedy="give --alpha > 0 or --h2 in (0, 1)")
+        if not ALPHA_RANGE[0] <= self.alpha <= ALPHA_RANGE[1]:
+            raise InputError("alpha is too small or too large to compute reliabilities with",
+                             value=self.alpha,
+                             expected=f"{ALPHA_RANGE[0]:g} ≤ α ≤ {ALPHA_RANGE[1]:g} (a "
+                                      "heritability between about 1e-6 and 1 - 1e-6)",
+                             remedy="check --alpha / --h2 (α = (1-h2)/h2: 3 for h2 0.25)")
         if self.tau is not None and not (np.isfinite(self.tau) and self.tau > 0):
             raise InputError("tau must be positive", value=self.tau, expected="τ = σe²/σpe² > 0",
                              remedy="give --tau > 0 or leave it out")
@@ -76,6 +82,40 @@ class ReliabilityOptions:
         if self.interbull_kind not in ("reliability", "erc"):
             raise InputError("unknown Interbull kind", value=self.interbull_kind,
                              expected="'reliability' or 'erc'")
+
+
+#: α = σe²/σa² accepted: beyond it reliabilities underflow or round to 1 (h² 1e-300 gave NaN)
+ALPHA_RANGE = (1e-6, 1e6)
+#: heritabilities accepted (their α within :data:`ALPHA_RANGE`)
+H2_RANGE = (1e-6, 1 - 1e-6)
+
+
+def check_published(cols: dict) -> None:
+    """Nothing non-finite or out of range is published: every ERC finite and ≥ 0, every
+    reliability in [0, 1) (a genomic one may be missing); else an :class:`InputError` with
+    the count and the first animal, before any file is written.
+
+    Parameters
+    ----------
+    cols
+        Column name -> values of a result table (or a block of one), with ``animal``.
+    """
+    for name, values in cols.items():
+        if not (name.startswith("erc_") or name.startswith("rel_")):
+            continue
+        v = pd.array(values, dtype="Float64")
+        given = ~np.asarray(pd.isna(v))
+        x = np.asarray(v.to_numpy(dtype=np.float64, na_value=np.nan))
+        ok = np.isfinite(x) & (x >= 0) & ((x < 1) if name.startswith("rel_") else True)
+        bad = given & ~ok | (~given & (name != "rel_genomic"))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"the computation gave {int(bad.sum()):,} {name} value(s) that are not finite "
+                f"or out of range; nothing is written", value=f"{cols['animal'][i]}: {x[i]:g}",
+                expected="ERC finite and ≥ 0, reliabilities in [0, 1)",
+                remedy="check the parameters (h2, α) and the Interbull, G⁻¹ and A22⁻¹ values "
+                       "for extreme numbers; if they are sane, report this as a bug")
 
 
 def alpha_from(h2: float, repeatability: float | None = None) -> float:
@@ -91,6 +131,11 @@ def alpha_from(h2: float, repeatability: float | None = None) -> float:
     if not 0 < h2 < 1:
         raise InputError("heritability must be in (0, 1)", value=h2, expected="0 < h2 < 1",
                          remedy="give --h2 as a fraction (0.25, not 25), or α with --alpha")
+    if not H2_RANGE[0] <= h2 <= H2_RANGE[1]:
+        raise InputError("heritability is too close to 0 or 1 to compute reliabilities with "
+                         "(α = (1-h2)/h2 would overflow them)", value=h2,
+                         expected=f"{H2_RANGE[0]:g} ≤ h2 ≤ 1 - {1 - H2_RANGE[1]:.0e}",
+                         remedy="give the trait's heritability (--h2), e.g. 0.25")
     if repeatability is None:
         return (1 - h2) / h2
     if not h2 <= repeatability < 1:
@@ -385,6 +430,7 @@ def result_table(pop: Population, res: ReliabilityResult,
         "erc_final": res.erc_final,
         "rel_final": res.rel_final,
     }
+    check_published(cols)
     if rel_exact is not None:
         cols["rel_exact"] = rel_exact
     return pd.DataFrame(cols)
