@@ -557,8 +557,9 @@ def _pick_interbull(cfg: SimulationConfig, a: _Animals, daughters: np.ndarray,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Interbull bulls (internal IDs) and their MACE reliabilities."""
     n_sires = int(np.count_nonzero(daughters))
+    # at least 2 by default: a bull alone in the Interbull source gets ERC 0 (and a warning)
     n_ib = cfg.n_interbull if cfg.n_interbull is not None else max(
-        1, round(INTERBULL_FRACTION * n_sires))
+        2, round(INTERBULL_FRACTION * n_sires))
     kind = a.column("kind")
     foreign = np.flatnonzero(kind == _FOREIGN_BULL)
     cands = np.concatenate([foreign, proven_domestic])

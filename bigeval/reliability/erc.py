@@ -7,10 +7,12 @@ more source (methodology II.3.2, Part I).
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 
-from bigeval.errors import InputError
+from bigeval.errors import BigevalWarning, InputError
 
 
 def cg_sizes(rec_cg: np.ndarray, n_cg: int) -> np.ndarray:
@@ -127,7 +129,8 @@ def interbull_erc(value: np.ndarray, alpha: float, *, kind: str = "reliability",
     With ``kind="reliability"``, each bull's reliability r² becomes a weight
     w_p = α r²/(1 − r²), and all bulls form one information source:
     b_p = w_p (1 − w_p/Σ_j w_j) (methodology II.3.2; with all w = 1 it is 1 − 1/n_b).
-    With ``kind="erc"`` the values are ready ERCs and are returned as they are.
+    With ``kind="erc"`` the values are ready ERCs and are returned as they are. A bull with
+    a reliability above 0 that gets ERC 0 (a single bull) is warned about, with the count.
 
     Examples
     --------
@@ -156,6 +159,16 @@ def interbull_erc(value: np.ndarray, alpha: float, *, kind: str = "reliability",
                                 "--interbull-kind erc for ready ERC values")
     w = alpha * value / (1.0 - value)
     total = w.sum()
-    if total <= 0:
-        return np.zeros_like(w)
-    return w * (1.0 - w / total)
+    b = np.zeros_like(w) if total <= 0 else w * (1.0 - w / total)
+    lost = (value > 0) & (b <= 0)
+    if lost.any():
+        i = int(np.flatnonzero(lost)[0])
+        where = "" if source is None else f"{source}: "
+        first = "" if animals is None else f" (first: {animals[i]})"
+        warnings.warn(
+            f"{where}{int(lost.sum()):,} Interbull bull(s) with a reliability above 0 get ERC 0"
+            f"{first}: the bulls form one information source, b = w(1 − w/Σw), and a bull "
+            "alone in it (or whose weight is all of it) adds nothing; give the other "
+            "Interbull bulls too, or ready ERCs with --interbull-kind erc",
+            BigevalWarning, stacklevel=2)
+    return b
