@@ -277,6 +277,10 @@ CASES = [
     Case("repeatability-below-h2", "repeatability < h² (--h2 0.3 --repeatability 0.2)", CLEAN,
          rel(params=("--h2", "0.3", "--repeatability", "0.2")), value="0.2",
          says=("repeatability",)),
+    Case("h2-tiny", "h² so close to 0 that α overflows (--h2 1e-300; it wrote NaN)", CLEAN,
+         rel(params=("--h2", "1e-300")), value="1e-300", says=("too close to 0 or 1",)),
+    Case("alpha-huge", "α beyond any trait's (--alpha 1e300)", CLEAN,
+         rel(params=("--alpha", "1e300")), value="1e+300", says=("too small or too large",)),
     Case("tau-zero", "τ ≤ 0 (--tau 0)", CLEAN, rel("--tau", "0"), value="0",
          says=("tau must be positive", "--tau")),
     # --- Interbull ------------------------------------------------------------------------
@@ -289,6 +293,14 @@ CASES = [
     Case("interbull-rel-negative", "Interbull reliability < 0",
          {**CLEAN, "ib.txt": "s1 -0.1\n"}, rel("--interbull", "ib.txt"), file="ib.txt",
          line=1, value="s1 -0.1", says=("outside [0, 1)",)),
+    Case("interbull-erc-huge", "an Interbull ERC of 1e308 (it wrote a reliability of 1)",
+         {**CLEAN, "ib.txt": "s1 1e308\n"}, rel("--interbull", "ib.txt", "--interbull-kind",
+                                                "erc"), file="ib.txt", line=1,
+         value="s1 1e+308", says=("beyond any bull's",)),
+    Case("interbull-lone-bull", "a single Interbull bull: the methodology's formula gives it "
+         "ERC 0 (warning, with the count)", {**CLEAN, "ib.txt": "s1 0.9\n"},
+         rel("--interbull", "ib.txt"), outcome="warning", file="ib.txt",
+         says=("1 Interbull bull(s)", "get ERC 0")),
     Case("interbull-twice", "an Interbull bull listed twice",
          {**CLEAN, "ib.txt": "s1 0.9\ns1 0.8\n"}, rel("--interbull", "ib.txt"), file="ib.txt",
          line=2, value="s1", says=("listed twice",)),
@@ -357,6 +369,11 @@ CASES = [
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt", "--a22inv", "a22.txt"),
          file="ginv.txt", line=4, value="k1 k2: -0.4 vs -0.5 (line 2)",
          says=("two different values",)),
+    Case("triplet-huge", "a G⁻¹ element of 1e308 (it overflowed the equations)",
+         {**CLEAN, "gt.txt": GT, "ginv.txt": "k1 k1 1e308\nk2 k1 -0.5\nk2 k2 2.0\n",
+          "a22.txt": A22},
+         rel("--genotyped", "gt.txt", "--ginv", "ginv.txt", "--a22inv", "a22.txt"),
+         file="ginv.txt", line=1, value="1e+308", says=("too large",)),
     Case("ginv-without-a22inv", "G⁻¹ without A22⁻¹",
          {**CLEAN, "gt.txt": GT, "ginv.txt": GINV},
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt"), file="ginv.txt",
@@ -538,6 +555,19 @@ def test_awkward_input__accepted_with_the_clean_results(case, tmp_path):
     assert run_case(clean, tmp_path / "clean")[0] == 0
     got = (tmp_path / "case" / "out" / "reliability.csv").read_bytes()
     assert got == (tmp_path / "clean" / "out" / "reliability.csv").read_bytes()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.outcome == "warning"],
+                         ids=lambda c: c.id)
+def test_warned_input__exit_0_and_a_warning_naming_file_and_count(case, tmp_path):
+    rc, err = run_case(case, tmp_path)
+    assert rc == 0, err
+    assert "warning" in err and "Traceback" not in err
+    msg = message_of(err)
+    if case.file is not None:
+        assert case.file in msg, msg
+    for fragment in case.says:
+        assert fragment in msg, (fragment, msg)
 
 
 def test_single_record_groups__warned_with_count_and_listed_in_a_file(tmp_path):
