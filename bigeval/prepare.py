@@ -19,6 +19,7 @@ from bigeval import io
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
 from bigeval.io.readers import format_birth
+from bigeval.linalg import cholesky_lower
 from bigeval.pedigree import generations
 
 
@@ -324,6 +325,17 @@ def prepare(
                       rec_cg=rec_cg, cg_ids=cg_ids, **extras)
 
 
+def _check_positive_definite(dense: np.ndarray, path, what: str, ids) -> None:
+    """A relationship inverse read from triplets must be positive definite (a singular or
+    indefinite one is no inverse of a relationship matrix: the methods would run on it and
+    publish values without meaning). One Cholesky factorisation of a copy."""
+    cholesky_lower(np.asfortranarray(dense), what=f"{what} (from {os.path.basename(path)})",
+                   file=path, ids=np.asarray(ids),
+                   remedy=f"check that the file holds {what} itself, complete (both "
+                          "triangles' values once, lower triangle), for the animals of the "
+                          "genotyped list; G must be blended or tuned to be invertible")
+
+
 def prepare_extras(index: pd.Index, *, genotyped=None, interbull=None, ginv=None,
                    a22inv=None, interbull_kind: str | None = None) -> dict:
     """Read and check the genotyped list, Interbull bulls and G⁻¹/A22⁻¹ against ``index``.
@@ -367,5 +379,7 @@ def prepare_extras(index: pd.Index, *, genotyped=None, interbull=None, ginv=None
                                        path=ginv, kind="G⁻¹ triplet")
         a22_dense = _dense_from_triplets(io.read_triplets(a22inv, kind="A22⁻¹ triplet"), gindex,
                                          path=a22inv, kind="A22⁻¹ triplet")
+        for dense, path, what in ((g_dense, ginv, "G⁻¹"), (a22_dense, a22inv, "A22⁻¹")):
+            _check_positive_definite(dense, path, what, gindex)
     return dict(genotyped=g_idx, interbull_animal=ib_animal, interbull_value=ib_value,
                 ginv=g_dense, a22inv=a22_dense)

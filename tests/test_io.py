@@ -153,3 +153,14 @@ def test_read_pedigree__pipe_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(InputError, match="pipe or device") as info:
         read_pedigree(fifo)
     assert info.value.file == str(fifo) and ".gz" in info.value.remedy
+
+
+def test_prepare__singular_ginv_triplets_name_the_file_and_animal(tmp_path):
+    ped = write(tmp_path / "ped.txt", "a 0 0\nb 0 0\nc a b\n")
+    rec = write(tmp_path / "rec.txt", "c g\na g\n")
+    gt = write(tmp_path / "gt.txt", "a\nc\n")
+    gi = write(tmp_path / "ginv.txt", "a a 1.0\nc a 1.0\nc c 1.0\n")  # rank 1
+    ai = write(tmp_path / "a22.txt", "a a 1.2\nc a -0.5\nc c 1.3\n")
+    with pytest.raises(InputError, match="not positive definite") as info:
+        prepare(ped, rec, genotyped=gt, ginv=gi, a22inv=ai)
+    assert info.value.file == str(gi) and "animal c" in info.value.value
