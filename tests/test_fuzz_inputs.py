@@ -257,7 +257,9 @@ def expect_table(data: bytes, name: str, kind: str) -> Expect:
     body = list(enumerate(lines, start=1))
     birth_at = None
     if csv:
-        if not lines or lines[0] is None:
+        if all(t is not None and not t.strip() for t in lines):
+            return exp  # no data
+        if lines[0] is None:
             return exp
         names = csv_fields(lines[0])
         body = body[1:]
@@ -320,6 +322,9 @@ def expect_table(data: bytes, name: str, kind: str) -> Expect:
             must.add(k)
         elif kind in NUMERIC and not (NUMBER.fullmatch(vals[-1])
                                       and math.isfinite(float(vals[-1]))):
+            must.add(k)
+        elif kind == "triplet" and abs(float(vals[-1])) > getattr(readers, "MAX_TRIPLET",
+                                                                   math.inf):
             must.add(k)
         if kind == "pedigree":
             vals[1:] = ["" if v in readers.UNKNOWN_PARENT else v for v in vals[1:]]
@@ -651,6 +656,20 @@ def test_regression__a_short_first_line_is_the_line_at_fault(tmp_path, name, dat
     read_and_check(name, data)
 
 
+@pytest.mark.parametrize("name,data,line,says", [
+    ("rec.csv", b"\xef", 1, "not UTF-8"),  # a byte-order mark cut short: not "no data"
+    ("gt.txt", b"\xef\xbb", 1, "not UTF-8"),
+    ("ped.csv", b"\n\nanimal,sire,dam\ns1,0,0\n", 1, "no header on line 1"),
+])
+def test_regression__no_columns_but_not_empty(tmp_path, name, data, line, says):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(BigevalError, match=says) as err:
+        _read(path)
+    assert (err.value.file, err.value.line) == (str(path), line)
+    read_and_check(name, data)
+
+
 @pytest.mark.parametrize("name,data,ids", [
     ("geno.txt", b"\xef\xbb\xbfk1 0120\nk2 2215\n", ["k1", "k2"]),  # a byte-order mark
     ("geno.txt", b"k1 0120\n\nk2 2215\nk3 1009\n", ["k1", "k2", "k3"]),  # a blank line
@@ -670,6 +689,7 @@ def test_regression__genotypes_with_a_byte_order_mark_or_blank_lines(tmp_path, n
     ("geno.csv", "animal,m1\nk1,0\n\ufeffk2,1\n".encode(), 3, "control or invisible"),
     ("geno.txt", b"k1 0120\rk2 2215\nk3 1009\n", 1, "carriage return"),
     ("geno.txt", b"k1 0120\n\nk2 2215\nk3 1009\nk2 1111\n", 5, "twice"),
+    ("geno.csv", b"\nanimal,m1\nk1,0\n", 1, "no header on line 1"),  # not "empty"
 ])
 def test_regression__genotype_id_errors_name_the_line(tmp_path, name, data, line, says):
     path = tmp_path / name

@@ -182,6 +182,12 @@ class _CsvReader(_Reader):
         self.path = path
         with _text_errors(path), _open_text(path) as fh:
             header = fh.readline()
+            later = not header.strip() and any(text.strip() for text in fh)
+        if later:  # a blank first line, then the header or data
+            raise InputError("the genotype CSV has no header on line 1 (it is blank)",
+                             file=path, line=1, value=header.strip(),
+                             expected="a header 'animal,snp1,...' on line 1",
+                             remedy="delete the blank lines before the header")
         if not header.strip():
             raise InputError("the genotype file is empty", file=path,
                              expected="a header 'animal,snp1,...' then one line per animal",
