@@ -29,19 +29,22 @@ Hypothesis runs derandomized (the same examples every run) without an example da
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bigeval.errors import BigevalError
+from bigeval.errors import BigevalError, BigevalWarning
 from bigeval.io import ooc, readers
 from bigeval.io.genotypes import import_genotypes, open_genotypes
 
@@ -538,6 +541,115 @@ def test_model__reads_the_clean_files_as_the_readers_do():
         import_and_check(name, text.encode())
         assert expect_genotypes(text.encode(), name).ids is not None, name
 
+
+def _tables_property(n):
+    @pytest.mark.parametrize("name", sorted(TABLES))
+    @fuzz_settings(n)
+    @given(data=st.data())
+    def prop(name, data):
+        read_and_check(name, data.draw(mutated(TABLES[name][1].encode()), label="bytes"))
+
+    return prop
+
+
+def _genotypes_property(n):
+    @pytest.mark.parametrize("name", sorted(GENOTYPES))
+    @fuzz_settings(n)
+    @given(data=st.data())
+    def prop(name, data):
+        import_and_check(name, data.draw(mutated(GENOTYPES[name].encode()), label="bytes"))
+
+    return prop
+
+
+def _chunks_property(n):
+    @pytest.mark.parametrize("name", ["ped.txt", "pedb.txt", "ped.csv", "rec.txt", "rec.csv"])
+    @fuzz_settings(n)
+    @given(data=st.data(), chunk_rows=st.sampled_from([1, 2, 3]))
+    def prop(name, data, chunk_rows):
+        chunks_and_check(name, data.draw(mutated(TABLES[name][1].encode()), label="bytes"),
+                         chunk_rows)
+
+    return prop
+
+
+test_readers__mutated_tables_give_a_clear_error_or_the_clean_rows = _tables_property(FAST)
+test_genotype_import__mutated_files_give_a_clear_error_or_the_clean_store = \
+    _genotypes_property(FAST)
+test_chunk_reader__same_frame_or_error_as_the_whole_file_on_mutated_tables = \
+    _chunks_property(FAST // 2)
+test_readers__mutated_tables_many = pytest.mark.slow(_tables_property(HEAVY))
+test_genotype_import__mutated_files_many = pytest.mark.slow(_genotypes_property(HEAVY // 3))
+test_chunk_reader__mutated_tables_many = pytest.mark.slow(_chunks_property(HEAVY // 3))
+
+# ---------------------------------------------------------------------------------------------
+# End to end through the command line
+
+PED, REC = TABLES["ped.txt"][1].encode(), TABLES["rec.txt"][1].encode()
+
+
+def _main(argv: list[str]) -> tuple[int, str]:
+    """``bigeval ARGV`` in this process: the exit code and what went to stderr."""
+    from bigeval.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+            warnings.catch_warnings():
+        warnings.simplefilter("always", BigevalWarning)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, err.getvalue()
+
+
+def cli_and_check(ped: bytes, rec: bytes, clean: dict[str, bytes]) -> None:
+    """``bigeval reliability`` on the files: exit 0 or 2 (nothing written), inputs intact;
+    when the model reads both as the clean files, the clean results."""
+    with folder() as d:
+        (d / "ped.txt").write_bytes(ped)
+        (d / "rec.txt").write_bytes(rec)
+        old = os.getcwd()
+        os.chdir(d)
+        try:
+            rc, err = _main(["reliability", "--pedigree", "ped.txt", "--records", "rec.txt",
+                             "--h2", "0.3", "--out", "out", "--no-progress"])
+        finally:
+            os.chdir(old)
+        assert rc in (0, 2), err
+        assert "Traceback" not in err, err
+        assert (d / "ped.txt").read_bytes() == ped and (d / "rec.txt").read_bytes() == rec
+        if rc == 2:
+            assert "error:" in err and not (d / "out").exists(), err
+            return
+        same = all(expect_table(b, f"{n}.txt", k).rows == expect_table(c, f"{n}.txt", k).rows
+                   for b, c, n, k in ((ped, PED, "ped", "pedigree"),
+                                      (rec, REC, "rec", "records")))
+        if same:
+            assert (d / "out" / "reliability.csv").read_bytes() == clean["reliability.csv"]
+
+
+@pytest.fixture(scope="module")
+def clean_results() -> dict[str, bytes]:
+    with folder() as d:
+        (d / "ped.txt").write_bytes(PED)
+        (d / "rec.txt").write_bytes(REC)
+        rc, err = _main(["reliability", "--pedigree", str(d / "ped.txt"), "--records",
+                         str(d / "rec.txt"), "--h2", "0.3", "--out", str(d / "out"),
+                         "--no-progress"])
+        assert rc == 0, err
+        return {"reliability.csv": (d / "out" / "reliability.csv").read_bytes()}
+
+
+@fuzz_settings(15)
+@given(which=st.sampled_from(["ped", "rec"]), data=st.data())
+def test_cli__mutated_inputs_exit_0_or_2_never_a_traceback(clean_results, which, data):
+    ped, rec = PED, REC
+    if which == "ped":
+        ped = data.draw(mutated(PED), label="ped")
+    else:
+        rec = data.draw(mutated(REC), label="rec")
+    cli_and_check(ped, rec, clean_results)
 
 # ---------------------------------------------------------------------------------------------
 # Regressions: what the fuzzer found, each fixed in the readers
