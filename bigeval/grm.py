@@ -60,7 +60,7 @@ from bigeval.errors import InputError, ResourceError
 from bigeval.io.genotypes import MISSING, open_genotypes
 from bigeval.io.writers import atomic_dir, atomic_path
 
-__all__ = ["grm", "allele_frequencies", "write_grm", "read_grm"]
+__all__ = ["grm", "allele_frequencies", "write_grm", "read_grm", "read_grm_ids"]
 
 EXACT_F32_SNPS = 2**24 // 4  # SNPs per block for which sums of 0/1/2 products are exact in f32
 TILE = 64  # side of the tiles of the compiled passes over G
@@ -959,14 +959,52 @@ def write_grm(G: np.ndarray, ids, path: str | os.PathLike, *, name: str = "G") -
 
 
 def read_grm(path: str | os.PathLike, name: str = "G") -> tuple[np.ndarray, np.ndarray]:
-    """Read a matrix and its IDs written by :func:`write_grm` (HDF5 or Zarr)."""
+    """Read a matrix and its IDs written by :func:`write_grm` (HDF5 or Zarr); a file that
+    is not one (not HDF5, no ``ids``, not square) is an :class:`InputError` naming it."""
     path = Path(path)
-    if path.suffix.lower() == ".zarr":
-        import zarr
+    with _grm_errors(path, name):
+        if path.suffix.lower() == ".zarr":
+            import zarr
 
-        group = zarr.open_group(path, mode="r")
-        return group[name][:], np.array(group["ids"][:].tolist(), dtype=str)
-    import h5py
+            group = zarr.open_group(path, mode="r")
+            M, ids = group[name][:], np.array(group["ids"][:].tolist(), dtype=str)
+        else:
+            import h5py
 
-    with h5py.File(path, "r") as f:
-        return f[name][:], f["ids"].asstr()[:].astype(str)
+            with h5py.File(path, "r") as f:
+                M, ids = f[name][:], f["ids"].asstr()[:].astype(str)
+    if M.ndim != 2 or M.shape != (len(ids), len(ids)):
+        raise InputError(f"{name} is not a square matrix with one ID per row", file=path,
+                         value=f"shape {M.shape}, {len(ids)} IDs",
+                         expected=f"n x n and n IDs (as `bigeval grm` writes {name})",
+                         remedy="give the G.h5 / G.zarr written by `bigeval grm`")
+    return M, ids
+
+
+def read_grm_ids(path: str | os.PathLike) -> np.ndarray:
+    """The ``ids`` of a file written by :func:`write_grm`, without reading the matrix."""
+    path = Path(path)
+    with _grm_errors(path, "ids"):
+        if path.suffix.lower() == ".zarr":
+            import zarr
+
+            return np.array(zarr.open_group(path, mode="r")["ids"][:].tolist(), dtype=str)
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return f["ids"].asstr()[:].astype(str)
+
+
+@contextlib.contextmanager
+def _grm_errors(path: Path, name: str):
+    """What reading a matrix file can fail with, as an :class:`InputError` naming it."""
+    try:
+        yield
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        what = "not found" if isinstance(exc, FileNotFoundError) else (
+            "not an HDF5 file or Zarr group of a relationship matrix, or damaged")
+        raise InputError(f"the matrix file is {what} ({str(exc).strip()[:120]})", file=path,
+                         expected=f"HDF5 (.h5) or Zarr (.zarr) with the datasets "
+                                  f"{'G' if name == 'ids' else name} (n x n) and ids, as "
+                                  "`bigeval grm` writes",
+                         remedy="give the G.h5 / G.zarr written by `bigeval grm`") from None

@@ -95,12 +95,39 @@ class Case:
 
 CLEAN = {"ped.txt": PED, "rec.txt": REC}
 
+
+def _h5_without_ids() -> bytes:
+    """An HDF5 file holding a 2 x 2 G and no ids."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with h5py.File(Path(tmp) / "G.h5", "w") as f:
+            f["G"] = np.eye(2)
+        return (Path(tmp) / "G.h5").read_bytes()
+
+
+H5_WITHOUT_IDS = _h5_without_ids()
+
 # Three genotyped animals of a hand-made pedigree, G positive definite once blended with A22
 GENO = "a1 01202110\na2 21011202\na3 01220011\n"
 GPED = "a1 0 0\na2 0 0\na3 a1 a2\n"
 # (to grm/, as the g-not-pd case: grm makes its output folder before it reads the store)
 GRM = ("grm", "--genotypes", "g.zarr", "--pedigree", "ped.txt", "--blend", "0.05", "--no-qc",
        "--out", "grm")
+
+
+def run_config(inputs: str = "", output: str = "") -> str:
+    """A ``bigeval run`` configuration on ped.txt and rec.txt (h2 0.3) with further
+    ``[inputs]`` and ``[output]`` lines; results to ``res`` (the run makes its output folder
+    before it checks the inputs)."""
+    return (f'[inputs]\npedigree = "ped.txt"\nrecords = "rec.txt"\n{inputs}\n'
+            f'[parameters]\nh2 = 0.3\n[output]\nfolder = "res"\n{output}\n')
+
+
+RUN = ("run", "cfg.toml", "--no-progress")
 
 
 def store_files(codes: list[list[int]], damage: str | None = None) -> dict:
@@ -374,6 +401,12 @@ CASES = [
           "a22.txt": A22},
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt", "--a22inv", "a22.txt"),
          file="ginv.txt", line=1, value="1e+308", says=("too large",)),
+    Case("grm-not-hdf5", "inputs.grm that is not an HDF5 file (bigeval run)",
+         {**CLEAN, "G.h5": "not HDF5\n", "cfg.toml": run_config('grm = "G.h5"')}, list(RUN),
+         file="G.h5", says=("not an HDF5 file",)),
+    Case("grm-without-ids", "inputs.grm without its ids dataset (bigeval run)",
+         {**CLEAN, "G.h5": H5_WITHOUT_IDS, "cfg.toml": run_config('grm = "G.h5"')},
+         list(RUN), file="G.h5", says=("'ids' doesn't exist",)),
     Case("ginv-without-a22inv", "G⁻¹ without A22⁻¹",
          {**CLEAN, "gt.txt": GT, "ginv.txt": GINV},
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt"), file="ginv.txt",

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.grm import read_grm_ids
 from bigeval.run.config import RunConfig
 
 __all__ = ["is_zarr_store", "write_parquet", "read_parquet", "write_json", "read_columns",
@@ -154,12 +155,9 @@ def genotype_ids(path: Path) -> np.ndarray | None:
 
             return open_genotypes(path)[1]
         if "ids" in group:
-            return np.array(group["ids"][:].tolist(), dtype=str)
+            return read_grm_ids(path)
     if str(path).lower().endswith((".h5", ".hdf5")):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return f["ids"].asstr()[:].astype(str)
+        return read_grm_ids(path)
     return None
 
 
