@@ -72,7 +72,7 @@ import pyarrow as pa
 
 from bigeval._resources import GiB, available_memory
 from bigeval.errors import InputError, ResourceError
-from bigeval.io.writers import atomic_path
+from bigeval.io.writers import atomic_path, claim_output
 
 __all__ = [
     "SimulatedPopulation",
@@ -979,8 +979,7 @@ def write_population(pop: SimulatedPopulation, out_dir: str | os.PathLike, *,
     if fmt not in ("txt", "csv"):
         raise InputError("unknown output format", value=fmt, expected="'txt' or 'csv'",
                          remedy="pass fmt='txt' (BLUPF90-like) or fmt='csv'")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out_dir)  # locked for the rest of a command, as every output folder
     tables = {
         "pedigree": (pop.pedigree, None),
         "records": (pop.records, "%.4f"),

@@ -131,8 +131,8 @@ def test_solve__data_named_like_its_solutions(tmp_path, capsys):
 # --- one lock for every command that writes a result folder ---------------------------------
 
 
-def test_grm_solve_and_sample__refused_while_another_command_holds_the_folder(pop, tmp_path,
-                                                                              capsys):
+def test_grm_solve_sample_simulate__refused_while_another_command_holds_the_folder(
+        pop, tmp_path, capsys):
     from bigeval.io.writers import output_lock
 
     assert main(["genotypes", "import", str(pop / "genotypes.txt"), "--out",
@@ -149,6 +149,7 @@ def test_grm_solve_and_sample__refused_while_another_command_holds_the_folder(po
                 str(pop / "pedigree.txt"), "--blend", "0.05", "--out", str(busy)],
         "solve": ["solve", str(tmp_path / "m.toml"), "--out", str(busy)],
         "sample": ["sample", str(cfg.source), "--herds", "2", "--out", str(busy)],
+        "simulate": ["simulate", "--animals", "300", "--out", str(busy)],
     }
     with output_lock(busy):  # e.g. a `bigeval run` writing this folder
         for name, argv in commands.items():
