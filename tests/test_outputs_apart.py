@@ -149,7 +149,7 @@ def test_grm_solve_sample_simulate__refused_while_another_command_holds_the_fold
                 str(pop / "pedigree.txt"), "--blend", "0.05", "--out", str(busy)],
         "solve": ["solve", str(tmp_path / "m.toml"), "--out", str(busy)],
         "sample": ["sample", str(cfg.source), "--herds", "2", "--out", str(busy)],
-        "simulate": ["simulate", "--animals", "600", "--out", str(busy)],
+        "simulate": ["simulate", "--animals", "600", "--genotyped", "30", "--out", str(busy)],
     }
     with output_lock(busy):  # e.g. a `bigeval run` writing this folder
         for name, argv in commands.items():
