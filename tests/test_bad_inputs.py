@@ -642,3 +642,16 @@ def test_docs_table_is_current():
     assert mod.render(CASES, _cached) == current, (
         "docs/bad-inputs.md is out of date: run python3 docs/make_bad_inputs_table.py")
 
+
+
+def test_run__founder_rows_without_birth_and_sex_and_a_dollar_label_are_read(tmp_path):
+    """Founder rows that stop before the birth-year and sex columns have them unknown (it was
+    ``KeyError: 3``), and a sex ``$\\foo$`` is drawn as plain text (matplotlib parsed it as
+    mathtext and failed the report after all the computing)."""
+    ped = "s1 0 0\nd1 0 0\nk1 s1 d1 2015 $\\foo$\nk2 s1 d1 2016 F\n"
+    files = {"ped.txt": ped, "rec.txt": REC,
+             "cfg.toml": run_config("birth_year_column = 4\nsex_column = 5")}
+    rc, err = run_case(Case("run-extra", "", files, list(RUN), outcome="accepted"), tmp_path)
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert (tmp_path / "res" / "report.html").stat().st_size > 0

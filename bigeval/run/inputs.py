@@ -4,7 +4,9 @@ birth year and sex from the pedigree, IDs of genotype stores and ready G, Parque
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +67,9 @@ def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
     csv = is_csv(path)
     common = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
     if csv:
-        df = pd.read_csv(path, sep=",", header=0, **common)
+        with warnings.catch_warnings():  # rows ending in a comma: the empty field dropped
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=",", header=0, index_col=False, **common)
         df.columns = [str(c).strip() for c in df.columns]
         lower = {c.lower(): c for c in df.columns}
         picked = {}
@@ -97,14 +101,23 @@ def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
                                         "a header")
             want[name] = spec - 1
         usecols = sorted(set(want.values()))
-        try:
+        try:  # named up to the last column wanted: a row without it (a founder without
+            # birth year or sex) has it empty, i.e. unknown
             df = pd.read_csv(path, sep=r"\s+", header=None, usecols=usecols,
+                             names=list(range(max(usecols) + 1)), quoting=csv_module.QUOTE_NONE,
                              skip_blank_lines=False, **common)
         except ValueError as exc:
             raise InputError(f"{kind} file has fewer columns than the configuration names",
                              file=path, value=max(want.values()) + 1,
                              expected=f"{max(want.values()) + 1} whitespace-separated columns",
                              remedy=f"fix the column numbers ({exc})") from None
+        for name, c in want.items():
+            if len(df) and not (df[c].astype(str).str.strip() != "").any():
+                raise InputError(f"no row of the {kind} file has column {c + 1} ({name})",
+                                 file=path, value=c + 1,
+                                 expected=f"{c + 1} whitespace-separated columns on the rows "
+                                          f"that give a {name}",
+                                 remedy="fix the column number in the configuration")
         out = pd.DataFrame({name: df[c].astype(str).str.strip() for name, c in want.items()})
         out["line"] = np.arange(len(df), dtype=np.int64) + 1
         out = out[df.notna().any(axis=1).to_numpy()] if len(df) else out

@@ -86,6 +86,12 @@ def _table(rows, header=None) -> str:
     return "".join(out)
 
 
+def _plain(label) -> str:
+    """A label from the user's data drawn as plain text: every ``$`` escaped, so matplotlib
+    never parses it as mathtext (``$\\foo$`` failed the report after all the computing)."""
+    return str(label).replace("$", r"\$")
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -249,7 +255,7 @@ def _draw_by_sex(table: pd.DataFrame):
     x = np.arange(len(m))
     ax.bar(x - 0.2, m["rel_pedigree"], width=0.4, color=PED_COLOUR, label="Part I")
     ax.bar(x + 0.2, m["rel_final"], width=0.4, color="#2ca02c", label="final")
-    ax.set_xticks(x, [f"{s}\n(n={n[s]:,})" for s in m.index])
+    ax.set_xticks(x, [f"{_plain(s)}\n(n={n[s]:,})" for s in m.index])
     _mark_band(ax, "y")
     ax.set_ylabel("mean reliability")
     means = np.concatenate([m["rel_pedigree"].to_numpy(), m["rel_final"].to_numpy()])
