@@ -164,3 +164,10 @@ def test_prepare__singular_ginv_triplets_name_the_file_and_animal(tmp_path):
     with pytest.raises(InputError, match="not positive definite") as info:
         prepare(ped, rec, genotyped=gt, ginv=gi, a22inv=ai)
     assert info.value.file == str(gi) and "animal c" in info.value.value
+
+
+def test_read_pedigree__csv_quote_never_closed_names_its_line(tmp_path):
+    p = write(tmp_path / "ped.csv", '"nimal,sire,dam\nk1,0,0\n')
+    with pytest.raises(InputError, match="quote that is never closed") as info:
+        read_pedigree(p)
+    assert info.value.line == 1 and info.value.value == '"nimal,sire,dam'

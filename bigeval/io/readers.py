@@ -54,6 +54,11 @@ RECORDS_COLUMNS = ("animal", "cg")
 GENOTYPED_COLUMNS = ("animal",)
 INTERBULL_COLUMNS = ("animal", "value")
 TRIPLET_COLUMNS = ("animal1", "animal2", "value")
+#: Other header names (lower case) that mean a column in a ``.csv``: ``ID,SIRE,DAM``,
+#: ``id,father,mother`` (case is ignored anyway).
+COLUMN_SYNONYMS = {"animal": ("id", "animal_id", "animalid", "individual", "ind"),
+                   "sire": ("father", "sire_id", "sireid", "sire_code"),
+                   "dam": ("mother", "dam_id", "damid", "dam_code")}
 
 
 def is_csv(path: str | os.PathLike) -> bool:
@@ -167,6 +172,12 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
                          f"({'comma' if csv else 'whitespace'}-separated)",
                 remedy="remove the extra fields, or quote a field that holds a comma"
                        if csv else "remove the extra fields") from None
+        if "EOF inside string" in str(exc):  # CSV: a quote opened and never closed
+            line, text = unclosed_quote(path)
+            raise InputError(f"{kind} file has a quote that is never closed", file=path,
+                             line=line, value=text, expected="each quoted field closed "
+                             "on its own line (\"a,b\")",
+                             remedy="close the quote, or remove it") from None
         raise InputError(f"{kind} file could not be parsed: {exc}", file=path,
                          expected=f"{'comma' if csv else 'whitespace'}-separated columns "
                                   f"{' '.join(columns)} with the same number of fields on "
@@ -330,6 +341,20 @@ def first_data_line(path: Path) -> tuple[int, str]:
     return k + 1, ""
 
 
+def unclosed_quote(path: Path) -> tuple[int | None, str]:
+    """The 1-based line (and its text) where a CSV quote opens that the file never closes
+    (quotes toggle; ``""`` inside a quoted field is an escaped quote and toggles twice)."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    opened, text, inside = None, "", False
+    with opener(path, "rb") as fh:
+        for k, raw in enumerate(fh, start=1):
+            for _ in range(raw.count(b'"')):
+                inside = not inside
+                if inside:
+                    opened, text = k, raw.rstrip(b"\r\n").decode("utf-8", "replace")[:80]
+    return (opened, text) if inside else (None, "")
+
+
 class _ShiftedChunks:
     """pandas' chunked reader whose chunks' row numbers start ``skip`` rows later."""
 
@@ -375,6 +400,10 @@ def _tidy(df: pd.DataFrame, columns: tuple[str, ...], *, kind: str, path: Path,
     line = np.asarray(df.index, dtype=np.int64) + offset
     if csv:
         df.columns = [str(c).strip().lower() for c in df.columns]
+        for c in columns:  # a synonym in the header (id for animal, father for sire)
+            alias = next((a for a in COLUMN_SYNONYMS.get(c, ()) if a in df.columns), None)
+            if c not in df.columns and alias is not None:
+                df = df.rename(columns={alias: c})
         missing = [c for c in columns if c not in df.columns]
         if missing:
             hint = ""
