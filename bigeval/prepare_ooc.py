@@ -664,6 +664,10 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         work = tmp / "work.zarr"
     else:
         work = Path(work_dir)
+        if work.exists() and not work.is_dir():
+            raise InputError("the out-of-core work folder is a file", file=work,
+                             value=str(work), expected="a folder, or a path where one can "
+                             "be made", remedy="give another --work-dir (output.work_dir)")
     log = _Log(progress)
     try:
         pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.io.writers import ensure_dir
 from bigeval.run.config import RunConfig
 from bigeval.run.progress import Progress
 
@@ -110,7 +111,11 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
             import tempfile
 
             root = cfg["output.work_dir"] or (cfg.out / "stages")
-            Path(root).mkdir(parents=True, exist_ok=True)
+            if Path(root).exists() and not Path(root).is_dir():
+                raise InputError("the out-of-core work folder is a file", file=root,
+                                 value=str(root), expected="a folder, or a path where one "
+                                 "can be made", remedy="give another output.work_dir")
+            ensure_dir(root)
             with tempfile.TemporaryDirectory(prefix=".prepare-ooc.", suffix=".tmp",
                                              dir=root) as work:
                 return prepare_ooc(pedigree, records, work=Path(work) / "work.zarr",
