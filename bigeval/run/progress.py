@@ -16,17 +16,22 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """Progress display of a run (``enabled``: live in-stage updates)."""
+    """Progress display of a run (``enabled``: live in-stage updates).
 
-    def __init__(self, enabled: bool, stream=None):
+    ``name`` is the command named in front of each line (``run``; ``reml`` for the model
+    commands).
+    """
+
+    def __init__(self, enabled: bool, stream=None, *, name: str = "run"):
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
+        self.name = name  # the command, in front of every line ("bigeval run: ...")
         self._live = False
 
     def line(self, text: str) -> None:
         """A line for the log, always shown."""
         self._end_live()
-        print(f"bigeval run: {text}", file=self.stream, flush=True)
+        print(f"bigeval {self.name}: {text}", file=self.stream, flush=True)
 
     def phase(self, text: str) -> None:
         """A phase inside a stage (e.g. "factorising the MME"): live only."""
