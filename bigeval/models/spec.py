@@ -3,9 +3,10 @@
 A configuration file (paths are relative to the file)::
 
     [data]
-    file = "ex3_1_data.csv"      # CSV with a header, or whitespace-separated with a header
-    trait = "wwg_kg"
+    file = "ex3_1_data.csv"      # CSV or whitespace-separated, with or without a header line
+    trait = "wwg_kg"             # a header name, or a 1-based column number (trait = 9)
     weights = "edc"              # optional residual weights: var(e_i) = sigma_e2 / w_i
+    header = "auto"              # true, false or "auto" (below)
 
     [fixed]
     intercept = false            # default true
@@ -16,7 +17,9 @@ A configuration file (paths are relative to the file)::
     column = "animal"
     relationship = "A"           # A (pedigree), G (genomic) or H (single step)
     pedigree = "ex3_1_pedigree.csv"
-    genotypes = "genotypes.csv"  # CSV: animal, then one 0/1/2 column per SNP
+    genotypes = "geno.zarr"      # a store (`bigeval genotypes import`), a PLINK .bed, a
+                                 # BLUPF90 marker file or a CSV (animal, then one 0/1/2 per SNP)
+    genotypes_format = "blupf90" # of a genotype file: plink, blupf90 or csv (default: suffix)
     g_matrix = "g.csv"           # or a precomputed G: animal, then one column per animal
     g_ridge = 0.0                # G + ridge I before inversion
     g_blend = 0.05               # H only: G* = (1 - w) G + w A22, then tuned to A22
@@ -27,6 +30,17 @@ A configuration file (paths are relative to the file)::
     sigma_a2 = 20.0
     sigma_pe2 = 12.0
     sigma_e2 = 40.0
+
+Every column (trait, weights, factors, covariates, the animal column) is a name from the
+header line or a 1-based column number. ``header = "auto"`` reads the first line as a header
+unless every column is given by number and the first line's trait field is a number (a
+BLUPF90 data file); numbers work with a header too (a header name that is a number, "9", is
+taken as the name: set ``header = true`` for such a file).
+
+What is supported: one trait; fixed class effects and covariates; the animal effect with A,
+G or H; a permanent-environment effect of the animal (repeated records); residual weights.
+Several traits, other random effects (a ``[random]`` section) and maternal effects are
+refused with an error saying so.
 """
 
 from __future__ import annotations
@@ -42,6 +56,12 @@ import pandas as pd
 from bigeval.errors import InputError
 
 RELATIONSHIPS = ("A", "G", "H")
+#: what the model commands fit, for the errors about what they do not
+SUPPORTED = ("one trait; fixed class effects and covariates; the animal effect (relationship A, "
+             "G or H) with an optional permanent-environment effect (pe = true); residual "
+             "weights")
+_UNSUPPORTED_REMEDY = ("fit one trait at a time with the animal effect (and pe for repeated "
+                       "records); these models are not implemented in bigeval yet")
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,7 @@ class ModelSpec:
 
     data: Path
     trait: str
+    header: bool | None = None  # None: auto (module docstring)
     factors: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     intercept: bool = True
@@ -61,6 +82,7 @@ class ModelSpec:
     relationship: str = "A"
     pedigree: Path | None = None
     genotypes: Path | None = None
+    genotypes_format: str | None = None
     g_matrix: Path | None = None
     g_ridge: float = 0.0
     g_blend: float = 0.05
@@ -74,11 +96,19 @@ class ModelSpec:
     def __post_init__(self):
         where = self.source
         object.__setattr__(self, "data", Path(self.data))
+        if isinstance(self.trait, (list, tuple)):
+            raise InputError(f"{len(self.trait)} traits given: the model commands fit one trait",
+                             file=where, value=list(self.trait), expected=SUPPORTED,
+                             remedy=_UNSUPPORTED_REMEDY)
+        for name in ("trait", "weights", "animal"):
+            v = getattr(self, name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, name, str(v))  # a column number
         for name in ("factors", "covariates"):
             v = getattr(self, name)
-            if isinstance(v, str):
+            if isinstance(v, (str, int)):
                 v = (v,)
-            object.__setattr__(self, name, tuple(v))
+            object.__setattr__(self, name, tuple(str(c) for c in v))
         for name in ("pedigree", "genotypes", "g_matrix"):
             v = getattr(self, name)
             if v is not None:
@@ -141,11 +171,13 @@ class ModelSpec:
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"not valid TOML: {exc}", file=path,
                              remedy="fix the syntax") from None
-        known = {"data": {"file", "trait", "weights"},
+        known = {"data": {"file", "trait", "weights", "header"},
                  "fixed": {"intercept", "factors", "covariates"},
-                 "animal": {"column", "relationship", "pedigree", "genotypes", "g_matrix",
-                            "g_ridge", "g_blend", "pe", "inbreeding"},
+                 "animal": {"column", "relationship", "pedigree", "genotypes",
+                            "genotypes_format", "g_matrix", "g_ridge", "g_blend", "pe",
+                            "inbreeding"},
                  "variance": {"sigma_a2", "sigma_pe2", "sigma_e2"}}
+        _refuse_unsupported(cfg, path)
         for sec, body in cfg.items():
             if sec not in known or not isinstance(body, dict):
                 raise InputError("unknown section", file=path, value=sec,
@@ -161,8 +193,14 @@ class ModelSpec:
         if "file" not in data:
             raise InputError("no data file given", file=path,
                              remedy="set [data] file = \"<records file>\"")
+        header = data.get("header", "auto")
+        if header not in (True, False, "auto"):
+            raise InputError("[data] header must be true, false or \"auto\"", file=path,
+                             value=header, expected="true, false or \"auto\"")
         return cls(
             data=base / data["file"], trait=data.get("trait", ""), weights=data.get("weights"),
+            header=None if header == "auto" else header,
+            genotypes_format=animal.get("genotypes_format"),
             factors=tuple(fixed.get("factors", ())), covariates=tuple(fixed.get("covariates", ())),
             intercept=bool(fixed.get("intercept", True)),
             animal=animal.get("column"), relationship=animal.get("relationship", "A"),
@@ -174,29 +212,106 @@ class ModelSpec:
             sigma_e2=var.get("sigma_e2"), source=path)
 
 
+def _refuse_unsupported(cfg: dict, path: Path) -> None:
+    """Several traits, a ``[random]`` section and maternal effects: errors saying what is
+    supported (before the generic unknown-key checks, which would not)."""
+    trait = cfg.get("data", {}).get("trait") if isinstance(cfg.get("data"), dict) else None
+    if isinstance(trait, list):
+        raise InputError(f"{len(trait)} traits given ([data] trait is a list): the model "
+                         "commands fit one trait", file=path, value=trait, expected=SUPPORTED,
+                         remedy=_UNSUPPORTED_REMEDY)
+    maternal = [f"[{sec}] {key}" for sec, body in cfg.items() if isinstance(body, dict)
+                for key in body if "maternal" in str(key).lower()]
+    if any("maternal" in str(sec).lower() for sec in cfg) or maternal:
+        raise InputError("maternal effects are not supported", file=path,
+                         value=maternal[0] if maternal else
+                         next(f"[{s}]" for s in cfg if "maternal" in str(s).lower()),
+                         expected=SUPPORTED, remedy=_UNSUPPORTED_REMEDY)
+    if "random" in cfg:
+        body = cfg["random"]
+        raise InputError("a [random] section: random effects other than the animal (and its "
+                         "permanent environment) are not supported", file=path,
+                         value=", ".join(map(str, body)) if isinstance(body, dict) else body,
+                         expected=SUPPORTED,
+                         remedy="put the animal effect under [animal] (pe = true for repeated "
+                                "records); " + _UNSUPPORTED_REMEDY)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _has_header(spec: ModelSpec, first: list[str]) -> bool:
+    """Whether the data file's first line (``first``, its fields) is a header: as
+    ``spec.header`` says, else (auto) yes unless every column is given by number and the
+    trait's field in that line is a number."""
+    if spec.header is not None:
+        return spec.header
+    cols = [spec.trait, *spec.factors, *spec.covariates,
+            *(c for c in (spec.weights, spec.animal) if c is not None)]
+    if not all(c.isdigit() for c in cols):
+        return True
+    k = int(spec.trait) - 1
+    return not (k < len(first) and _is_number(first[k]))
+
+
 def read_data(spec: ModelSpec) -> pd.DataFrame:
     """The records of a model: the columns it uses, checked; rows with a missing trait dropped.
 
     Factor and animal columns are strings; trait, covariates and weights float64. A column
-    ``line`` holds each row's 1-based line in the file.
+    ``line`` holds each row's 1-based line in the file. Columns are named as the spec names
+    them: header names, or column numbers as strings ("9").
     """
     path = spec.data
     try:
         if str(path).lower().endswith((".csv", ".csv.gz")):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=None)
         else:
-            df = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False)
+            raw = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, header=None)
     except FileNotFoundError:
         raise InputError("data file not found", file=path, remedy="check [data] file") from None
-    df.columns = [c.strip() for c in df.columns]
-    df["line"] = np.arange(2, len(df) + 2)
+    except IsADirectoryError:
+        raise InputError("the data file is a folder", file=path,
+                         remedy="check [data] file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError("the data file is empty", file=path,
+                         remedy="check [data] file") from None
+    except pd.errors.ParserError as exc:
+        raise InputError(f"the data file cannot be read as a table ({str(exc).strip()})",
+                         file=path, expected="the same number of fields on every line",
+                         remedy="fix the line named") from None
     wanted = [spec.trait, *spec.factors, *spec.covariates]
     wanted += [c for c in (spec.weights, spec.animal) if c is not None]
-    for col in wanted:
-        if col not in df.columns:
+    first = [str(c).strip() for c in raw.iloc[0]] if len(raw) else []
+    header = _has_header(spec, first)
+    names = first if header else [str(k + 1) for k in range(raw.shape[1])]
+    df = raw.iloc[1:] if header else raw
+    df = df.reset_index(drop=True)
+    df.columns = names
+    df = df.loc[:, ~pd.Index(names).duplicated()]
+    for col in dict.fromkeys(wanted):
+        if col in df.columns:
+            continue
+        number = col.isdigit() and 1 <= int(col) <= raw.shape[1]
+        if number:  # a column number in a file with a header line
+            df[col] = raw.iloc[1 if header else 0:, int(col) - 1].to_numpy()
+            continue
+        looks_data = spec.header is None and all(_is_number(f) for f in first)
+        if header and not looks_data:
             raise InputError("unknown column", file=path, value=col,
-                             expected="one of " + ", ".join(map(str, df.columns[:-1])),
+                             expected=f"a name of the header line ({', '.join(first[:12])}"
+                                      f"{', …' if len(first) > 12 else ''}) or a column number "
+                                      f"1-{raw.shape[1]}",
                              remedy="fix the column name in the configuration")
+        raise InputError("unknown column: the data file has no header line (its first line is "
+                         "data)", file=path, line=1, value=col,
+                         expected=f"a column number 1-{raw.shape[1]}",
+                         remedy=f"name the columns by number (1-based: trait = "
+                                f"{min(raw.shape[1], 9)}), or add a header line to the file")
+    df["line"] = np.arange(2 if header else 1, len(df) + (2 if header else 1))
     missing = df[spec.trait].str.strip().isin(["", "NA", "."])
     df = df.loc[~missing].reset_index(drop=True)
     if len(df) == 0:
