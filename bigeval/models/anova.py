@@ -2,7 +2,8 @@
 
 Constraint for rank-deficient designs (documented once, used everywhere in
 ``bigeval.models``): the columns of X are taken in order — intercept, then each factor's
-levels in sorted order, then covariates — and a column is **set to zero** (its equation
+levels in sorted order (:func:`factor_levels`: as numbers when every level is a number, 1, 2,
+10, 100; else as text), then covariates — and a column is **set to zero** (its equation
 deleted, estimate 0, no standard error) when it is a linear combination of the columns kept
 before it. With an intercept this sets the **last** level (in sorted order) of every
 factor to zero, as SAS PROC GLM does; without an intercept the first factor keeps all its
@@ -71,6 +72,24 @@ def independent_columns(XtX: np.ndarray, tol: float = RANK_TOL) -> np.ndarray:
     return keep
 
 
+def factor_levels(values) -> tuple[np.ndarray, np.ndarray]:
+    """Codes (0-based, one per value) and sorted levels (str) of a factor.
+
+    Levels sort as numbers when every one of them is a number (``1, 2, 10, 100``, not the
+    text order ``1, 10, 100, 2``), else as text.
+
+    >>> factor_levels(["10", "2", "1", "2"])[1].tolist()
+    ['1', '2', '10']
+    """
+    codes, levels = pd.factorize(pd.Series(values).astype(str), sort=False)
+    levels = np.asarray(levels, dtype=object).astype(str)
+    num = pd.to_numeric(pd.Series(levels), errors="coerce").to_numpy(dtype=np.float64)
+    order = np.argsort(num if np.isfinite(num).all() else levels, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[codes], levels[order]
+
+
 def design_matrix(df: pd.DataFrame, factors=(), covariates=(), intercept=True) -> Design:
     """Build X from a records frame: intercept, factor levels (sorted), covariates."""
     n = len(df)
@@ -81,7 +100,7 @@ def design_matrix(df: pd.DataFrame, factors=(), covariates=(), intercept=True) -
         effect.append("intercept"), level.append(""), term.append(t)
         t += 1
     for f in factors:
-        codes, levels = pd.factorize(df[f].astype(str), sort=True)
+        codes, levels = factor_levels(df[f])
         blocks.append(sp.csr_matrix((np.ones(n), (np.arange(n), codes)),
                                     shape=(n, len(levels))))
         effect += [f] * len(levels)
