@@ -14,7 +14,9 @@ H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ − A22⁻¹]] (Aguilar et al. 2010; Chris
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +24,11 @@ import scipy.sparse as sp
 
 from bigeval.errors import InputError
 from bigeval.genomic import blend_g, tune_g, vanraden_g
+from bigeval.io.genotypes import import_genotypes, open_genotypes
 from bigeval.linalg import spd_inverse
+from bigeval.models.anova import factor_levels
 from bigeval.pedigree import a22_dense, ainv_sparse, inbreeding, mendelian_variance
+from bigeval.run.inputs import is_zarr_store
 
 
 def dense_block(values, index, n: int) -> sp.csc_matrix:
@@ -175,12 +180,28 @@ def build_mme(y, X, *, animal_index=None, kinv=None, sigma_a2=None, sigma_e2=1.0
 
 # ---------------------------------------------------------------- orchestration (files)
 
-def read_genotypes(path) -> tuple[np.ndarray, np.ndarray]:
-    """CSV ``animal, snp1, snp2, ...`` of 0/1/2 → (ids as strings, M animals × SNPs)."""
-    df = pd.read_csv(path, dtype={0: str})
-    ids = df.iloc[:, 0].astype(str).str.strip().to_numpy()
-    M = df.iloc[:, 1:].to_numpy()
-    return ids, M
+def read_genotypes(path, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Genotypes of a model → (ids as strings, M animals × SNPs, int8, −1 missing).
+
+    ``path`` is a genotype store (``bigeval genotypes import``), opened as it is, or a genotype
+    file — PLINK ``.bed`` fileset, BLUPF90 marker file (ID then a string of 0/1/2) or CSV
+    (``animal,snp1,...``) — imported on the way into a temporary store by
+    :func:`bigeval.io.genotypes.import_genotypes`, as ``bigeval run`` does. ``fmt``: the
+    format of a file (default from its suffix).
+    """
+    path = Path(path)
+    if is_zarr_store(path):
+        X, ids, _ = open_genotypes(path)
+        return ids.astype(str), np.asarray(X.compute(), dtype=np.int8)
+    if path.is_dir():
+        raise InputError("the genotypes folder is not a genotype store", file=path,
+                         expected="a store from `bigeval genotypes import`, a PLINK .bed, a "
+                                  "BLUPF90 marker file or a CSV",
+                         remedy="give the store or the genotype file")
+    with tempfile.TemporaryDirectory(prefix="bigeval-genotypes-") as tmp:
+        store = import_genotypes(path, Path(tmp) / "genotypes.zarr", fmt=fmt)
+        X, ids, _ = open_genotypes(store)
+        return ids.astype(str), np.asarray(X.compute(), dtype=np.int8)
 
 
 def read_g_matrix(path) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +226,7 @@ def load_relationship(spec) -> Relationship:
             if spec.g_ridge:
                 G = G + spec.g_ridge * np.eye(len(gids))
         else:
-            gids, M = read_genotypes(spec.genotypes)
+            gids, M = read_genotypes(spec.genotypes, spec.genotypes_format)
             G = genomic_matrix(M, spec.g_ridge)
         if spec.relationship == "G":
             return relationship_g(gids, G)
@@ -253,8 +274,7 @@ def model_data(spec, df: pd.DataFrame, rel: Relationship | None) -> ModelData:
                          value=animal[i], remedy="add the animal or remove its records")
     pe_ids = pe_index = None
     if spec.pe:
-        codes, pe_ids = pd.factorize(animal, sort=True)
-        pe_index, pe_ids = codes, np.asarray(pe_ids, dtype=object).astype(str)
+        pe_index, pe_ids = factor_levels(animal)
     return ModelData(y, design, w, rel, idx, pe_ids, pe_index, animal)
 
 
