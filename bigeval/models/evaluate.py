@@ -34,12 +34,13 @@ def aic_bic(loglik: float, k: int, n: int) -> tuple[float, float]:
 
 
 def kfold_cv(spec, df: pd.DataFrame, rel, *, k: int = 5, seed: int = 1,
-             method: str = "auto") -> pd.DataFrame:
+             method: str = "auto", progress=None) -> pd.DataFrame:
     """k-fold cross-validation by animal: each fold's phenotypes are masked, the model is
     solved on the rest at the spec's variances, and the masked animals' EBVs are compared
     with their records.
 
     Returns one row per fold: fold, n, cor (EBV, y), mse (y vs fixed mean + EBV).
+    ``progress``, when given, is called with each row as it is done.
     """
     from bigeval.models.mme import model_data
     from bigeval.models.solve import fit_mixed
@@ -60,4 +61,6 @@ def kfold_cv(spec, df: pd.DataFrame, rel, *, k: int = 5, seed: int = 1,
         mean = float(np.mean(md.design.Xk @ r.solution.x[r.mme.blocks["fixed"]]))
         c = float(np.corrcoef(u, yt)[0, 1]) if len(yt) > 2 and np.std(u) > 0 else np.nan
         rows.append((j, len(yt), c, mse(yt, mean + u)))
+        if progress is not None:
+            progress(*rows[-1])
     return pd.DataFrame(rows, columns=["fold", "n", "cor", "mse"])

@@ -190,13 +190,18 @@ def _round(md, th, names, method, engine="dense"):
 
 
 def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
-         tol: float | None = None, em_first: int = 1, engine: str = "auto") -> REMLResult:
+         tol: float | None = None, em_first: int = 1, engine: str = "auto",
+         progress=None) -> REMLResult:
     """Estimate the variance components by EM-REML (``method='em'``) or AI-REML.
 
     ``start`` gives starting values by name (sigma_a2, sigma_pe2, sigma_e2). AI takes
     ``em_first`` EM rounds first and falls back to an EM step whenever an AI step leaves the
     parameter space. ``engine``: ``sparse`` (default ``auto``: sparse Cholesky, traces from
     the selected inverse) or ``dense`` (C⁻¹ formed whole; the twin).
+
+    ``progress``, when given, is called after every round as ``progress(round, kind, loglik,
+    theta, change)``: ``kind`` "em" or "ai" (the step taken), ``loglik`` the REML
+    log-likelihood at the values the round started from, ``theta`` the new values by name.
     """
     if method not in ("ai", "em"):
         raise InputError("unknown REML method", value=method, expected="ai or em")
@@ -213,13 +218,15 @@ def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
     for it in range(1, maxiter + 1):
         mth = "em" if (method == "em" or it <= em_first) else "ai"
         ll, new_em, new_ai, AI_ = _round(md, dict(zip(names, th)), names, mth, engine)
-        new = new_em
+        new, step = new_em, "em"
         if mth == "ai":
             AI = AI_
             if np.all(new_ai > 0):  # else an EM step (it stays in the parameter space)
-                new = new_ai
+                new, step = new_ai, "ai"
         change = float(((new - th) ** 2).sum() / (new ** 2).sum())
         log.append((it, ll, *new, change))
+        if progress is not None:
+            progress(it, step, ll, dict(zip(names, new)), change)
         th = new
         if change < tol and (method == "em" or it > em_first):
             converged = True
