@@ -470,6 +470,10 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         lines.append(f"solve: {'ssGBLUP (H)' if s['relationship'] == 'H' else 'PBLUP (A)'}"
                      f"{' with pe' if s['pe'] else ''}, {s['equations']:,} equations, solver "
                      f"{s['solver']}; EBV in the column ebv")
+        used = [f"{sym} {s[k]:.6g}" for k, sym in (("sigma_a2", "σa²"), ("sigma_pe2", "σpe²"),
+                                                   ("sigma_e2", "σe²")) if s.get(k)]
+        if used:
+            lines.append(f"solve: variances used {', '.join(used)}")
     exact = _read(up.get("reliabilities"), "exact.parquet")
     if exact is not None:
         lines.append("exact check (same information on both sides, no Interbull):")
