@@ -5,6 +5,7 @@ birth year and sex from the pedigree, IDs of genotype stores and ready G, Parque
 from __future__ import annotations
 
 import csv as csv_module
+import gzip
 import json
 import warnings
 from pathlib import Path
@@ -56,6 +57,13 @@ def _jsonable(x):
     raise TypeError(type(x))
 
 
+def _widest_row(path: Path) -> int:
+    """The most whitespace-separated fields on any line of a file."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return max((len(line.split()) for line in fh), default=0)
+
+
 def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
     """Columns of an input file by 1-based number or (for ``.csv``) header name, as strings.
 
@@ -102,10 +110,19 @@ def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
             want[name] = spec - 1
         usecols = sorted(set(want.values()))
         try:  # named up to the last column wanted: a row without it (a founder without
-            # birth year or sex) has it empty, i.e. unknown
-            df = pd.read_csv(path, sep=r"\s+", header=None, usecols=usecols,
-                             names=list(range(max(usecols) + 1)), quoting=csv_module.QUOTE_NONE,
-                             skip_blank_lines=False, **common)
+            # birth year or sex) has it empty, i.e. unknown; rows with further columns
+            # (a herd code after birth year and sex) are named as wide as the widest row
+            width = max(usecols) + 1
+            for attempt in (0, 1):
+                try:
+                    df = pd.read_csv(path, sep=r"\s+", header=None, usecols=usecols,
+                                     names=list(range(width)), quoting=csv_module.QUOTE_NONE,
+                                     skip_blank_lines=False, **common)
+                    break
+                except ValueError:
+                    if attempt:
+                        raise
+                    width = max(width, _widest_row(path))
         except ValueError as exc:
             raise InputError(f"{kind} file has fewer columns than the configuration names",
                              file=path, value=max(want.values()) + 1,
