@@ -336,6 +336,9 @@ def test_run__config_change_reruns_exactly_the_affected_stages(ref, pop_config, 
     m = _manifest(out)
     assert all(s["reason"] == "inputs or parameters changed" for s in m["stages"]
                if s["status"] == "executed")
+    # the values used over the file's are recorded beside the results they produced
+    published = json.loads((out / "published.json").read_text())
+    assert published["overrides"] == m["overrides"] and m["overrides"].items() >= over.items()
 
 
 @pytest.mark.slow

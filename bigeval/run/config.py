@@ -329,6 +329,8 @@ class RunConfig:
     sections: frozenset
     source: Path | None = None
     text: str | None = field(default=None, repr=False, compare=False)
+    #: the ``--set KEY=VALUE`` overrides applied over the file, as given (dotted key: value)
+    overrides: dict = field(default_factory=dict, compare=False)
 
     def __getitem__(self, dotted: str):
         return self.values[dotted]
@@ -641,7 +643,9 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> RunCo
         if section in raw and not isinstance(raw[section], dict):
             continue
         raw.setdefault(section, {})[name] = value
-    return config_from_dict(raw, source=path, text=text)
+    cfg = config_from_dict(raw, source=path, text=text)
+    cfg.overrides.update(overrides or {})
+    return cfg
 
 
 def parse_override(text: str) -> tuple[str, Any]:

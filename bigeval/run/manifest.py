@@ -155,6 +155,7 @@ class Manifest:
             "finished": None,
             "command": list(sys.argv if argv is None else argv),
             "config_file": None if config.source is None else str(config.source),
+            "overrides": dict(getattr(config, "overrides", {})),
             "config": config.to_dict(),
             "versions": versions(),
             "inputs": {},

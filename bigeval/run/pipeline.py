@@ -147,7 +147,8 @@ def _publish(store: StageStore, out: Path, kill, manifest: Manifest) -> list[Pat
         return []
     m = manifest.data
     about = {"command": m["command"], "bigeval": m["bigeval"], "run_started": m["started"],
-             "config_file": m["config_file"], "config": m["config"], "inputs": m["inputs"],
+             "config_file": m["config_file"], "overrides": m["overrides"],
+             "config": m["config"], "inputs": m["inputs"],
              "parameters": m["parameters"], "report_key": meta.get("key"), "hashes": hashes}
     with publishing(out, names, about=about, known=PUBLISHED) as gen:
         for k, name in enumerate(names):
@@ -214,6 +215,10 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
         hasher.save()
         manifest.set_inputs(inputs)
         show.line(f"output folder {out}; inputs hashed in {time.perf_counter() - t_hash:.1f} s")
+        if cfg.overrides:  # the results will not be what the file alone says
+            show.line("configuration " + str(cfg.source) + " with --set " + ", ".join(
+                f"{k}={v!r}" for k, v in cfg.overrides.items()) + " (the file is unchanged; "
+                f"{out / ABOUT} records the values used)")
         enabled = [s for s in STAGES if s.enabled(cfg)]
         status = "finished"
         try:
