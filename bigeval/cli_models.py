@@ -96,10 +96,12 @@ def _is_run_config(path: Path) -> bool:
 def _from_run_config(path: Path, show: Printer):
     """The model of a run configuration: spec and records, as the run's solve stage has them
     (:func:`bigeval.run.stages.solve`)."""
-    from bigeval.models.spec import ModelSpec
+    from bigeval.models.spec import ModelSpec, refuse_unsupported
     from bigeval.run import stages
     from bigeval.run.config import load_config
 
+    with open(path, "rb") as fh:
+        refuse_unsupported(tomllib.load(fh), path, "model")
     cfg = load_config(path)
     if not cfg.has_model:
         raise InputError("the run configuration has no [model] section", file=path,

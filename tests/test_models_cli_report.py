@@ -307,3 +307,18 @@ def test_run__summary_lists_the_variances_its_solve_used(tmp_path, capsys):
     assert used in capsys.readouterr().out
     folder = tmp_path / tomllib.loads(text)["output"]["folder"]
     assert used in (folder / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize("change,what", [
+    (('trait = "wwg_kg"', 'trait = ["wwg_kg", "wwg_kg"]'), "2 traits given ([model] trait"),
+    (("[model]", "[model]\nmaternal = true"), "maternal effects"),
+    (("[model]", "[random]\nherd = 1\n[model]"), "a [random] section")])
+def test_reml__run_configuration_unsupported_models_say_what_is_supported(tmp_path, capsys,
+                                                                          change, what):
+    shutil.copytree(EXAMPLES / "mrode-ex3.1", tmp_path / "mrode-ex3.1")
+    text = (EXAMPLES / "config-mrode-ex3.1.toml").read_text()
+    assert change[0] in text
+    cfg = write(tmp_path / "config.toml", text.replace(*change))
+    assert main(["reml", str(cfg), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert what in err and "the animal effect (relationship A, G or H)" in err

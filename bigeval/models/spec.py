@@ -177,7 +177,7 @@ class ModelSpec:
                             "genotypes_format", "g_matrix", "g_ridge", "g_blend", "pe",
                             "inbreeding"},
                  "variance": {"sigma_a2", "sigma_pe2", "sigma_e2"}}
-        _refuse_unsupported(cfg, path)
+        refuse_unsupported(cfg, path)
         for sec, body in cfg.items():
             if sec not in known or not isinstance(body, dict):
                 raise InputError("unknown section", file=path, value=sec,
@@ -212,14 +212,16 @@ class ModelSpec:
             sigma_e2=var.get("sigma_e2"), source=path)
 
 
-def _refuse_unsupported(cfg: dict, path: Path) -> None:
+def refuse_unsupported(cfg: dict, path: Path, trait_section: str = "data") -> None:
     """Several traits, a ``[random]`` section and maternal effects: errors saying what is
-    supported (before the generic unknown-key checks, which would not)."""
-    trait = cfg.get("data", {}).get("trait") if isinstance(cfg.get("data"), dict) else None
+    supported (before the generic unknown-key checks, which would not). ``cfg`` is the
+    parsed TOML; the trait is the key ``trait`` of ``[trait_section]``."""
+    sec = cfg.get(trait_section)
+    trait = sec.get("trait") if isinstance(sec, dict) else None
     if isinstance(trait, list):
-        raise InputError(f"{len(trait)} traits given ([data] trait is a list): the model "
-                         "commands fit one trait", file=path, value=trait, expected=SUPPORTED,
-                         remedy=_UNSUPPORTED_REMEDY)
+        raise InputError(f"{len(trait)} traits given ([{trait_section}] trait is a list): the "
+                         "model commands fit one trait", file=path, value=trait,
+                         expected=SUPPORTED, remedy=_UNSUPPORTED_REMEDY)
     maternal = [f"[{sec}] {key}" for sec, body in cfg.items() if isinstance(body, dict)
                 for key in body if "maternal" in str(key).lower()]
     if any("maternal" in str(sec).lower() for sec in cfg) or maternal:
