@@ -95,7 +95,7 @@ def test_prepare__bad_input_names_file_line_value(tmp_path, ped, rec, message, l
 
 
 def test_prepare__csv_missing_column(tmp_path):
-    p = write(tmp_path / "ped.csv", "animal,father,dam\na,0,0\n")
+    p = write(tmp_path / "ped.csv", "animal,papa,dam\na,0,0\n")  # father: a synonym of sire
     with pytest.raises(InputError, match="lacks column.*sire") as info:
         prepare(p)
     assert info.value.line == 1
