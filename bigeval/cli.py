@@ -37,7 +37,15 @@ def _add_reliability(sub):
     )
     p.add_argument("--pedigree", required=True, metavar="FILE", help="animal sire dam")
     p.add_argument("--records", required=True, metavar="FILE",
-                   help="animal cg, one row per record")
+                   help="animal cg, one row per record (other layouts: --records-columns)")
+    p.add_argument("--records-columns", metavar="MAP", default=None,
+                   help="which columns of the records file hold the animal, the contemporary "
+                        "group (several joined by +) and the trait: numbers in a whitespace "
+                        "file, header names in a .csv, e.g. animal=1,cg=6+8,trait=9 (a row "
+                        "whose trait is a missing code is not a record)")
+    p.add_argument("--missing", action="append", metavar="CODE", default=None,
+                   help="a trait value that means no observation (repeatable; default NA "
+                        "and .; BLUPF90 data files: --missing 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--alpha", type=float, metavar="A", help="α = σe²/σa²")
@@ -116,6 +124,8 @@ def _cmd_reliability(args) -> int:
     job = ReliabilityJob(
         pedigree=args.pedigree, records=args.records, out=args.out, alpha=args.alpha,
         h2=args.h2, repeatability=args.repeatability, tau=args.tau, sib_adjust=args.sib_adjust,
+        record_columns=args.records_columns,
+        missing=None if args.missing is None else tuple(args.missing),
         interbull=args.interbull, interbull_kind=args.interbull_kind, genotyped=args.genotyped,
         ginv=args.ginv, a22inv=args.a22inv, rounds=args.rounds, tol=args.tol, exact=args.exact,
         genomic_method=args.genomic_method,

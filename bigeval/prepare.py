@@ -60,6 +60,8 @@ class Population:
     interbull_value: np.ndarray | None = None
     ginv: np.ndarray | None = field(default=None, repr=False)
     a22inv: np.ndarray | None = field(default=None, repr=False)
+    #: rows of the records file left out for a missing trait value (a column map's trait)
+    missing_trait: int = 0
 
     @property
     def n_animals(self) -> int:
@@ -299,18 +301,24 @@ def prepare(
     ginv: str | os.PathLike | None = None,
     a22inv: str | os.PathLike | None = None,
     interbull_kind: str | None = None,
+    record_columns=None,
 ) -> Population:
     """Read, validate and renumber the input files into a :class:`Population`.
 
     Nothing is written; any problem raises :class:`bigeval.InputError` naming the file, line
     and value. With ``interbull_kind`` (``"reliability"`` or ``"erc"``) the Interbull values
-    are checked against it here, with their lines.
+    are checked against it here, with their lines. ``record_columns``
+    (:class:`bigeval.io.columns.RecordColumns`) says which columns of the records file hold
+    the animal, the contemporary group and the trait (default: ``animal cg``).
     """
     ped = io.read_pedigree(pedigree)
     ids, sire, dam, gen = renumber_pedigree(ped, path=pedigree)
     index = pd.Index(ids)
+    missing_trait = 0
     if records is not None:
-        rec = io.read_records(records)
+        rec = io.read_records(records) if record_columns is None else \
+            record_columns.read(records)
+        missing_trait = int(rec.attrs.get("missing_trait", 0))
         rec_animal = _lookup(index, rec, "animal", path=records, kind="records")
         cg_codes, cg_ids = pd.factorize(rec["cg"], sort=True)
         rec_cg = cg_codes.astype(np.int64)
@@ -322,7 +330,7 @@ def prepare(
     extras = prepare_extras(index, genotyped=genotyped, interbull=interbull, ginv=ginv,
                             a22inv=a22inv, interbull_kind=interbull_kind)
     return Population(ids=ids, sire=sire, dam=dam, generation=gen, rec_animal=rec_animal,
-                      rec_cg=rec_cg, cg_ids=cg_ids, **extras)
+                      rec_cg=rec_cg, cg_ids=cg_ids, missing_trait=missing_trait, **extras)
 
 
 def _check_positive_definite(dense: np.ndarray, path, what: str, ids) -> None:

@@ -87,6 +87,8 @@ class OocPopulation:
     interbull_value: np.ndarray | None = None
     ginv: np.ndarray | None = field(default=None, repr=False)
     a22inv: np.ndarray | None = field(default=None, repr=False)
+    #: rows of the records file left out for a missing trait value (a column map's trait)
+    missing_trait: int = 0
 
     @property
     def group(self) -> zarr.Group:
@@ -117,7 +119,8 @@ class OocPopulation:
             rec_cg=self.array("rec_cg"),
             cg_ids=np.asarray(ooc.keys_to_strings(cg).to_pylist(), dtype=object),
             genotyped=self.genotyped, interbull_animal=self.interbull_animal,
-            interbull_value=self.interbull_value, ginv=self.ginv, a22inv=self.a22inv)
+            interbull_value=self.interbull_value, ginv=self.ginv, a22inv=self.a22inv,
+            missing_trait=self.missing_trait)
 
 
 def _store(group: zarr.Group, name: str, data: np.ndarray) -> None:
@@ -373,16 +376,23 @@ def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFA
 
 
 def _records_ooc(path, group: zarr.Group, lookup: IdLookup, *, chunk_rows: int,
-                 log: _Log) -> tuple[int, int]:
-    """Records into ``rec_animal``, ``rec_cg`` and ``cg_ids``; returns (records, groups)."""
-    reader = ooc.ChunkReader(path, readers.RECORDS_COLUMNS, kind="records",
-                             rows_fn=readers.records_rows, chunk_rows=chunk_rows)
+                 log: _Log, record_columns=None) -> tuple[int, int]:
+    """Records into ``rec_animal``, ``rec_cg`` and ``cg_ids``; returns (records, groups).
+    ``record_columns``: a :class:`bigeval.io.columns.RecordColumns` (default ``animal cg``)."""
+    if record_columns is None:
+        reader = ooc.ChunkReader(path, readers.RECORDS_COLUMNS, kind="records",
+                                 rows_fn=readers.records_rows, chunk_rows=chunk_rows)
+    else:
+        reader = ooc.ChunkReader(path, record_columns.table_columns(path), kind="records",
+                                 rows_fn=record_columns.rows, chunk_rows=chunk_rows)
     new = dict(shape=(0,), dtype=np.int64, chunks=(ZARR_CHUNK,), compressors=None,
                overwrite=True)
     rec_animal = group.create_array("rec_animal", **new)
     rec_cg = group.create_array("rec_cg", **new)
     bad_rows, cg_parts, sizes = [], [], []
+    missing_trait = 0
     for chunk in reader:
+        missing_trait += int(chunk.attrs.get("missing_trait", 0))
         keys, _ = ooc.pack_keys(chunk["animal"])
         animal = lookup.get(keys)
         bad = animal < 0
@@ -412,6 +422,7 @@ def _records_ooc(path, group: zarr.Group, lookup: IdLookup, *, chunk_rows: int,
         lo += m
         part_lo += cu.shape[1]
     _store(group, "cg_ids", cg_keys)
+    group.attrs["missing_trait"] = missing_trait
     return lo, cg_keys.shape[1]
 
 
@@ -443,6 +454,7 @@ def prepare_ooc(
     interbull_kind: str | None = None,
     chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
+    record_columns=None,
 ) -> OocPopulation:
     """Read, validate and renumber the input files into a Zarr work folder, in blocks.
 
@@ -474,7 +486,8 @@ def prepare_ooc(
     n, lookup = renumber_pedigree_ooc(pedigree, group, chunk_rows=chunk_rows, log=log)
     n_rec = n_cg = 0
     if records is not None:
-        n_rec, n_cg = _records_ooc(records, group, lookup, chunk_rows=chunk_rows, log=log)
+        n_rec, n_cg = _records_ooc(records, group, lookup, chunk_rows=chunk_rows, log=log,
+                                   record_columns=record_columns)
     else:
         for name in ("rec_animal", "rec_cg"):
             _store(group, name, np.zeros(0, np.int64))
@@ -499,7 +512,8 @@ def prepare_ooc(
             if extras[name] is not None:
                 extras[name] = to_internal[extras[name]]
     group.attrs.update(n_animals=n, n_records=n_rec, n_cg=n_cg)
-    return OocPopulation(work=work, n_animals=n, n_records=n_rec, n_cg=n_cg, **extras)
+    return OocPopulation(work=work, n_animals=n, n_records=n_rec, n_cg=n_cg,
+                         missing_trait=int(group.attrs.get("missing_trait", 0)), **extras)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,6 +687,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
                           interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
                           interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
+                          record_columns=job.resolved_record_columns(),
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
         warn_single_record_groups(lonely, job, stacklevel=3)

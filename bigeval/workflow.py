@@ -20,6 +20,7 @@ import pandas as pd
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.errors import BigevalWarning
+from bigeval.io.columns import parse_record_columns
 from bigeval.io.publish import ABOUT, RESULTS, publishing
 from bigeval.io.writers import ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
@@ -62,6 +63,11 @@ class ReliabilityJob:
     genotyped: str | os.PathLike | None = None
     ginv: str | os.PathLike | None = None
     a22inv: str | os.PathLike | None = None
+    #: which columns of the records file hold the animal, the contemporary group(s) and the
+    #: trait (bigeval.io.columns: "animal=1,cg=6+8,trait=4" or a mapping); the trait's
+    #: missing-value codes (default NA and .; BLUPF90's 0 when given)
+    record_columns: str | dict | None = None
+    missing: tuple | None = None
     rounds: int = 100
     tol: float | None = None
     exact: bool = False
@@ -93,6 +99,19 @@ class ReliabilityJob:
     blend: float | None = 0.05
     a22inv_method: str = "auto"
     grm_chunks: tuple | None = None
+
+    def resolved_record_columns(self):
+        """:attr:`record_columns` as a :class:`bigeval.io.columns.RecordColumns` (None: the
+        records file is ``animal cg``)."""
+        if self.record_columns is None:
+            if self.missing is not None:
+                from bigeval.errors import InputError
+
+                raise InputError("missing-value codes apply to a trait column, and no column "
+                                 "map names one", value=" ".join(map(str, self.missing)),
+                                 remedy="add --records-columns animal=N,cg=N,trait=N")
+            return None
+        return parse_record_columns(self.record_columns, missing=self.missing)
 
     def resolved_alpha(self) -> float:
         from bigeval.errors import InputError
@@ -132,7 +151,9 @@ def describe(pop: Population, res: ReliabilityResult, opts: ReliabilityOptions,
         f"bigeval {__version__} — approximate reliabilities (Parts I–III)",
         f"animals {pop.n_animals:,}  records {pop.n_records:,}  contemporary groups "
         f"{pop.n_cg:,}  genotyped {0 if pop.genotyped is None else len(pop.genotyped):,}  "
-        f"Interbull bulls {0 if pop.interbull_animal is None else len(pop.interbull_animal):,}",
+        f"Interbull bulls {0 if pop.interbull_animal is None else len(pop.interbull_animal):,}"
+        + (f"  (rows without a trait value, not records: {pop.missing_trait:,})"
+           if pop.missing_trait else ""),
         f"alpha {opts.alpha:g}  tau {opts.tau if opts.tau is not None else '-'}  sib-adjust "
         f"{'yes' if opts.sib_adjust else 'no'}  rounds {opts.rounds}"
         + (f"  tol {opts.tol:g}" if opts.tol else ""),
@@ -219,7 +240,8 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
                               genomic_method=job.genomic_method)
     pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
-                  ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind)
+                  ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind,
+                  record_columns=job.resolved_record_columns())
     genomic = None
     if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
         import dataclasses

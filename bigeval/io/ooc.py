@@ -99,12 +99,13 @@ class ChunkReader:
                 out = readers._tidy(raw, cols, kind=kind, path=path, optional=self.optional)
                 self.n_rows += len(out)
                 if len(out):
-                    err = _first_failure(out, cols, kind=kind, path=path, rows_fn=self.rows_fn)
+                    err, done = _first_failure(out, cols, kind=kind, path=path,
+                                               rows_fn=self.rows_fn)
                     if err is not None:
                         if first is None or err[0] < first[0]:
                             first = err
                     elif first is None:
-                        yield out
+                        yield done
                 with readers._parse_errors(path, cols, kind=kind):
                     raw = _get_chunk(reader, self.chunk_rows)
         if self.n_rows == 0:
@@ -216,18 +217,20 @@ def first_row_with_fields(path, need: int, block: int = 1 << 24) -> int:
     return int(state[0]) if state[1] >= need else -1
 
 
-def _first_failure(out, cols, *, kind, path, rows_fn) -> tuple[int, InputError] | None:
+def _first_failure(out, cols, *, kind, path, rows_fn):
+    """``((rank, error), None)`` for the first check of a block that fails, else
+    ``(None, frame)``: the block as ``rows_fn`` returns it (a column map makes a new frame)."""
     for rank, check in enumerate(readers.ROW_CHECKS):
         try:
             check(out, cols, kind=kind, path=path)
         except InputError as exc:
-            return rank, exc
+            return (rank, exc), None
     if rows_fn is not None:
         try:
-            rows_fn(out, path)
+            return None, rows_fn(out, path)
         except InputError as exc:
-            return len(readers.ROW_CHECKS), exc
-    return None
+            return (len(readers.ROW_CHECKS), exc), None
+    return None, out
 
 
 # ---------------------------------------------------------------------------------------------

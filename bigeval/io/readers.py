@@ -700,7 +700,10 @@ def records_rows(df: pd.DataFrame, path) -> pd.DataFrame:
                          line=int(df.at[i, "line"]),
                          value=f"{df.at[i, 'animal']} {df.at[i, 'cg']}".strip(),
                          expected="a contemporary-group code (herd-year-season or test day)",
-                         remedy="fill in the group or remove the record")
+                         remedy="fill in the group or remove the record; if the group is in "
+                                "another column (a BLUPF90 data file), say which: "
+                                "--records-columns animal=1,cg=N[+M],trait=K "
+                                "(inputs.records_columns)")
     return df
 
 
