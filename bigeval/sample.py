@@ -146,7 +146,8 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     ped_path, rec_path = Path(cfg["inputs.pedigree"]), Path(cfg["inputs.records"])
 
     # 1. herds and their records
-    rec = read_records(rec_path)
+    columns = cfg.record_columns()  # the records' column map (the group may be joined)
+    rec = read_records(rec_path) if columns is None else columns.read(rec_path)
     herd = herd_of(rec["cg"].to_numpy(), pattern, path=rec_path, lines=rec["line"].to_numpy())
     all_herds = np.unique(herd)
     k = herds if herds is not None else max(1, int(round(fraction * len(all_herds))))

@@ -48,7 +48,8 @@ class Key:
 
     ``kind`` is one of ``path``, ``str``, ``float``, ``int``, ``bool``, ``column`` (1-based
     column number, or a header name for ``.csv`` files), ``columns`` (a list of those),
-    ``chunks`` (two positive integers), ``auto-bool`` (true, false or "auto"), ``choice``.
+    ``chunks`` (two positive integers), ``auto-bool`` (true, false or "auto"), ``choice``,
+    ``column-map`` (a records column map, :mod:`bigeval.io.columns`), ``strings`` (a list).
     ``cli`` lists the command-line options that set the same thing (``"reliability --h2"``).
     """
 
@@ -117,6 +118,14 @@ SCHEMA: tuple[Key, ...] = (
         help="read and renumber the files in blocks through a Zarr work folder (national "
              "pedigrees of 10 M animals); auto: for large pedigree files",
         cli=("reliability --out-of-core",)),
+    Key("inputs", "records_columns", "column-map", example="animal=1,cg=6+8,trait=9",
+        help="which columns of the records file hold the animal, the contemporary group "
+             "(several joined by +) and the trait: numbers, or CSV header names; also a "
+             "table {animal = 1, cg = [6, 8], trait = 9} (default: animal cg)",
+        cli=("reliability --records-columns",)),
+    Key("inputs", "records_missing", "strings", example=["0"],
+        help="trait values that mean no observation: such a row is not a record (default "
+             "NA and .; BLUPF90 data files: [\"0\"])", cli=("reliability --missing",)),
     Key("inputs", "birth_year_column", "column", example=4,
         help="column of the pedigree with the birth year (1-based number, or a CSV header "
              "name); used by the report and the output"),
@@ -362,6 +371,21 @@ class RunConfig:
         v = self.values
         return any(v[k] is not None for k in ("inputs.genotypes", "inputs.grm", "inputs.ginv"))
 
+    def record_columns(self):
+        """The records' column map (:class:`bigeval.io.columns.RecordColumns`; None: the
+        records file is ``animal cg``)."""
+        from bigeval.io.columns import parse_record_columns
+
+        cols, missing = self["inputs.records_columns"], self["inputs.records_missing"]
+        if cols is None:
+            if missing is not None:
+                raise InputError("inputs.records_missing applies to a trait column, and "
+                                 "inputs.records_columns names none", file=self.source,
+                                 value=missing, remedy="add inputs.records_columns = "
+                                 "\"animal=1,cg=2,trait=3\" (your columns)")
+            return None
+        return parse_record_columns(cols, missing=missing, where=self.source)
+
     def alpha(self) -> float:
         """α = σe²/σa² from alpha, or from h2 (and repeatability)."""
         from bigeval.reliability.engine import alpha_from
@@ -458,6 +482,21 @@ def _coerce(key: Key, value, base: Path, file, line):
             raise _type_error(key, value, "a list such as [\"cg\", 4]", file, line)
         return [_coerce(Key(key.section, key.name, "column"), v, base, file, line)
                 for v in value]
+    if k == "column-map":  # checked by the parser; kept as a JSON-able table
+        from bigeval.io.columns import parse_record_columns
+
+        try:
+            m = parse_record_columns(value, where=file)
+        except InputError as exc:
+            raise InputError(f"{key.dotted}: {exc.message}", file=file, line=line,
+                             value=value, expected=exc.expected, remedy=exc.remedy) from None
+        return {"animal": m.animal, "cg": list(m.cg),
+                **({} if m.trait is None else {"trait": m.trait})}
+    if k == "strings":
+        if not isinstance(value, list) or not all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            raise _type_error(key, value, 'a list such as ["0", "NA"]', file, line)
+        return [str(v) for v in value]
     if k == "chunks":
         if not (isinstance(value, list) and len(value) == 2
                 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0

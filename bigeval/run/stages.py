@@ -123,6 +123,12 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
     return prepare(pedigree, records, **files)
 
 
+def _record_files(cfg: RunConfig, records) -> dict:
+    """The records' column map for :func:`_prepare` (nothing without records or a map)."""
+    rc = cfg.record_columns() if records is not None else None
+    return {} if rc is None else {"record_columns": rc}
+
+
 def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool):
     """Parts I-III: the iteration in memory or partitioned on a Dask cluster
     (:func:`bigeval.cluster.reliability_engine`, chosen by ``[cluster]``)."""
@@ -184,7 +190,8 @@ def validate(ctx: StageContext) -> dict:
     pop = _prepare(cfg, cfg["inputs.pedigree"], cfg["inputs.records"],
                    genotyped=cfg["inputs.genotyped"], interbull=cfg["inputs.interbull"],
                    ginv=cfg["inputs.ginv"], a22inv=cfg["inputs.a22inv"],
-                   interbull_kind=cfg["inputs.interbull_kind"])
+                   interbull_kind=cfg["inputs.interbull_kind"],
+                   **_record_files(cfg, cfg["inputs.records"]))
     ctx.point("mid")
     index = pd.Index(pop.ids)
     notes = []
@@ -265,7 +272,8 @@ def prepare(ctx: StageContext) -> dict:
     cfg = ctx.config
     pop = _prepare(cfg, cfg["inputs.pedigree"], cfg["inputs.records"],
                    interbull=cfg["inputs.interbull"],
-                   interbull_kind=cfg["inputs.interbull_kind"])
+                   interbull_kind=cfg["inputs.interbull_kind"],
+                   **_record_files(cfg, cfg["inputs.records"]))
     extra = pedigree_extra(cfg, pop.ids)
     animals = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
                             "sire": pop.sire.astype(np.int64), "dam": pop.dam.astype(np.int64),
@@ -428,8 +436,12 @@ def _model_records(cfg: RunConfig) -> pd.DataFrame:
     """The records with the model's columns: animal, cg, trait (float), factors, covariates."""
     path = cfg["inputs.records"]
     csv = str(path).lower().endswith((".csv", ".csv.gz"))
-    cols = {"animal": "animal" if csv else 1, "cg": "cg" if csv else 2,
-            "trait": cfg["model.trait"]}
+    rc = cfg.record_columns()  # the records' column map, if any (bigeval.io.columns)
+    if rc is None:
+        cols = {"animal": "animal" if csv else 1, "cg": "cg" if csv else 2}
+    else:
+        cols = {"animal": rc.animal, **{f"cg_{k}": c for k, c in enumerate(rc.cg)}}
+    cols["trait"] = cfg["model.trait"]
     names = {}
     for spec in list(cfg["model.factors"]) + list(cfg["model.covariates"]):
         if spec == "cg":
@@ -437,7 +449,19 @@ def _model_records(cfg: RunConfig) -> pd.DataFrame:
         names[spec] = f"col_{spec}"
         cols[f"col_{spec}"] = spec
     df = read_columns(path, cols, kind="records")
-    missing = df["trait"].isin(["", "NA", "na", "."]).to_numpy()
+    if rc is not None:  # the group: its columns' values joined, as the reliability run has it
+        parts = [f"cg_{k}" for k in range(len(rc.cg))]
+        df["cg"] = df[parts].astype(str).agg(":".join, axis=1) if len(df) else ""
+        df = df.drop(columns=parts)
+    codes = ["", "NA", "na", "."] + ([] if rc is None else list(rc.missing))
+    missing = df["trait"].isin(codes).to_numpy().copy()
+    if rc is not None:  # a numeric missing code matches its value however written (0, 0.0)
+        values = pd.to_numeric(df["trait"], errors="coerce").to_numpy(np.float64)
+        for code in codes:
+            try:
+                missing |= values == float(code)
+            except ValueError:
+                pass
     df = df.loc[~missing].reset_index(drop=True)
     if not len(df):
         raise InputError("no record has a trait value", file=path, value=cfg["model.trait"],
@@ -736,10 +760,14 @@ def _rel_params(cfg: RunConfig) -> dict:
     return {k: cfg[k] for k in keys}
 
 
+#: the keys that say how the records file is read (each stage reading it depends on them)
+RECORD_MAP_KEYS = ("inputs.records_columns", "inputs.records_missing")
+
+
 def _solve_params(cfg: RunConfig) -> dict:
     keys = ("model.trait", "model.factors", "model.covariates", "model.solver",
             "model.sigma_a2", "model.sigma_pe2", "model.sigma_e2", "model.pev",
-            "exact.max_equations")
+            "exact.max_equations", *RECORD_MAP_KEYS)
     return {**{k: cfg[k] for k in keys}, "relationship": _model_relationship(cfg),
             "pe": _model_pe(cfg), "h2": cfg["parameters.h2"],
             "repeatability": cfg["parameters.repeatability"],
@@ -765,12 +793,14 @@ def _files(*names):
 STAGES: tuple[Stage, ...] = (
     Stage("validate", validate, inputs=_input_files,
           params=lambda c: {k: c[k] for k in ("inputs.interbull_kind", "inputs.birth_year_column",
-                                              "inputs.sex_column", "inputs.genotypes_format")}
+                                              "inputs.sex_column", "inputs.genotypes_format",
+                                              *RECORD_MAP_KEYS)}
           | ({k: c[k] for k in ("model.trait", "model.factors", "model.covariates")}
              if c.has_model else {}),
           upstream=lambda c: ()),
     Stage("prepare", prepare, inputs=_files("pedigree", "records", "interbull"),
-          params=lambda c: {k: c[k] for k in ("inputs.birth_year_column", "inputs.sex_column")},
+          params=lambda c: {k: c[k] for k in ("inputs.birth_year_column", "inputs.sex_column",
+                                              *RECORD_MAP_KEYS)},
           upstream=lambda c: ()),
     Stage("relationships", relationships,
           inputs=_files("genotypes", "grm", "genotyped", "ginv", "a22inv"),
