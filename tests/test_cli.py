@@ -17,7 +17,7 @@ def files(tmp_path):
     # A hand-checkable family: two founders with a son and a daughter, the son with records.
     (tmp_path / "ped.txt").write_text("s1 0 0\nd1 0 0\nkid1 s1 d1\nkid2 s1 d1\n")
     (tmp_path / "rec.txt").write_text("kid1 g1\nkid2 g1\nkid1 g2\nd1 g2\n")
-    (tmp_path / "ib.txt").write_text("s1 0.9\n")
+    (tmp_path / "ib.txt").write_text("s1 0.9\nd1 0.6\n")  # two: a lone bull has ERC 0
     return tmp_path
 
 

@@ -98,6 +98,8 @@ def test_sample__seeded_and_reproducible(pop_config, tmp_path):
         (tmp_path / "a" / "records.txt").read_bytes()
 
 
+@pytest.mark.filterwarnings(  # a sample of herds may keep one Interbull bull: said, rightly
+    "ignore:.*Interbull bull\\(s\\) with a reliability above 0 get ERC 0:bigeval.errors.BigevalWarning")
 def test_sample__then_run_end_to_end(pop_config, tmp_path):
     """`bigeval sample` then `bigeval run` on its config, through the command line."""
     assert main(["sample", str(pop_config), "--out", str(tmp_path / "s"), "--herds", "4",
