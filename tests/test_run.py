@@ -564,3 +564,17 @@ def test_readme__has_the_current_config_reference():
     readme = (REPO / "README.md").read_text()
     missing = [row for row in reference_markdown().splitlines() if row not in readme]
     assert not missing, "README's configuration reference is out of date: " + missing[0]
+
+
+@pytest.mark.parametrize("damaged", ['[1, 2, 3]', '{"x": 5}', '{"/a": [[1, 2], "h"]}', '"s"'])
+def test_input_hasher__cache_of_the_wrong_shape_is_not_trusted(tmp_path, damaged):
+    from bigeval.run.checkpoint import InputHasher, hash_file
+
+    data = tmp_path / "ped.txt"
+    data.write_text("a 0 0\n")
+    cache = tmp_path / "input-hashes.json"
+    cache.write_text(damaged)
+    hasher = InputHasher(cache)
+    assert hasher(data) == hash_file(data)  # hashed again, no crash
+    hasher.save()
+    assert str(data.resolve()) in json.loads(cache.read_text())

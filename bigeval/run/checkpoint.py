@@ -78,6 +78,19 @@ def hash_json(obj) -> str:
     return hashlib.blake2b(text.encode(), digest_size=32).hexdigest()
 
 
+def _valid_cache(obj) -> dict:
+    """The entries of a hash cache that have its shape, ``path: [[size, mtime, ctime,
+    inode], digest]``; anything else (a damaged or foreign file) is not trusted: those files
+    are hashed again."""
+    if not isinstance(obj, dict):
+        return {}
+    return {k: v for k, v in obj.items()
+            if isinstance(k, str) and isinstance(v, list) and len(v) == 2
+            and isinstance(v[0], list) and len(v[0]) == 4
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in v[0])
+            and isinstance(v[1], str)}
+
+
 class InputHasher:
     """Content hashes of input files, cached by (size, mtime, ctime, inode) per file."""
 
@@ -88,7 +101,7 @@ class InputHasher:
         self.cache: dict = {}
         if cache_file is not None and cache_file.exists() and trust_cache:
             with contextlib.suppress(OSError, ValueError):
-                self.cache = json.loads(cache_file.read_text())
+                self.cache = _valid_cache(json.loads(cache_file.read_text()))
         self.seen: dict[str, str] = {}
 
     def _file(self, path: Path) -> str:
