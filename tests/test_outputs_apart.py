@@ -159,3 +159,14 @@ def test_grm_solve_sample_simulate__refused_while_another_command_holds_the_fold
             assert list(busy.iterdir()) == [], name
     assert main(commands["grm"]) == 0  # the lock goes with the command that held it
     assert main(commands["grm"]) == 0
+
+
+def test_grm__bad_input_leaves_no_output_folder(pop, tmp_path, capsys):
+    assert main(["genotypes", "import", str(pop / "genotypes.txt"), "--out",
+                 str(pop / "g.zarr")]) == 0
+    (tmp_path / "ped.txt").write_text("x 0 0\n")  # the genotyped animals are not in it
+    out = tmp_path / "new" / "grm"
+    rc = main(["grm", "--genotypes", str(pop / "g.zarr"), "--pedigree",
+               str(tmp_path / "ped.txt"), "--blend", "0.05", "--out", str(out)])
+    assert rc == 2 and "not in the pedigree" in capsys.readouterr().err
+    assert not out.exists()  # created by the command, empty when it failed: removed

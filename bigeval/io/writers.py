@@ -221,32 +221,43 @@ def output_lock(folder: str | os.PathLike):
 
 
 #: the locks of the command running now (:func:`command_outputs`), innermost last
-_COMMANDS: list[tuple[contextlib.ExitStack, set]] = []
+_COMMANDS: list[tuple[contextlib.ExitStack, set, list]] = []
 
 
 @contextlib.contextmanager
 def command_outputs():
     """The span of one command (``bigeval.cli.main``): output folders claimed inside it with
-    :func:`claim_output` stay locked until it ends."""
-    with contextlib.ExitStack() as stack:
-        _COMMANDS.append((stack, set()))
-        try:
-            yield
-        finally:
-            _COMMANDS.pop()
+    :func:`claim_output` stay locked until it ends; one it created and left empty when it
+    fails is removed (bad input leaves nothing behind)."""
+    created: list[Path] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            _COMMANDS.append((stack, set(), created))
+            try:
+                yield
+            finally:
+                _COMMANDS.pop()
+    except BaseException:
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty
+        raise
 
 
 def claim_output(folder: str | os.PathLike) -> Path:
     """Create an output folder and, inside a command (:func:`command_outputs`), take its
     lock (:func:`output_lock`) for the rest of the command: a second command writing the
     same folder is refused at once. Returns the folder."""
+    existed = Path(folder).exists()
     path = ensure_dir(folder)
     if _COMMANDS:
-        stack, held = _COMMANDS[-1]
+        stack, held, created = _COMMANDS[-1]
         key = os.path.realpath(path)
         if key not in held:
             stack.enter_context(output_lock(path))
             held.add(key)
+            if not existed:
+                created.append(path)
     return path
 
 
