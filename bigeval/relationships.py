@@ -468,7 +468,7 @@ def positions_in_pedigree(genotyped_ids, pedigree_ids, *, file=None) -> np.ndarr
     return pos.astype(np.int64)
 
 
-def g_from_store(store, *, qc=None, keep=None, chunks=None):
+def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None):
     """G of the animals of a genotype store after QC.
 
     Parameters
@@ -481,6 +481,8 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None):
         IDs of the animals to use (all of the store's when None).
     chunks
         Rechunk the genotypes to (animals, SNPs) for G (default: the store's chunks).
+    source
+        The file errors name (default the store).
 
     Returns
     -------
@@ -501,13 +503,14 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None):
     from bigeval.qc import REPORT_COLUMNS
     from bigeval.qc import qc as run_qc
 
+    named = store if source is None else source
     X, sample_ids, snp_ids = open_genotypes(store)
     if keep is not None:
         keep = np.asarray(keep).astype(str)
         rows = pd.Index(sample_ids).get_indexer(keep)
         if (rows < 0).any():
             raise InputError(f"{int((rows < 0).sum()):,} animal(s) to use are not in the "
-                             "genotype store", file=store, value=str(keep[rows < 0][0]),
+                             "genotype store", file=named, value=str(keep[rows < 0][0]),
                              expected="IDs of animals in the store",
                              remedy="import their genotypes, or remove them from the list")
         rows = np.sort(rows)
@@ -517,7 +520,7 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None):
         try:
             res = run_qc(X, sample_ids, snp_ids, qc)
         except InputError as exc:
-            raise InputError(exc.message, file=store, value=exc.value, expected=exc.expected,
+            raise InputError(exc.message, file=named, value=exc.value, expected=exc.expected,
                              remedy=exc.remedy) from None
         X = X[res.animals][:, res.snps]
         sample_ids = sample_ids[res.animals]
@@ -527,7 +530,7 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None):
     except InputError as exc:
         if exc.file is not None:
             raise
-        raise InputError(exc.message, file=store, value=exc.value, expected=exc.expected,
+        raise InputError(exc.message, file=named, value=exc.value, expected=exc.expected,
                          remedy=exc.remedy) from None
     return G, np.asarray(sample_ids, dtype=str), report
 
@@ -560,7 +563,8 @@ class StoreInverses:
 
 def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
                         tune: bool = True, blend: float | None = 0.05, method: str = "auto",
-                        chunks=None, progress: bool | None = None) -> StoreInverses:
+                        chunks=None, progress: bool | None = None,
+                        source=None) -> StoreInverses:
     """G*⁻¹ and A22⁻¹ from a genotype store and a renumbered pedigree (``reliability
     --genotypes``): IDs checked against the pedigree first, then QC, G, tuning, blending,
     the inverses (:func:`genomic_inverses`).
@@ -576,22 +580,26 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
     qc, tune, blend, method, chunks
         :class:`bigeval.qc.QCOptions` (None: no QC); tune G to A22; blending weight (None:
         none); A22⁻¹ method (:func:`a22_inverse`); chunks of the genotypes for G.
+    source
+        The file errors name (the genotype file a store was imported from; default the
+        store).
     """
     from bigeval.io.genotypes import open_genotypes
 
+    named = store if source is None else source
     _, store_ids, snp_ids = open_genotypes(store)
     if keep is None:  # every animal of the store must be in the pedigree, before G
-        positions_in_pedigree(store_ids, pedigree_ids, file=store)
-    G, ids, report = g_from_store(store, qc=qc, keep=keep, chunks=chunks)
-    pos = positions_in_pedigree(ids, pedigree_ids, file=store)
-    lines = [f"genotypes: {store} ({len(store_ids):,} animals x {len(snp_ids):,} SNPs); "
+        positions_in_pedigree(store_ids, pedigree_ids, file=named)
+    G, ids, report = g_from_store(store, qc=qc, keep=keep, chunks=chunks, source=named)
+    pos = positions_in_pedigree(ids, pedigree_ids, file=named)
+    lines = [f"genotypes: {named} ({len(store_ids):,} animals x {len(snp_ids):,} SNPs); "
              + ("no QC" if qc is None else _qc_line(qc, report))
              + f"; G of {len(ids):,} animals"
              + (", tuned to A22" if tune else "")
              + (f", blended {1 - blend:g} G + {blend:g} A22" if blend is not None else "")
              + f"; A22⁻¹ {_resolve(method, len(ids))}"]
     ginv, a22inv = genomic_inverses(G, sire, dam, pos, tune=tune, blend=blend, method=method,
-                                    overwrite=True, ids=ids, file=store, progress=progress)
+                                    overwrite=True, ids=ids, file=named, progress=progress)
     return StoreInverses(genotyped=pos, ids=ids, ginv=ginv, a22inv=a22inv, report=report,
                          lines=lines)
 

@@ -402,6 +402,16 @@ CASES = [
           "a22.txt": A22},
          rel("--genotyped", "gt.txt", "--ginv", "ginv.txt", "--a22inv", "a22.txt"),
          file="ginv.txt", line=1, value="1e+308", says=("too large",)),
+    Case("run-validate-genotype-code", "a genotype text file with a code 3, found by "
+         "`bigeval run --until validate` (the file is imported there)",
+         {**CLEAN, "g.txt": "k1 0120\nk2 0130\n", "cfg.toml": run_config('genotypes = "g.txt"')},
+         [*RUN, "--until", "validate"], file="g.txt", line=2, value="3",
+         says=("0, 1, 2",)),
+    Case("run-validate-genotyped-not-in-pedigree", "a genotype text file with an animal the "
+         "pedigree lacks, found by `bigeval run --until validate`, naming the file",
+         {**CLEAN, "g.txt": "k1 0120\nzz 0110\n", "cfg.toml": run_config('genotypes = "g.txt"')},
+         [*RUN, "--until", "validate"], file="g.txt", value="zz",
+         says=("not in the pedigree",)),
     Case("grm-not-hdf5", "inputs.grm that is not an HDF5 file (bigeval run)",
          {**CLEAN, "G.h5": "not HDF5\n", "cfg.toml": run_config('grm = "G.h5"')}, list(RUN),
          file="G.h5", says=("not an HDF5 file",)),
@@ -584,12 +594,13 @@ def test_bad_input__error_names_file_line_value_expected_remedy(case, tmp_path):
     assert "what to do: " in msg, msg
     if not case.id.startswith("dense"):  # the resource errors give numbers, not an "expected"
         assert "expected: " in msg or case.line is None, msg
-    # nothing is written: no output folder, or (disk full) no file and no temporary left
+    # nothing is written: no output folder (one the command made is removed when it fails
+    # empty), or (disk full, a folder there before) no file and no temporary left
     out = tmp_path / "out"
     if case.fsize is None:
         assert not out.exists() or case.id == "out-not-writable"
     else:
-        assert sorted(p.name for p in out.iterdir()) == []
+        assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.outcome == "accepted"],

@@ -208,19 +208,25 @@ def validate(ctx: StageContext) -> dict:
         if path is None:
             continue
         ids = genotype_ids(path)
-        if ids is None:
+        store = path
+        if ids is None and key == "inputs.genotypes" and _genotype_file(cfg):
+            store = _import_genotypes(ctx)  # every line checked here; the relationships
+            from bigeval.io.genotypes import open_genotypes  # stage uses the store
+
+            ids = open_genotypes(store)[1]
+            notes.append(f"genotypes imported from {Path(path).name} into a store")
+        elif ids is None:
             from bigeval.io.genotypes import _format_of
 
             if cfg["inputs.genotypes_format"] is None:
                 _format_of(Path(path))  # a clear error when the suffix says nothing
-            notes.append(f"genotypes are read from {Path(path).name} and imported at the "
-                         "relationships stage")
+            notes.append(f"genotypes in {Path(path).name} are not used (inputs.grm is)")
             continue
         check_in_pedigree(ids, index, path, "genotyped")
-        if key == "inputs.genotypes" and is_zarr_store(path):
+        if key == "inputs.genotypes" and is_zarr_store(store):
             from bigeval.io.genotypes import open_genotypes
 
-            X, _, snps = open_genotypes(path)
+            X, _, snps = open_genotypes(store)
             n_snps = len(snps)
         if pop.genotyped is not None:
             listed = pop.ids[pop.genotyped]
@@ -386,7 +392,7 @@ def relationships(ctx: StageContext) -> dict:
             ctx.point("mid")
             with ctx.progress.dask("genotype QC and G"):
                 res = inverses_from_store(
-                    store, ped_ids, sire, dam, keep=keep,
+                    store, ped_ids, sire, dam, keep=keep, source=cfg["inputs.genotypes"],
                     qc=_qc_options(cfg) if cfg["genomics.qc"] else None,
                     tune=cfg["genomics.tune"], blend=blend, method=cfg["genomics.a22inv_method"],
                     chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None,
@@ -409,14 +415,28 @@ def relationships(ctx: StageContext) -> dict:
     return summary
 
 
+def _genotype_file(cfg: RunConfig) -> bool:
+    """The run's genotypes are a file to import (PLINK, BLUPF90 text, CSV), not a store."""
+    path = cfg["inputs.genotypes"]
+    return path is not None and cfg["inputs.grm"] is None and not is_zarr_store(Path(path))
+
+
 def _genotype_store(ctx: StageContext) -> Path:
-    """The genotype store of the run: the input, or a genotype file imported into the stage."""
+    """The genotype store of the run: the input, or the store the validate stage imported
+    the genotype file into."""
+    path = Path(ctx.config["inputs.genotypes"])
+    if is_zarr_store(path):
+        return path
+    return ctx.upstream["validate"] / "genotypes.zarr"
+
+
+def _import_genotypes(ctx: StageContext) -> Path:
+    """Import the run's genotype file into the (validate) stage's folder: every line is read
+    and checked, errors name the file and line."""
     from bigeval.io.genotypes import DEFAULT_CHUNKS, import_genotypes
 
     cfg = ctx.config
     path = Path(cfg["inputs.genotypes"])
-    if is_zarr_store(path):
-        return path
     ctx.progress.phase(f"importing {path.name} into a genotype store")
 
     def imported(done, total):
@@ -794,7 +814,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("validate", validate, inputs=_input_files,
           params=lambda c: {k: c[k] for k in ("inputs.interbull_kind", "inputs.birth_year_column",
                                               "inputs.sex_column", "inputs.genotypes_format",
-                                              *RECORD_MAP_KEYS)}
+                                              "genomics.chunks", *RECORD_MAP_KEYS)}
           | ({k: c[k] for k in ("model.trait", "model.factors", "model.covariates")}
              if c.has_model else {}),
           upstream=lambda c: ()),
@@ -804,7 +824,8 @@ STAGES: tuple[Stage, ...] = (
           upstream=lambda c: ()),
     Stage("relationships", relationships,
           inputs=_files("genotypes", "grm", "genotyped", "ginv", "a22inv"),
-          params=_rel_params, upstream=lambda c: ("prepare/animals.parquet",),
+          params=_rel_params, upstream=lambda c: ("prepare/animals.parquet",)
+          + (("validate/genotypes.zarr",) if _genotype_file(c) else ()),
           enabled=lambda c: c.has_genomics),
     Stage("solve", solve, inputs=_files("records"), params=_solve_params,
           upstream=lambda c: ("prepare/animals.parquet",)
