@@ -173,11 +173,21 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     ped_keep = ped["animal"].isin(kept_ids).to_numpy()
 
     names = {}
+    used = {"config.toml", "results"}
+
+    def unique(key: str, name: str) -> str:
+        """The input's file name in the sample, another input's name prefixed by its key
+        (two inputs named data.txt in different folders must not overwrite each other)."""
+        candidate, k = name, 1
+        while candidate in used:
+            candidate = f"{key}-{name}" if k == 1 else f"{key}{k}-{name}"
+            k += 1
+        used.add(candidate)
+        names[key] = candidate
+        return candidate
 
     def target(key: str) -> Path:
-        src = Path(cfg[f"inputs.{key}"])
-        names[key] = src.name
-        return out / src.name
+        return out / unique(key, Path(cfg[f"inputs.{key}"]).name)
 
     counts = {"herds": int(k), "herds_total": int(len(all_herds)), "seed": int(seed),
               "animals": int(keep.sum()), "animals_total": int(len(index)),
@@ -202,22 +212,20 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     if cfg["inputs.genotypes"] is not None:
         src = Path(cfg["inputs.genotypes"])
         if is_zarr_store(src):
-            counts["genotyped"] = _sample_store(src, out / src.name, kept_ids)
-            names["genotypes"] = src.name
+            counts["genotyped"] = _sample_store(src, out / unique("genotypes", src.name),
+                                                kept_ids)
         else:
             from bigeval.io.genotypes import import_genotypes
 
             with tempfile.TemporaryDirectory(dir=out, prefix=".import.") as tmp:
                 store = import_genotypes(src, Path(tmp) / "g.zarr",
                                          fmt=cfg["inputs.genotypes_format"])
-                name = src.name.split(".")[0] + ".zarr"
+                name = unique("genotypes", src.name.split(".")[0] + ".zarr")
                 counts["genotyped"] = _sample_store(store, out / name, kept_ids)
-            names["genotypes"] = name
             names["genotypes_format"] = None
     if cfg["inputs.grm"] is not None:
         src = Path(cfg["inputs.grm"])
-        counts["genotyped"] = _sample_grm(src, out / src.name, kept_ids)
-        names["grm"] = src.name
+        counts["genotyped"] = _sample_grm(src, out / unique("grm", src.name), kept_ids)
 
     # 4. the ready-to-run config
     raw = cfg.to_dict()

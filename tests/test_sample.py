@@ -3,6 +3,8 @@ genotyped animals, seeded and reproducible, and a config that runs as it is."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,3 +143,20 @@ def test_sample__refuses_inverse_triplets_and_too_many_herds(pop_config, tmp_pat
         draw_sample(config_from_dict(raw, source=pop_config), tmp_path / "x", herds=2)
     with pytest.raises(InputError, match="cannot draw 10,000 herds"):
         draw_sample(load_config(pop_config), tmp_path / "y", herds=10_000, herd_pattern=HERD)
+
+
+def test_sample__inputs_with_the_same_file_name_do_not_collide(pop_config, tmp_path):
+    cfg = load_config(pop_config)
+    for folder, key in (("a", "pedigree"), ("b", "records")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(cfg[f"inputs.{key}"], tmp_path / folder / "data.txt")
+    raw = cfg.to_dict()
+    raw["inputs"].update(pedigree=str(tmp_path / "a" / "data.txt"),
+                         records=str(tmp_path / "b" / "data.txt"))
+    res = draw_sample(config_from_dict(raw, source=pop_config), tmp_path / "s", herds=3,
+                      seed=5, herd_pattern=HERD)
+    sample_cfg = load_config(res.config)
+    ped, rec = sample_cfg["inputs.pedigree"], sample_cfg["inputs.records"]
+    assert ped != rec and {ped.name, rec.name} == {"data.txt", "records-data.txt"}
+    assert _read(ped).shape[1] == _read(cfg["inputs.pedigree"]).shape[1]  # the pedigree's
+    assert set(_read(rec)[1]) <= set(_read(cfg["inputs.records"])[1])  # the records' rows
