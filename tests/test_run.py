@@ -578,3 +578,20 @@ def test_input_hasher__cache_of_the_wrong_shape_is_not_trusted(tmp_path, damaged
     assert hasher(data) == hash_file(data)  # hashed again, no crash
     hasher.save()
     assert str(data.resolve()) in json.loads(cache.read_text())
+
+
+def test_pedigree_extra__birth_column_mixing_years_and_dates(tmp_path):
+    from bigeval.run.config import config_from_dict
+    from bigeval.run.inputs import pedigree_extra
+
+    ped = tmp_path / "ped.txt"
+    ped.write_text("a 0 0 2019\nb 0 0 2020-03-01\nc a b 20210415\nd a b 0\n")
+    cfg = config_from_dict({"inputs": {"pedigree": str(ped), "records": str(ped),
+                                       "birth_year_column": 4}, "parameters": {"h2": 0.3}})
+    got = pedigree_extra(cfg, np.array(["a", "b", "c", "d"], dtype=object))
+    assert got["birth_year"].tolist()[:3] == [2019, 2020, 2021]  # no date lost
+    assert got["birth_year"].isna().tolist() == [False, False, False, True]
+    ped.write_text("a 0 0 2019\nb 0 0 H12\n")
+    with pytest.raises(InputError, match="neither a year nor a date") as info:
+        pedigree_extra(cfg, np.array(["a", "b"], dtype=object))
+    assert info.value.line == 2 and info.value.value == "H12"

@@ -143,6 +143,29 @@ def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
     return out
 
 
+def _birth_years(df: pd.DataFrame, path) -> pd.Series:
+    """The year of each value of the birth column: a year (2019), a date (2019-03-01,
+    20190301, ...) or unknown (0, NA, ., empty), mixed as they come; anything else is an
+    error naming its line (a mixed column once lost its dates)."""
+    raw = df["birth_year"].astype(str).str.strip()
+    unknown = raw.isin(["", "0", "NA", "na", "."])
+    by = pd.to_numeric(raw.where(~unknown), errors="coerce")
+    by = by.where(by < 10_000, by // 10_000)  # YYYYMMDD
+    dates = by.isna() & ~unknown
+    if dates.any():  # 2019-03-01, 2019/03/01, 01.03.2019: their year
+        by[dates] = pd.to_datetime(raw[dates], errors="coerce", format="mixed",
+                                   dayfirst=False).dt.year
+    bad = ~unknown & (by.isna() | (by <= 0) | (by != np.round(by)))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError("pedigree birth year is neither a year nor a date", file=path,
+                         line=int(df["line"].iat[i]), value=raw.iat[i],
+                         expected="a year (2019) or a date (2019-03-25, 20190325); unknown "
+                                  "as 0, NA or .",
+                         remedy="correct the value, or fix inputs.birth_year_column")
+    return by.where(~unknown)
+
+
 def pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
     """Birth year and sex of each animal (in ``ids`` order) from the pedigree's extra columns."""
     cols = {"animal": 1 if not str(cfg["inputs.pedigree"]).lower().endswith((".csv", ".csv.gz"))
@@ -158,12 +181,8 @@ def pedigree_extra(cfg: RunConfig, ids: np.ndarray) -> pd.DataFrame:
     df = read_columns(cfg["inputs.pedigree"], cols, kind="pedigree")
     df = df.drop_duplicates("animal", keep="first").set_index("animal")
     if "birth_year" in df:
-        by = pd.to_numeric(df["birth_year"], errors="coerce")
-        if by.isna().all():  # dates such as 2019-03-01 or 20190301: their year
-            by = pd.to_datetime(df["birth_year"], errors="coerce", format="mixed").dt.year
-        by = by.where(by < 10_000, by // 10_000)  # YYYYMMDD
-        by = by.where((by > 0) & (by == np.round(by)))
-        out["birth_year"] = by.reindex(out.index).astype("Int32")
+        out["birth_year"] = _birth_years(df, cfg["inputs.pedigree"]).reindex(
+            out.index).astype("Int32")
     else:
         out["birth_year"] = pd.array([pd.NA] * len(ids), dtype="Int32")
     if "sex" in df:
