@@ -313,8 +313,8 @@ def expect_table(data: bytes, name: str, kind: str) -> Expect:
             vals = (tokens + [""] * n)[:n]
             birth = tokens[n] if kind == "pedigree" and len(tokens) > n else ""
             if all(v == "" for v in vals):
-                if tokens:
-                    may.add(k)  # blank but for Unicode spaces
+                if tokens or text.strip(" \t\r\n"):
+                    may.add(k)  # blank but for Unicode spaces (refused as a field, or blank)
                 continue
             if "" in vals[1:]:
                 must.add(k)  # short row

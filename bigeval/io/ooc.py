@@ -89,6 +89,7 @@ class ChunkReader:
         path = readers._check_file(self.path, self.columns, kind=self.kind)
         cols, kind = self.columns, self.kind
         with readers._parse_errors(path, cols, kind=kind):
+            readers.check_not_blank(path, cols, kind=kind)
             readers.check_line_ends(path, kind=kind)
             readers.check_csv_fields(path, cols, kind=kind)
         reader, raw = self._open(path)

@@ -93,6 +93,7 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
     """
     path = _check_file(path, columns, kind=kind)
     with _parse_errors(path, columns, kind=kind):
+        check_not_blank(path, columns, kind=kind)
         check_line_ends(path, kind=kind)
         check_csv_fields(path, columns, kind=kind)
         df = _read_csv(path, columns, n_optional=len(optional or ()))
@@ -193,6 +194,15 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
         raise InputError(f"{kind} file is a damaged or truncated gzip file ({exc})",
                          file=path, expected="a whole gzip file (gzip -t passes)",
                          remedy="copy or compress the file again, whole") from None
+
+
+def check_not_blank(path: Path, columns: tuple[str, ...], *, kind: str) -> None:
+    """A ``.csv`` of blank lines only has no data (pandas would take a line of spaces for a
+    header); a whitespace file says so through pandas."""
+    if is_csv(path) and not first_data_line(path)[1]:
+        raise InputError(f"{kind} file has no data (blank lines only)", file=path,
+                         expected=f"a header row with {','.join(columns)}, then data rows",
+                         remedy="check the file name, and that the file was written whole")
 
 
 def check_line_ends(path: Path, *, kind: str, block: int = 1 << 24) -> None:
