@@ -310,8 +310,8 @@ def main(argv=None):
               f"({size:.2f} GiB of text) in {wall:.1f} s (peak {peak:.2f} GiB)")
         res, wall, peak = spawn("ooc", large, "--out", large / "ooc", "--rounds", args.rounds,
                                 "--chunk-rows", args.chunk_rows, "--engine", args.engine)
-        _report(f"out of core, large, iteration {'on Dask' if args.engine == 'dask' else 'in memory'}",
-                res, wall, peak)
+        where = "on Dask" if args.engine == "dask" else "in memory"
+        _report(f"out of core, large, iteration {where}", res, wall, peak)
         peak += sum(res.get("worker_peaks", []))
         print(f"\ngoal: whole {info['animals'] / 1e6:.0f} M-animal run under 8 GiB: "
               f"{'met' if peak < 8 else 'NOT met'} (peak {peak:.2f} GiB"

@@ -40,7 +40,6 @@ from bigeval.io.writers import (
     atomic_path,
     ensure_dir,
     sweep_stale,
-    write_csv_atomic,
     write_text_atomic,
 )
 

@@ -25,7 +25,7 @@ from bigeval.reliability.erc import own_record_erc
 from conftest import random_pedigree
 
 distributed = pytest.importorskip("distributed")
-import distributed.diagnostics.plugin  # noqa: E402
+pytest.importorskip("distributed.diagnostics.plugin")
 
 ALPHA = 3.0
 

@@ -25,7 +25,6 @@ import gzip
 import io
 import itertools
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,8 +37,8 @@ from bigeval.io import readers
 from bigeval.io.readers import _first_non_utf8
 from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
-__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID", "SNP_ID", "MISSING",
-           "DEFAULT_CHUNKS", "FORMATS"]
+__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID",
+           "SNP_ID", "MISSING", "DEFAULT_CHUNKS", "FORMATS"]
 
 GENOTYPES = "genotypes"  # array names in the store: one name per concept
 SAMPLE_ID = "sample_id"

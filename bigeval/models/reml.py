@@ -213,14 +213,13 @@ def reml(md: ModelData, start: dict, *, method: str = "ai", maxiter: int = 500,
                          remedy="give them under [variance]")
     tol = tol if tol is not None else (EM_TOL if method == "em" else AI_TOL)
     th = np.array([float(start[k]) for k in names])
-    log, converged, AI, ll = [], False, None, np.nan
+    log, converged, ll = [], False, np.nan
     it = 0
     for it in range(1, maxiter + 1):
         mth = "em" if (method == "em" or it <= em_first) else "ai"
-        ll, new_em, new_ai, AI_ = _round(md, dict(zip(names, th)), names, mth, engine)
+        ll, new_em, new_ai, _ = _round(md, dict(zip(names, th)), names, mth, engine)
         new, step = new_em, "em"
         if mth == "ai":
-            AI = AI_
             if np.all(new_ai > 0):  # else an EM step (it stays in the parameter space)
                 new, step = new_ai, "ai"
         change = float(((new - th) ** 2).sum() / (new ** 2).sum())

@@ -187,7 +187,10 @@ class ModelSpec:
                 raise InputError(f"unknown key in [{sec}]", file=path, value=sorted(extra)[0],
                                  expected=", ".join(sorted(known[sec])))
         base = path.parent
-        rel = (lambda p: None if p is None else base / p)
+
+        def rel(p):
+            return None if p is None else base / p
+
         data, fixed = cfg.get("data", {}), cfg.get("fixed", {})
         animal, var = cfg.get("animal", {}), cfg.get("variance", {})
         if "file" not in data:

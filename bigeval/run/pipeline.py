@@ -300,7 +300,10 @@ def _run_stage(stage, i, n, cfg, store: StageStore, hasher, manifest: Manifest,
     show.line(f"[{i}/{n}] {name}: running ({reason})")
     upstream = {_split(u)[0]: store.folder(_split(u)[0]) for u in stage.upstream(cfg)}
     t0 = time.perf_counter()
-    kill = (lambda p: _point(name, p))
+
+    def kill(p):
+        _point(name, p)
+
     with _kill_timer(name), MemorySampler() as mem, store.writing(name) as tmp:
         kill("start")
         ctx = StageContext(config=cfg, work=tmp, upstream=upstream, progress=show, point=kill)

@@ -42,6 +42,16 @@ import pandas as pd
 from bigeval.errors import InputError
 from bigeval.io.writers import ensure_dir
 from bigeval.run.config import RunConfig
+from bigeval.run.inputs import (
+    check_in_pedigree,
+    genotype_ids,
+    is_zarr_store,
+    pedigree_extra,
+    read_columns,
+    read_parquet,
+    write_json,
+    write_parquet,
+)
 from bigeval.run.progress import Progress
 
 __all__ = ["StageContext", "Stage", "STAGES", "is_zarr_store", "load_population"]
@@ -76,17 +86,6 @@ class Stage:
     enabled: Callable[[RunConfig], bool] = lambda cfg: True
     version: int = 1
 
-
-from bigeval.run.inputs import (
-    check_in_pedigree,
-    genotype_ids,
-    is_zarr_store,
-    pedigree_extra,
-    read_columns,
-    read_parquet,
-    write_json,
-    write_parquet,
-)
 
 
 # ---------------------------------------------------------------------------------------------
