@@ -8,7 +8,10 @@ module (each test copies what it changes).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +115,20 @@ FINAL = ("reliability.csv", "reliability.parquet", "exact_check.csv", "summary.t
 def same_bytes(a: Path, b: Path, names=FINAL) -> list:
     """Names of files that differ between two output folders."""
     return [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]
+
+
+def cli_in_process(argv: list[str]) -> tuple[int, str]:
+    """Run ``bigeval ARGV`` in this process; return the exit code and what went to stderr
+    (every bigeval warning shown, whatever the test's filters)."""
+    from bigeval.cli import main
+    from bigeval.errors import BigevalWarning
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+            warnings.catch_warnings():
+        warnings.simplefilter("always", BigevalWarning)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse
+            rc = exc.code
+    return rc, err.getvalue()

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import _runkit
 from bigeval.errors import BigevalWarning
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -503,21 +502,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _main(argv: list[str]) -> tuple[int, str]:
-    """Run ``bigeval ARGV`` in this process; return the exit code and what went to stderr."""
-    from bigeval.cli import main
-
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
-            warnings.catch_warnings():
-        warnings.simplefilter("always", BigevalWarning)
-        try:
-            rc = main(argv)
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, err.getvalue()
-
-
 #: Outcomes of the cases run so far in this session (they do not depend on the folder).
 _OUTCOMES: dict[str, tuple[int, str]] = {}
 
@@ -548,7 +532,7 @@ def _run_case(case: Case, folder: Path) -> tuple[int, str]:
         (folder / name).write_bytes(data)
     with _cwd(folder):
         for argv in case.setup:
-            rc, err = _main(argv)
+            rc, err = _runkit.cli_in_process(argv)
             assert rc == 0, err
         if case.fsize is not None:
             env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep
@@ -558,7 +542,7 @@ def _run_case(case: Case, folder: Path) -> tuple[int, str]:
                 capture_output=True, text=True, env=env, timeout=300)
             return proc.returncode, proc.stderr
         with _memory(case.memory):
-            return _main(case.argv)
+            return _runkit.cli_in_process(case.argv)
 
 
 def message_of(stderr: str) -> str:

@@ -29,12 +29,10 @@ Hypothesis runs derandomized (the same examples every run) without an example da
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +42,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bigeval.errors import BigevalError, BigevalWarning
+import _runkit
+from bigeval.errors import BigevalError
 from bigeval.io import ooc, readers
 from bigeval.io.genotypes import import_genotypes, open_genotypes
 
@@ -593,21 +592,6 @@ test_chunk_reader__mutated_tables_many = pytest.mark.slow(_chunks_property(HEAVY
 PED, REC = TABLES["ped.txt"][1].encode(), TABLES["rec.txt"][1].encode()
 
 
-def _main(argv: list[str]) -> tuple[int, str]:
-    """``bigeval ARGV`` in this process: the exit code and what went to stderr."""
-    from bigeval.cli import main
-
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
-            warnings.catch_warnings():
-        warnings.simplefilter("always", BigevalWarning)
-        try:
-            rc = main(argv)
-        except SystemExit as exc:  # argparse
-            rc = exc.code
-    return rc, err.getvalue()
-
-
 def cli_and_check(ped: bytes, rec: bytes, clean: dict[str, bytes]) -> None:
     """``bigeval reliability`` on the files: exit 0 or 2 (nothing written), inputs intact;
     when the model reads both as the clean files, the clean results."""
@@ -617,8 +601,9 @@ def cli_and_check(ped: bytes, rec: bytes, clean: dict[str, bytes]) -> None:
         old = os.getcwd()
         os.chdir(d)
         try:
-            rc, err = _main(["reliability", "--pedigree", "ped.txt", "--records", "rec.txt",
-                             "--h2", "0.3", "--out", "out", "--no-progress"])
+            rc, err = _runkit.cli_in_process([
+                "reliability", "--pedigree", "ped.txt", "--records", "rec.txt", "--h2", "0.3",
+                "--out", "out", "--no-progress"])
         finally:
             os.chdir(old)
         assert rc in (0, 2), err
@@ -639,9 +624,9 @@ def clean_results() -> dict[str, bytes]:
     with folder() as d:
         (d / "ped.txt").write_bytes(PED)
         (d / "rec.txt").write_bytes(REC)
-        rc, err = _main(["reliability", "--pedigree", str(d / "ped.txt"), "--records",
-                         str(d / "rec.txt"), "--h2", "0.3", "--out", str(d / "out"),
-                         "--no-progress"])
+        rc, err = _runkit.cli_in_process([
+            "reliability", "--pedigree", str(d / "ped.txt"), "--records", str(d / "rec.txt"),
+            "--h2", "0.3", "--out", str(d / "out"), "--no-progress"])
         assert rc == 0, err
         return {"reliability.csv": (d / "out" / "reliability.csv").read_bytes()}
 
