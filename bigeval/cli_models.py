@@ -353,14 +353,19 @@ def _solve(args) -> int:
     return 0
 
 
+def _animal_model(args, command: str, what: str, remedy: str):
+    """The printer, the loaded model and its spec of a command that needs the animal effect."""
+    show = Printer(command, args.progress)
+    m = _load(args, show)
+    if not m.spec.has_animal:
+        raise InputError(f"{what} needs the animal effect", file=m.spec.source, remedy=remedy)
+    return show, m, m.spec
+
+
 def _reml(args) -> int:
     from bigeval.models.reml import AI_TOL, EM_TOL, reml
-    show = Printer("reml", args.progress)
-    m = _load(args, show)
-    spec = m.spec
-    if not spec.has_animal:
-        raise InputError("REML needs the animal effect", file=spec.source,
-                         remedy="add an [animal] section (a fixed-effects model: `bigeval ols`)")
+    show, m, spec = _animal_model(
+        args, "reml", "REML", "add an [animal] section (a fixed-effects model: `bigeval ols`)")
     _, md = _model(m, show)
     start = {k: getattr(spec, k) for k in ("sigma_a2", "sigma_pe2", "sigma_e2")}
     tol = args.tol if args.tol is not None else (EM_TOL if args.method == "em" else AI_TOL)
@@ -400,12 +405,7 @@ def _reml(args) -> int:
 
 def _cv(args) -> int:
     from bigeval.models.evaluate import kfold_cv
-    show = Printer("cv", args.progress)
-    m = _load(args, show)
-    spec = m.spec
-    if not spec.has_animal:
-        raise InputError("cross-validation needs the animal effect", file=spec.source,
-                         remedy="add an [animal] section")
+    show, m, spec = _animal_model(args, "cv", "cross-validation", "add an [animal] section")
     spec.require_variances()
     rel, _ = _model(m, show)
     values = {k: getattr(spec, k) for k in ("sigma_a2", "sigma_pe2", "sigma_e2")}
