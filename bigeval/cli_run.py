@@ -63,6 +63,16 @@ def register(subparsers) -> None:
     q = sub.add_parser("check", help="check a configuration and print it resolved")
     q.add_argument("config", type=Path, metavar="CONFIG.toml")
     q.set_defaults(func=cmd_config_check)
+    q = sub.add_parser("from-blupf90", help="a model file from a BLUPF90 parameter file",
+                       description="Convert a blupf90/airemlf90 or renumf90 parameter file "
+                                   "into a bigeval model file for `bigeval reml` and `bigeval "
+                                   "solve`: data columns, effects, weights, the animal effect "
+                                   "and its pedigree, pe, variances, the missing code. What has "
+                                   "no equivalent is listed, never dropped silently.")
+    q.add_argument("paramfile", type=Path, metavar="PARAMFILE")
+    q.add_argument("--out", type=Path, required=True, metavar="MODEL.toml")
+    q.add_argument("--force", action="store_true", help="replace an existing file")
+    q.set_defaults(func=cmd_config_from_blupf90)
 
     p = subparsers.add_parser(
         "sample", help="a laptop-size sample of a run's inputs, as a ready-to-run config",
@@ -136,6 +146,32 @@ def cmd_config_keys(args) -> int:
         print(f"{opt:<{width}}  {key}")
     for opt, why in CLI_ONLY.items():
         print(f"{opt:<{width}}  ({why})")
+    return 0
+
+
+def cmd_config_from_blupf90(args) -> int:
+    """``bigeval config from-blupf90 PARAMFILE --out MODEL.toml``."""
+    from bigeval.io.writers import refuse_overwriting_inputs, write_text_atomic
+    from bigeval.models.blupf90 import model_toml, read_parameter_file
+
+    m = read_parameter_file(args.paramfile)
+    refuse_overwriting_inputs([args.paramfile, m.datafile, m.pedigree, m.genotypes],
+                              [args.out])
+    if args.out.exists() and not args.force:
+        raise InputError("the model file exists", file=args.out,
+                         remedy="choose another --out, or add --force to replace it")
+    text = model_toml(m, args.out.resolve())
+    path = write_text_atomic(text, args.out)
+    print(f"bigeval config from-blupf90: wrote {path} from {args.paramfile}")
+    print(f"  trait column {m.trait}; fixed {m.factors or 'none'}"
+          + (f", covariates {m.covariates}" if m.covariates else "")
+          + (f"; animal column {m.animal}" + (" + pe" if m.pe else "") if m.animal else "")
+          + (f"; weights column {m.weights}" if m.weights else "")
+          + f"; missing observation {m.missing}")
+    for n in m.notes:
+        print(f"  {n}")
+    for u in m.unsupported:
+        print(f"  not converted (no equivalent): {u}")
     return 0
 
 

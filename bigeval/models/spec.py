@@ -7,6 +7,8 @@ A configuration file (paths are relative to the file)::
     trait = "wwg_kg"             # a header name, or a 1-based column number (trait = 9)
     weights = "edc"              # optional residual weights: var(e_i) = sigma_e2 / w_i
     header = "auto"              # true, false or "auto" (below)
+    missing = ["0"]              # trait values that mean no observation (BLUPF90's 0);
+                                 # NA, . and empty always do
 
     [fixed]
     intercept = false            # default true
@@ -74,6 +76,7 @@ class ModelSpec:
     data: Path
     trait: str
     header: bool | None = None  # None: auto (module docstring)
+    missing: tuple[str, ...] = ()  # further missing-trait codes (a number matches its value)
     factors: tuple[str, ...] = ()
     covariates: tuple[str, ...] = ()
     intercept: bool = True
@@ -171,7 +174,7 @@ class ModelSpec:
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"not valid TOML: {exc}", file=path,
                              remedy="fix the syntax") from None
-        known = {"data": {"file", "trait", "weights", "header"},
+        known = {"data": {"file", "trait", "weights", "header", "missing"},
                  "fixed": {"intercept", "factors", "covariates"},
                  "animal": {"column", "relationship", "pedigree", "genotypes",
                             "genotypes_format", "g_matrix", "g_ridge", "g_blend", "pe",
@@ -203,6 +206,7 @@ class ModelSpec:
         return cls(
             data=base / data["file"], trait=data.get("trait", ""), weights=data.get("weights"),
             header=None if header == "auto" else header,
+            missing=tuple(str(m) for m in data.get("missing", ())),
             genotypes_format=animal.get("genotypes_format"),
             factors=tuple(fixed.get("factors", ())), covariates=tuple(fixed.get("covariates", ())),
             intercept=bool(fixed.get("intercept", True)),
@@ -317,7 +321,14 @@ def read_data(spec: ModelSpec) -> pd.DataFrame:
                          remedy=f"name the columns by number (1-based: trait = "
                                 f"{min(raw.shape[1], 9)}), or add a header line to the file")
     df["line"] = np.arange(2 if header else 1, len(df) + (2 if header else 1))
-    missing = df[spec.trait].str.strip().isin(["", "NA", "."])
+    trait = df[spec.trait].str.strip()
+    missing = trait.isin(["", "NA", ".", *spec.missing]).to_numpy().copy()
+    values = pd.to_numeric(trait, errors="coerce").to_numpy(np.float64)
+    for code in spec.missing:  # BLUPF90's 0 is 0, 0.0 and 0.00 alike
+        try:
+            missing |= values == float(code)
+        except ValueError:
+            pass
     df = df.loc[~missing].reset_index(drop=True)
     if len(df) == 0:
         raise InputError("no records with a trait value", file=path, value=spec.trait)
