@@ -7,6 +7,8 @@
     bigeval config init [FILE] [--force]      a commented template with every key
     bigeval config keys                       the table of command-line options and keys
     bigeval config check CONFIG.toml          check a configuration, print it resolved
+    bigeval config from-blupf90 PARAMFILE --out MODEL.toml   a BLUPF90 parameter file as a
+                                              model file (reml, solve)
     bigeval sample CONFIG.toml --out DIR [--herds N | --fraction F] [--seed S]
                             [--herd-pattern REGEX]
 """
