@@ -171,3 +171,12 @@ def test_read_pedigree__csv_quote_never_closed_names_its_line(tmp_path):
     with pytest.raises(InputError, match="quote that is never closed") as info:
         read_pedigree(p)
     assert info.value.line == 1 and info.value.value == '"nimal,sire,dam'
+
+
+@pytest.mark.parametrize("name", ["ped.txt", "ped.csv"])
+def test_read_pedigree__a_byte_order_mark_cut_short_is_not_utf8_at_line_1(tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(b"\xef")
+    with pytest.raises(InputError, match="not UTF-8") as info:
+        read_pedigree(p)
+    assert info.value.line == 1

@@ -110,8 +110,7 @@ class ChunkReader:
                 with readers._parse_errors(path, cols, kind=kind):
                     raw = _get_chunk(reader, self.chunk_rows)
         if self.n_rows == 0:
-            raise InputError(f"{kind} file has no data rows", file=path,
-                             expected=f"columns {' '.join(cols)}")
+            raise readers._no_rows(path, cols, kind)
         if first is not None:
             raise first[1]
 

@@ -99,11 +99,23 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
         df = _read_csv(path, columns, n_optional=len(optional or ()))
     out = _tidy(df, columns, kind=kind, path=path, optional=optional)
     if len(out) == 0:
-        raise InputError(f"{kind} file has no data rows", file=path,
-                         expected=f"columns {' '.join(columns)}")
+        raise _no_rows(path, columns, kind)
     for check in ROW_CHECKS:
         check(out, columns, kind=kind, path=path)
     return out
+
+
+def _no_rows(path: Path, columns: tuple[str, ...], kind: str) -> InputError:
+    """The error for a file without data rows: bytes that are not UTF-8 (a byte-order mark
+    cut short) are said so at their line; else no data rows."""
+    line, raw = (None, None) if str(path).lower().endswith(".gz") else _first_non_utf8(path)
+    if line is not None:
+        return InputError(f"{kind} file is not UTF-8 text", file=path, line=line, value=raw,
+                          expected="UTF-8 text (ASCII is UTF-8)",
+                          remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                 "(with the file's real encoding)")
+    return InputError(f"{kind} file has no data rows", file=path,
+                      expected=f"columns {' '.join(columns)}")
 
 
 def _check_file(path, columns: tuple[str, ...], *, kind: str) -> Path:
