@@ -180,3 +180,14 @@ def test_read_pedigree__a_byte_order_mark_cut_short_is_not_utf8_at_line_1(tmp_pa
     with pytest.raises(InputError, match="not UTF-8") as info:
         read_pedigree(p)
     assert info.value.line == 1
+
+
+@pytest.mark.parametrize("name", ["geno.txt", "geno.csv"])
+def test_import_genotypes__a_byte_order_mark_cut_short_is_not_utf8(tmp_path, name):
+    from bigeval.io.genotypes import import_genotypes
+
+    p = tmp_path / name
+    p.write_bytes(b"\xef")
+    with pytest.raises(InputError, match="not UTF-8") as info:
+        import_genotypes(p, tmp_path / "g.zarr")
+    assert info.value.line == 1 and not (tmp_path / "g.zarr").exists()

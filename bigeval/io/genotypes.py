@@ -71,6 +71,18 @@ def _animal_lines(fh, line: int = 0) -> Iterator[tuple[int, str]]:
             yield k, text
 
 
+def _check_utf8(path: Path) -> None:
+    """An error at the first line that is not UTF-8 (a plain text file), if any."""
+    if path.suffix == ".gz":
+        return
+    line, raw = _first_non_utf8(path)
+    if line is not None:
+        raise InputError("the genotype file is not UTF-8 text", file=path, line=line,
+                         value=raw, expected="UTF-8 text (ASCII is UTF-8), IDs included",
+                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
+                                "(with the file's real encoding)")
+
+
 @contextlib.contextmanager
 def _text_errors(path: Path):
     """Turn what reading a text genotype file can fail with (bytes that are not UTF-8, a
@@ -125,6 +137,7 @@ class _Blupf90Reader(_Reader):
                 self._skip += 1
         fields = first.split()
         if not fields:
+            _check_utf8(path)  # a byte-order mark cut short reads as nothing
             raise InputError("the genotype file is empty", file=path,
                              expected="one line per animal: ID, then a string of 0/1/2",
                              remedy="check the file name and that the file was written whole")
@@ -188,6 +201,7 @@ class _CsvReader(_Reader):
                              expected="a header 'animal,snp1,...' on line 1",
                              remedy="delete the blank lines before the header")
         if not header.strip():
+            _check_utf8(path)  # a byte-order mark cut short reads as nothing
             raise InputError("the genotype file is empty", file=path,
                              expected="a header 'animal,snp1,...' then one line per animal",
                              remedy="check the file name and that the file was written whole")
