@@ -23,6 +23,7 @@ import time
 import warnings
 
 from bigeval import __version__
+from bigeval.defaults import BLEND, ROUNDS
 from bigeval.errors import BigevalError
 from bigeval.io.writers import command_outputs
 
@@ -70,12 +71,12 @@ def _add_reliability(sub):
                          "animals of the store to use (default: all)")
     gs.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
                     help="with --genotypes: scale G to A22 (default: yes)")
-    gs.add_argument("--blend", type=float, default=0.05, metavar="W",
+    gs.add_argument("--blend", type=float, default=BLEND, metavar="W",
                     help="with --genotypes: G* = (1-W) G + W A22 (default 0.05; 0: none)")
     from bigeval.cli_genomics import add_genomic_options
 
     add_genomic_options(p, gs)
-    p.add_argument("--rounds", type=int, default=100, metavar="N",
+    p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
                    help="rounds of the iteration (default 100, as in the methodology)")
     p.add_argument("--tol", type=float, metavar="X",
                    help="stop early when no reliability changes by more than X in a round")

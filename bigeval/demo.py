@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bigeval.defaults import BLEND
 from bigeval.io.writers import ensure_dir, write_text_atomic
 from bigeval.simulate import SimulationConfig, simulate, write_population
 
 __all__ = ["run_demo", "variance_ratios", "demo_config"]
 
 #: Weight of A22 in the blended G* = (1 − w) G + w A22 (preGSf90's default).
-BLEND = 0.05
 #: Chunks of the demo's genotype store (animals, SNPs).
 CHUNKS = (256, 1024)
 

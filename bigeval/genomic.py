@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from bigeval._resources import check_dense
+from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 
 __all__ = ["vanraden_g"]
@@ -188,7 +189,7 @@ def tune_g_means(G: np.ndarray, mean_diag_a22: float, mean_offdiag_a22: float, *
     return out
 
 
-def blend_g(G: np.ndarray, A22: np.ndarray, w: float = 0.05) -> np.ndarray:
+def blend_g(G: np.ndarray, A22: np.ndarray, w: float = BLEND) -> np.ndarray:
     """G* = (1 − w)·G + w·A22 (preGSf90's default w = 0.05), positive definite for w > 0."""
     if not 0 <= w <= 1:
         raise InputError("blending weight outside [0, 1]", value=w, expected="0 ≤ w ≤ 1",

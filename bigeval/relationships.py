@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from bigeval._resources import check_dense
+from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 from bigeval.linalg import mirror_lower, spd_inverse
 from bigeval.pedigree import (
@@ -562,7 +563,7 @@ class StoreInverses:
 
 
 def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
-                        tune: bool = True, blend: float | None = 0.05, method: str = "auto",
+                        tune: bool = True, blend: float | None = BLEND, method: str = "auto",
                         chunks=None, progress: bool | None = None,
                         source=None) -> StoreInverses:
     """G*⁻¹ and A22⁻¹ from a genotype store and a renumbered pedigree (``reliability

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bigeval import __version__
 from bigeval._resources import check_dense
+from bigeval.defaults import BLEND, ROUNDS
 from bigeval.errors import BigevalWarning
 from bigeval.io.columns import parse_record_columns
 from bigeval.io.publish import ABOUT, RESULTS, publishing
@@ -68,7 +69,7 @@ class ReliabilityJob:
     #: missing-value codes (default NA and .; BLUPF90's 0 when given)
     record_columns: str | dict | None = None
     missing: tuple | None = None
-    rounds: int = 100
+    rounds: int = ROUNDS
     tol: float | None = None
     exact: bool = False
     #: Part II's method (bigeval.reliability.genomic.METHODS)
@@ -96,7 +97,7 @@ class ReliabilityJob:
     genotypes: str | os.PathLike | None = None
     qc: object = QC_DEFAULT
     tune: bool = True
-    blend: float | None = 0.05
+    blend: float | None = BLEND
     a22inv_method: str = "auto"
     grm_chunks: tuple | None = None
 

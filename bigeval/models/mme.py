@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 from bigeval.genomic import blend_g, tune_g, vanraden_g
 from bigeval.io.genotypes import import_genotypes, open_genotypes
@@ -103,7 +104,7 @@ def relationship_g(ids, G) -> Relationship:
                         sp.csr_matrix(ginv), _logdet_spd(G, "G"), np.diag(G).copy())
 
 
-def relationship_h(ids, sire, dam, genotyped, G, blend: float = 0.05,
+def relationship_h(ids, sire, dam, genotyped, G, blend: float = BLEND,
                    tune: bool = True, *, with_inbreeding: bool = True) -> Relationship:
     """H⁻¹ = A⁻¹ + [[0, 0], [0, G*⁻¹ − A22⁻¹]] (Aguilar et al. 2010).
 

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 
 RELATIONSHIPS = ("A", "G", "H")
@@ -88,7 +89,7 @@ class ModelSpec:
     genotypes_format: str | None = None
     g_matrix: Path | None = None
     g_ridge: float = 0.0
-    g_blend: float = 0.05
+    g_blend: float = BLEND
     pe: bool = False
     inbreeding: bool = True
     sigma_a2: float | None = None
@@ -213,7 +214,7 @@ class ModelSpec:
             animal=animal.get("column"), relationship=animal.get("relationship", "A"),
             pedigree=rel(animal.get("pedigree")), genotypes=rel(animal.get("genotypes")),
             g_matrix=rel(animal.get("g_matrix")), g_ridge=float(animal.get("g_ridge", 0.0)),
-            g_blend=float(animal.get("g_blend", 0.05)), pe=bool(animal.get("pe", False)),
+            g_blend=float(animal.get("g_blend", BLEND)), pe=bool(animal.get("pe", False)),
             inbreeding=bool(animal.get("inbreeding", True)),
             sigma_a2=var.get("sigma_a2"), sigma_pe2=var.get("sigma_pe2"),
             sigma_e2=var.get("sigma_e2"), source=path)

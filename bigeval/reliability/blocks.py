@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from bigeval.defaults import ROUNDS
 from bigeval.errors import InputError
 from bigeval.reliability import kernel
 
@@ -687,7 +688,7 @@ def update_rows(plan: BlockPlan, alpha: float, inputs: BlockInput, d: np.ndarray
                              inputs.fixed[lo:hi], inputs.fixed_erc[lo:hi], alpha, out[lo:hi]))
 
 
-def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = 100,
+def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = ROUNDS,
                    tol: float | None = None, fixed_animal=None, fixed_erc=None,
                    label: str = "Part I", progress: bool | None = None, threads: int = 1):
     """The in-memory driver of the per-block steps: every block in turn, round by round.

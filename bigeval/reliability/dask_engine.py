@@ -42,6 +42,7 @@ import dask.local
 import dask.threaded
 import numpy as np
 
+from bigeval.defaults import ROUNDS
 from bigeval.reliability import blocks as _blocks
 from bigeval.reliability.blocks import BlockInput, BlockPlan, Partition
 
@@ -343,7 +344,7 @@ class DaskIteration:
                                   lambda i, c: on_round(k0 + 1 + i, c))
         return changes, keep
 
-    def __call__(self, d0, alpha: float, *, rounds: int = 100, tol: float | None = None,
+    def __call__(self, d0, alpha: float, *, rounds: int = ROUNDS, tol: float | None = None,
                  fixed_animal=None, fixed_erc=None, label: str = "Part I",
                  progress: bool | None = None, on_round=None):
         """Run the iteration; same arguments and result as
@@ -410,7 +411,7 @@ class DaskIteration:
                                converged=converged, seconds=time.perf_counter() - t0)
 
 
-def iterate_dask(d0, sire, dam, alpha: float, *, rounds: int = 100, tol: float | None = None,
+def iterate_dask(d0, sire, dam, alpha: float, *, rounds: int = ROUNDS, tol: float | None = None,
                  fixed_animal=None, fixed_erc=None, block_size: int | None = None,
                  n_blocks: int | None = None, scheduler=None,
                  rounds_per_batch: int = ROUNDS_PER_BATCH, label: str = "Part I",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval._resources import check_dense
+from bigeval.defaults import ROUNDS
 from bigeval.errors import InputError
 from bigeval.linalg import symmetric_inverse_diag
 from bigeval.pedigree import parents_first_order
@@ -55,7 +56,7 @@ class ReliabilityOptions:
     tau: float | None = None
     sib_adjust: bool = False
     interbull_kind: str = "reliability"
-    rounds: int = 100
+    rounds: int = ROUNDS
     tol: float | None = None
     genomic_method: str = _genomic.DEFAULT_METHOD
 
@@ -203,7 +204,7 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = 100,
+def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = ROUNDS,
             tol: float | None = None, fixed_animal: np.ndarray | None = None,
             fixed_erc: np.ndarray | None = None, label: str = "Part I",
             progress: bool | None = None) -> IterationResult:

@@ -27,6 +27,7 @@ import math
 import numba
 import numpy as np
 
+from bigeval.defaults import ROUNDS
 from bigeval.reliability.kernel import N_STEPS, ZERO_ERC
 
 
@@ -89,7 +90,7 @@ def informative_slow(d0, sire, dam) -> list:
     return has
 
 
-def sas_iterate(d0, sire, dam, *, alpha, rounds=100, fixed_animal=None, fixed_erc=None,
+def sas_iterate(d0, sire, dam, *, alpha, rounds=ROUNDS, fixed_animal=None, fixed_erc=None,
                 literal=False):
     """The SAS iteration, loop by loop (blocks V1 and V3), on Python lists.
 

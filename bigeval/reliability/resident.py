@@ -57,6 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from bigeval.defaults import ROUNDS
 from bigeval.reliability import blocks as _blocks
 from bigeval.reliability.blocks import BlockPlan, Partition
 
@@ -469,7 +470,7 @@ class ResidentIteration:
             except Exception:  # noqa: BLE001 - the lost worker's actor among them
                 pass
 
-    def __call__(self, d0, alpha: float, *, rounds: int = 100, tol: float | None = None,
+    def __call__(self, d0, alpha: float, *, rounds: int = ROUNDS, tol: float | None = None,
                  fixed_animal=None, fixed_erc=None, label: str = "Part I",
                  progress: bool | None = None, on_round=None):
         """Run the iteration; same arguments and result as

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bigeval.defaults import BLEND, ROUNDS
 from bigeval.errors import InputError
 from bigeval.reliability import genomic as _genomic
 
@@ -145,7 +146,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("parameters", "sib_adjust", "bool", default=False,
         help="Tier & Meyer (2004) adjustment for relatives in the same group",
         cli=("reliability --sib-adjust",)),
-    Key("parameters", "rounds", "int", default=100, help="rounds of the iteration",
+    Key("parameters", "rounds", "int", default=ROUNDS, help="rounds of the iteration",
         cli=("reliability --rounds",)),
     Key("parameters", "genomic_method", "choice", default=_genomic.DEFAULT_METHOD,
         choices=_genomic.METHODS,
@@ -173,7 +174,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("genomics", "tune", "bool", default=True,
         help="scale G to A22 (same mean diagonal and off-diagonal)",
         cli=("grm --tune", "reliability --tune")),
-    Key("genomics", "blend", "float", default=0.05,
+    Key("genomics", "blend", "float", default=BLEND,
         help="G* = (1-w) G + w A22 after tuning (0: no blending)",
         cli=("grm --blend", "reliability --blend")),
     Key("genomics", "a22inv_method", "choice", default="auto",
