@@ -191,3 +191,18 @@ def test_import_genotypes__a_byte_order_mark_cut_short_is_not_utf8(tmp_path, nam
     with pytest.raises(InputError, match="not UTF-8") as info:
         import_genotypes(p, tmp_path / "g.zarr")
     assert info.value.line == 1 and not (tmp_path / "g.zarr").exists()
+
+
+def test_read_pedigree__csv_with_synonym_header_row_cut_short_is_an_error(tmp_path):
+    p = write(tmp_path / "ped.csv", "id,father,mother\na,0,0\nb,a\n")  # b's dam field missing
+    with pytest.raises(InputError, match="fewer fields than the header") as info:
+        read_pedigree(p)
+    assert info.value.line == 3
+
+
+def test_read_records__csv_with_two_byte_order_marks_still_checks_its_rows(tmp_path):
+    p = tmp_path / "rec.csv"
+    p.write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfanimal,cg\nk1,g1,extra\n")
+    with pytest.raises(InputError, match="more fields than the header") as info:
+        read_records(p)
+    assert info.value.line == 2

@@ -249,6 +249,18 @@ def check_line_ends(path: Path, *, kind: str, block: int = 1 << 24) -> None:
             line += data.count(b"\n")
 
 
+def header_names(names, columns: tuple[str, ...]) -> list[str]:
+    """A CSV header's names as the readers take them: stripped (a byte-order mark too),
+    lower case, and a synonym of a wanted column (id for animal, father for sire) named as
+    that column when the column itself is absent."""
+    out = [str(c).strip().lstrip("\ufeff").strip().lower() for c in names]
+    for c in columns:
+        alias = next((a for a in COLUMN_SYNONYMS.get(c, ()) if a in out), None)
+        if c not in out and alias is not None:
+            out[out.index(alias)] = c
+    return out
+
+
 def check_csv_fields(path: Path, columns: tuple[str, ...], *, kind: str) -> None:
     """Every data row of a ``.csv`` has a field for each of ``columns`` and no more fields
     than the header, or an error naming the first row that has not: a row cut short is
@@ -270,8 +282,9 @@ def check_csv_fields(path: Path, columns: tuple[str, ...], *, kind: str) -> None
         rows = ((k, t.rstrip("\r\n").split(",")) for k, t in lines)
     n = need = None
     for k, row in rows:
-        if n is None:
-            n, header = len(row), [c.strip().lower() for c in row]
+        if n is None:  # the header, named as the reader names it (BOMs, case, synonyms)
+            header = header_names(row, columns)
+            n = len(row)
             if not all(c in header for c in columns):
                 return  # the header's error comes from the reader
             need = max(header.index(c) for c in columns) + 1
@@ -421,11 +434,7 @@ def _tidy(df: pd.DataFrame, columns: tuple[str, ...], *, kind: str, path: Path,
     offset = 2 if csv else 1  # header line, 1-based lines
     line = np.asarray(df.index, dtype=np.int64) + offset
     if csv:
-        df.columns = [str(c).strip().lower() for c in df.columns]
-        for c in columns:  # a synonym in the header (id for animal, father for sire)
-            alias = next((a for a in COLUMN_SYNONYMS.get(c, ()) if a in df.columns), None)
-            if c not in df.columns and alias is not None:
-                df = df.rename(columns={alias: c})
+        df.columns = header_names(df.columns, columns)  # synonyms: id, father, mother, ...
         missing = [c for c in columns if c not in df.columns]
         if missing:
             hint = ""
