@@ -249,11 +249,15 @@ def check_line_ends(path: Path, *, kind: str, block: int = 1 << 24) -> None:
             line += data.count(b"\n")
 
 
-def header_names(names, columns: tuple[str, ...]) -> list[str]:
-    """A CSV header's names as the readers take them: stripped (a byte-order mark too),
-    lower case, and a synonym of a wanted column (id for animal, father for sire) named as
-    that column when the column itself is absent."""
-    out = [str(c).strip().lstrip("\ufeff").strip().lower() for c in names]
+def header_names(names, columns: tuple[str, ...], *, bom: bool = False) -> list[str]:
+    """A CSV header's names as the readers take them: stripped, lower case, a synonym of a
+    wanted column (id for animal, father for sire) named as that column when the column itself
+    is absent. With ``bom``, the first name loses one byte-order mark, as pandas' parser drops
+    one after the decoder dropped one (names split from the decoded text: a third is an
+    error, as it is for the reader)."""
+    out = [str(c).strip().lower() for c in names]
+    if bom and out:
+        out[0] = out[0].removeprefix("\ufeff")
     for c in columns:
         alias = next((a for a in COLUMN_SYNONYMS.get(c, ()) if a in out), None)
         if c not in out and alias is not None:
@@ -283,7 +287,7 @@ def check_csv_fields(path: Path, columns: tuple[str, ...], *, kind: str) -> None
     n = need = None
     for k, row in rows:
         if n is None:  # the header, named as the reader names it (BOMs, case, synonyms)
-            header = header_names(row, columns)
+            header = header_names(row, columns, bom=True)
             n = len(row)
             if not all(c in header for c in columns):
                 return  # the header's error comes from the reader
