@@ -34,7 +34,7 @@ import pandas as pd
 
 from bigeval.errors import InputError
 from bigeval.io import readers
-from bigeval.io.readers import _first_non_utf8
+from bigeval.io.readers import damaged_gzip, first_not_utf8, not_utf8
 from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
 __all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID",
@@ -73,14 +73,9 @@ def _animal_lines(fh, line: int = 0) -> Iterator[tuple[int, str]]:
 
 def _check_utf8(path: Path) -> None:
     """An error at the first line that is not UTF-8 (a plain text file), if any."""
-    if path.suffix == ".gz":
-        return
-    line, raw = _first_non_utf8(path)
+    line, raw = first_not_utf8(path)
     if line is not None:
-        raise InputError("the genotype file is not UTF-8 text", file=path, line=line,
-                         value=raw, expected="UTF-8 text (ASCII is UTF-8), IDs included",
-                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
-                                "(with the file's real encoding)")
+        raise not_utf8(path, "the genotype file", line, raw, ids=True)
 
 
 @contextlib.contextmanager
@@ -90,16 +85,12 @@ def _text_errors(path: Path):
     try:
         yield
     except UnicodeDecodeError as exc:
-        line, raw = (None, None) if path.suffix == ".gz" else _first_non_utf8(path)
-        raise InputError("the genotype file is not UTF-8 text", file=path, line=line,
-                         value=raw if raw is not None else exc.object[exc.start:exc.end],
-                         expected="UTF-8 text (ASCII is UTF-8), IDs included",
-                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
-                                "(with the file's real encoding)") from None
+        line, raw = first_not_utf8(path)
+        raise not_utf8(path, "the genotype file", line,
+                       raw if raw is not None else exc.object[exc.start:exc.end],
+                       ids=True) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise InputError(f"the genotype file is a damaged or truncated gzip file ({exc})",
-                         file=path, expected="a whole gzip file (gzip -t passes)",
-                         remedy="copy or compress the file again, whole") from None
+        raise damaged_gzip(path, "the genotype file", exc) from None
 
 
 def _bad_code(path: Path, line: int, snp: int, value: object, fmt: str) -> InputError:

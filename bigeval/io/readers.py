@@ -105,15 +105,32 @@ def read_table(path: str | os.PathLike, columns: tuple[str, ...], *, kind: str,
     return out
 
 
+def not_utf8(path: Path, what: str, line: int | None, raw, *, ids: bool = False) -> InputError:
+    """The error for bytes that are not UTF-8 at ``line`` (``raw``: that line as Latin-1)."""
+    return InputError(f"{what} is not UTF-8 text", file=path, line=line, value=raw,
+                      expected="UTF-8 text (ASCII is UTF-8)" + (", IDs included" if ids else ""),
+                      remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 (with "
+                             "the file's real encoding)")
+
+
+def damaged_gzip(path: Path, what: str, exc: BaseException) -> InputError:
+    """The error for a damaged or truncated gzip file."""
+    return InputError(f"{what} is a damaged or truncated gzip file ({exc})", file=path,
+                      expected="a whole gzip file (gzip -t passes)",
+                      remedy="copy or compress the file again, whole")
+
+
+def first_not_utf8(path: Path) -> tuple[int | None, str | None]:
+    """:func:`_first_non_utf8` of a plain file; (None, None) for a ``.gz``."""
+    return (None, None) if str(path).lower().endswith(".gz") else _first_non_utf8(path)
+
+
 def _no_rows(path: Path, columns: tuple[str, ...], kind: str) -> InputError:
     """The error for a file without data rows: bytes that are not UTF-8 (a byte-order mark
     cut short) are said so at their line; else no data rows."""
-    line, raw = (None, None) if str(path).lower().endswith(".gz") else _first_non_utf8(path)
+    line, raw = first_not_utf8(path)
     if line is not None:
-        return InputError(f"{kind} file is not UTF-8 text", file=path, line=line, value=raw,
-                          expected="UTF-8 text (ASCII is UTF-8)",
-                          remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
-                                 "(with the file's real encoding)")
+        return not_utf8(path, f"{kind} file", line, raw)
     return InputError(f"{kind} file has no data rows", file=path,
                       expected=f"columns {' '.join(columns)}")
 
@@ -150,13 +167,9 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
     try:
         yield
     except pd.errors.EmptyDataError:
-        gz = str(path).lower().endswith(".gz")
-        line, raw = (None, None) if gz else _first_non_utf8(path)
+        line, raw = first_not_utf8(path)
         if line is not None:  # e.g. a byte-order mark cut short: not text, not empty
-            raise InputError(f"{kind} file is not UTF-8 text", file=path, line=line,
-                             value=raw, expected="UTF-8 text (ASCII is UTF-8)",
-                             remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t "
-                                    "utf-8 (with the file's real encoding)") from None
+            raise not_utf8(path, f"{kind} file", line, raw) from None
         if csv and first_data_line(path)[1]:  # blank lines before the header
             raise InputError(f"{kind} file has no header on line 1 (it is blank)",
                              file=path, line=1, value="",
@@ -198,14 +211,9 @@ def _parse_errors(path: Path, columns: tuple[str, ...], *, kind: str):
                          remedy="fix the line named above") from None
     except UnicodeDecodeError:
         line, raw = _first_non_utf8(path)
-        raise InputError(f"{kind} file is not UTF-8 text", file=path, line=line,
-                         value=raw, expected="UTF-8 text (ASCII is UTF-8)",
-                         remedy="convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8 "
-                                "(with the file's real encoding)") from None
+        raise not_utf8(path, f"{kind} file", line, raw) from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise InputError(f"{kind} file is a damaged or truncated gzip file ({exc})",
-                         file=path, expected="a whole gzip file (gzip -t passes)",
-                         remedy="copy or compress the file again, whole") from None
+        raise damaged_gzip(path, f"{kind} file", exc) from None
 
 
 def check_not_blank(path: Path, columns: tuple[str, ...], *, kind: str) -> None:
