@@ -30,7 +30,7 @@ import pandas as pd
 from bigeval.errors import InputError
 from bigeval.io.readers import UNKNOWN_PARENT, is_csv, read_table
 
-__all__ = ["RecordColumns", "DEFAULT_MISSING", "parse_record_columns"]
+__all__ = ["RecordColumns", "DEFAULT_MISSING", "missing_mask", "parse_record_columns"]
 
 #: Trait values that mean "no observation" unless a map says otherwise.
 DEFAULT_MISSING = ("NA", ".")
@@ -112,8 +112,7 @@ class RecordColumns:
         """The records of ``path`` as :func:`bigeval.io.readers.read_records` gives them
         (``animal``, ``cg``, ``line``), through this map; ``attrs["missing_trait"]`` counts
         the rows left out for a missing trait value."""
-        names, roles = self._names(path)
-        return self.rows(read_table(path, names, kind="records"), path)
+        return self.rows(read_table(path, self.table_columns(path), kind="records"), path)
 
     def table_columns(self, path) -> tuple[str, ...]:
         """The columns to read (for a chunked reader: :mod:`bigeval.io.ooc`)."""
@@ -140,9 +139,7 @@ class RecordColumns:
         if "trait" in roles:
             value = df[roles["trait"][0]]
             numbers = pd.to_numeric(value, errors="coerce").to_numpy(np.float64)
-            gone = value.isin(self.missing).to_numpy().copy()
-            for code in _numeric(self.missing):  # BLUPF90's 0 is 0, 0.0 and 0.00 alike
-                gone |= numbers == code
+            gone = missing_mask(value, self.missing)
             bad = ~gone & ~np.isfinite(numbers)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -167,16 +164,25 @@ class RecordColumns:
         return out
 
 
-def _numeric(codes) -> list[float]:
-    """The missing codes that are numbers (a value equal to one is missing, however it is
-    written)."""
-    out = []
-    for c in codes:
+def missing_mask(values: pd.Series, codes) -> np.ndarray:
+    """Which ``values`` (strings) are missing-value ``codes``: equal as text, or, for a code
+    that is a number, equal as numbers (BLUPF90's 0 is 0, 0.0 and 0.00 alike).
+
+    Examples
+    --------
+    >>> missing_mask(pd.Series(["0.0", "3", "NA", "0"]), ["0", "NA"]).tolist()
+    [True, False, True, True]
+    """
+    gone = values.isin(list(codes)).to_numpy().copy()
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    for code in codes:
         try:
-            out.append(float(c))
+            number = float(code)
         except ValueError:
-            pass
-    return [v for v in out if np.isfinite(v)]
+            continue
+        if np.isfinite(number):
+            gone |= numbers == number
+    return gone
 
 
 def parse_record_columns(spec, *, missing=None, where="--records-columns") -> RecordColumns:

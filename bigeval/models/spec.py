@@ -57,6 +57,7 @@ import pandas as pd
 
 from bigeval.defaults import BLEND
 from bigeval.errors import InputError
+from bigeval.io.columns import missing_mask
 
 RELATIONSHIPS = ("A", "G", "H")
 #: what the model commands fit, for the errors about what they do not
@@ -322,14 +323,7 @@ def read_data(spec: ModelSpec) -> pd.DataFrame:
                          remedy=f"name the columns by number (1-based: trait = "
                                 f"{min(raw.shape[1], 9)}), or add a header line to the file")
     df["line"] = np.arange(2 if header else 1, len(df) + (2 if header else 1))
-    trait = df[spec.trait].str.strip()
-    missing = trait.isin(["", "NA", ".", *spec.missing]).to_numpy().copy()
-    values = pd.to_numeric(trait, errors="coerce").to_numpy(np.float64)
-    for code in spec.missing:  # BLUPF90's 0 is 0, 0.0 and 0.00 alike
-        try:
-            missing |= values == float(code)
-        except ValueError:
-            pass
+    missing = missing_mask(df[spec.trait].str.strip(), ["", "NA", ".", *spec.missing])
     df = df.loc[~missing].reset_index(drop=True)
     if len(df) == 0:
         raise InputError("no records with a trait value", file=path, value=spec.trait)

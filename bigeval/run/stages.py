@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
+from bigeval.io.columns import missing_mask
 from bigeval.io.writers import ensure_dir
 from bigeval.run.config import RunConfig
 from bigeval.run.inputs import (
@@ -472,15 +473,8 @@ def _model_records(cfg: RunConfig) -> pd.DataFrame:
         parts = [f"cg_{k}" for k in range(len(rc.cg))]
         df["cg"] = df[parts].astype(str).agg(":".join, axis=1) if len(df) else ""
         df = df.drop(columns=parts)
-    codes = ["", "NA", "na", "."] + ([] if rc is None else list(rc.missing))
-    missing = df["trait"].isin(codes).to_numpy().copy()
-    if rc is not None:  # a numeric missing code matches its value however written (0, 0.0)
-        values = pd.to_numeric(df["trait"], errors="coerce").to_numpy(np.float64)
-        for code in codes:
-            try:
-                missing |= values == float(code)
-            except ValueError:
-                pass
+    missing = missing_mask(df["trait"], ["", "NA", "na", "."] + (
+        [] if rc is None else list(rc.missing)))
     df = df.loc[~missing].reset_index(drop=True)
     if not len(df):
         raise InputError("no record has a trait value", file=path, value=cfg["model.trait"],
