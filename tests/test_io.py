@@ -206,3 +206,17 @@ def test_read_records__csv_with_two_byte_order_marks_still_checks_its_rows(tmp_p
     with pytest.raises(InputError, match="more fields than the header") as info:
         read_records(p)
     assert info.value.line == 2
+
+
+@pytest.mark.parametrize("block", [1, 2, 7, 64, 1 << 24])
+def test_widest_row__equals_the_line_by_line_twin(tmp_path, block):
+    from bigeval.io.readers import widest_row
+
+    rng = np.random.default_rng(block)
+    pieces = [b"a", b"bb", b" ", b"  ", b"\t", b"\n", b"\r\n", b"\n\n", b"0"]
+    for k in range(20):
+        data = b"".join(rng.choice(pieces, size=int(rng.integers(0, 60))))
+        p = tmp_path / f"f{k}.txt"
+        p.write_bytes(data)
+        slow = max((len(line.split()) for line in data.split(b"\n")), default=0)
+        assert widest_row(p, block=block) == slow, data

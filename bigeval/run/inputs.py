@@ -5,7 +5,6 @@ birth year and sex from the pedigree, IDs of genotype stores and ready G, Parque
 from __future__ import annotations
 
 import csv as csv_module
-import gzip
 import json
 import warnings
 from pathlib import Path
@@ -57,19 +56,12 @@ def _jsonable(x):
     raise TypeError(type(x))
 
 
-def _widest_row(path: Path) -> int:
-    """The most whitespace-separated fields on any line of a file."""
-    opener = gzip.open if str(path).lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        return max((len(line.split()) for line in fh), default=0)
-
-
 def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
     """Columns of an input file by 1-based number or (for ``.csv``) header name, as strings.
 
     ``columns`` maps an output name to a column spec; the frame has those names and ``line``.
     """
-    from bigeval.io.readers import is_csv
+    from bigeval.io.readers import is_csv, widest_row
 
     path = Path(path)
     csv = is_csv(path)
@@ -122,7 +114,7 @@ def read_columns(path: Path, columns: dict, *, kind: str) -> pd.DataFrame:
                 except ValueError:
                     if attempt:
                         raise
-                    width = max(width, _widest_row(path))
+                    width = max(width, widest_row(path))
         except ValueError as exc:
             raise InputError(f"{kind} file has fewer columns than the configuration names",
                              file=path, value=max(want.values()) + 1,
