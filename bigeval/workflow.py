@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -313,10 +313,8 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
 def job_about(job: ReliabilityJob) -> dict:
     """What ``published.json`` says of a ``bigeval reliability`` run: the command, the
     version and every setting of the job (input paths as given)."""
-    import dataclasses
-
     settings = {k: (None if v is None else v if isinstance(v, (bool, int, float, str))
-                    else str(v)) for k, v in dataclasses.asdict(job).items()}
+                    else str(v)) for k, v in asdict(job).items()}
     return {"command": "bigeval reliability", "bigeval": __version__, "job": settings}
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from bigeval.defaults import BLEND, ROUNDS
 from bigeval.errors import InputError
+from bigeval.io.columns import parse_record_columns
 from bigeval.reliability import genomic as _genomic
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",
@@ -375,8 +376,6 @@ class RunConfig:
     def record_columns(self):
         """The records' column map (:class:`bigeval.io.columns.RecordColumns`; None: the
         records file is ``animal cg``)."""
-        from bigeval.io.columns import parse_record_columns
-
         cols, missing = self["inputs.records_columns"], self["inputs.records_missing"]
         if cols is None:
             if missing is not None:
@@ -484,8 +483,6 @@ def _coerce(key: Key, value, base: Path, file, line):
         return [_coerce(Key(key.section, key.name, "column"), v, base, file, line)
                 for v in value]
     if k == "column-map":  # checked by the parser; kept as a JSON-able table
-        from bigeval.io.columns import parse_record_columns
-
         try:
             m = parse_record_columns(value, where=file)
         except InputError as exc:
