@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bigeval.errors import OutputError
 from bigeval.io.writers import (
+    _failed,
     _fsync,
     _owner,
     _publish_mode,
@@ -221,7 +222,7 @@ def publishing(out, names, *, about: dict | None = None, known=()):
         _replace_link(root / CURRENT, final.name)  # the switch: one rename
         _fsync_dir(root)
     except BaseException as exc:
-        failed = _last_written(tmp, names)
+        failed = names[_failed([tmp / n for n in names])]
         shutil.rmtree(tmp, ignore_errors=True)
         with contextlib.suppress(OSError):
             root.rmdir()  # nothing was ever published here: leave no trace
@@ -237,12 +238,3 @@ def publishing(out, names, *, about: dict | None = None, known=()):
                 os.unlink(entry.path)
     _sweep(root)
 
-
-def _last_written(tmp: Path, names) -> str:
-    """The name a failed block was writing: the last that holds anything (or the first)."""
-    last = names[0]
-    for n in names:
-        with contextlib.suppress(OSError):
-            if (tmp / n).stat().st_size > 0:
-                last = n
-    return last
