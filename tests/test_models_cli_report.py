@@ -160,6 +160,22 @@ sigma_e2 = 3.8
     pd.testing.assert_frame_equal(runs["renamed"], runs["upper"])
 
 
+def _gblup_model(genotypes, extra: str = "") -> str:
+    """A GBLUP model file on ssgwas-lab's first 200 records with ``genotypes``."""
+    return f"""
+[data]
+file = "{SSGWAS / 'phenotypes_first200.txt'}"
+trait = 3
+[animal]
+column = 2
+relationship = "G"
+genotypes = "{genotypes}"
+{extra}[variance]
+sigma_a2 = 0.3
+sigma_e2 = 0.7
+"""
+
+
 def _gblup_oracle(marker: Path, records: pd.DataFrame, sa2, se2, ridge) -> pd.Series:
     """GBLUP EBVs by numpy from the BLUPF90 marker text: VanRaden G + ridge, dense MME."""
     lines = [ln.split() for ln in marker.read_text().splitlines()]
@@ -196,19 +212,7 @@ def test_solve__genotypes_marker_file_store_and_csv_agree(tmp_path, capsys):
     capsys.readouterr()
     ebv = {}
     for name, path in (("marker", marker), ("store", store), ("csv", csv)):
-        cfg = write(tmp_path / f"{name}.toml", f"""
-[data]
-file = "{SSGWAS / 'phenotypes_first200.txt'}"
-trait = 3
-[animal]
-column = 2
-relationship = "G"
-genotypes = "{path}"
-g_ridge = 0.01
-[variance]
-sigma_a2 = 0.3
-sigma_e2 = 0.7
-""")
+        cfg = write(tmp_path / f"{name}.toml", _gblup_model(path, "g_ridge = 0.01\n"))
         assert main(["solve", str(cfg), "--out", str(tmp_path / name), "--no-se"]) == 0
         out = capsys.readouterr().out
         assert "animal (genomic G: 200 animals, 200 with records)" in out
@@ -225,18 +229,7 @@ sigma_e2 = 0.7
 
 def test_solve__genotypes_folder_not_a_store_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "geno.zarr").mkdir()
-    cfg = write(tmp_path / "m.toml", f"""
-[data]
-file = "{SSGWAS / 'phenotypes_first200.txt'}"
-trait = 3
-[animal]
-column = 2
-relationship = "G"
-genotypes = "geno.zarr"
-[variance]
-sigma_a2 = 0.3
-sigma_e2 = 0.7
-""")
+    cfg = write(tmp_path / "m.toml", _gblup_model("geno.zarr"))
     assert main(["solve", str(cfg), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "not a genotype store" in err and "Traceback" not in err
