@@ -7,11 +7,12 @@ of 0.9 A22 plus a dense positive term: the genomic block of H⁻¹ is dense, as 
 factor and inversion costs depend on the pattern, not the values). Setup is not timed.
 
 Timed in the same run, each step of ``exact_reliability(..., method='sparse')`` (build of the
-lower-triangle LHS, CHOLMOD factorisation, extraction of L, selected inversion), and the
-**baseline**: one dense potrf + potri of an n_g × n_g matrix (bigeval.linalg, blocked) —
-the dense inverse of the genotyped block alone, which any exact single-step PEV has to pay.
-Prints medians over ``--repeats``, the ratio to the baseline, the peak memory (VmHWM) and the
-factor's shape (non-zeros, the genomic supernode).
+sparse LHS and of the dense genotyped block, sparse Cholesky of the rest, the solves for
+L21, the Schur complement, its dense potrf + potri, the Takahashi sweep;
+:mod:`bigeval.models.schur`), and the **baseline**: one dense potrf + potri of an n_g × n_g
+matrix (bigeval.linalg, blocked) — the dense inverse of the genotyped block alone, which any
+exact single-step PEV has to pay. Prints medians over ``--repeats``, the ratio to the
+baseline, the peak memory (VmHWM) and the factor's size (non-zeros of L11 and L21).
 
     flock /tmp/bigeval-heavy.lock python benchmarks/bench_exact.py
     python benchmarks/bench_exact.py --animals 200000 --genotyped 5000 --repeats 3
@@ -59,34 +60,37 @@ def baseline(ng: int, seed: int) -> float:
 
 
 def exact_steps(pop, alpha: float) -> tuple[dict, np.ndarray]:
-    """exact_reliability's sparse path, step by step (the same calls as _sparse_caa)."""
-    from bigeval.models.cholesky import cholesky
-    from bigeval.models.selinv import SelectedInverse, _supernodes, takahashi
-    from bigeval.reliability.exact import _lower_lhs, _sparse_parts
+    """exact_reliability's sparse single-step path, step by step (the calls of _sparse_caa):
+    the sparse LHS, the dense genotyped block, then the Schur-complement selected inversion
+    (bigeval.models.schur), which times its own steps."""
+    import scipy.sparse as sp
+
+    from bigeval.models.schur import schur_inverse_diagonal
+    from bigeval.reliability.exact import _genomic_block, _sparse_parts
 
     sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv = pop
     out = {}
     t0 = time.perf_counter()
     lhs, k, n, gg, (gi, ai) = _sparse_parts(sire, dam, rec_animal, rec_cg, alpha, tau=None,
                                             genotyped=g, ginv=ginv, a22inv=a22inv, f=f)
-    A = _lower_lhs(lhs, k + gg, gi, ai, alpha)
+    lhs = sp.csc_matrix(lhs)
+    e2 = k + np.asarray(gg, np.int64)
+    rest = np.ones(lhs.shape[0], bool)
+    rest[e2] = False
+    e1 = np.flatnonzero(rest)
+    c22 = _genomic_block(lhs[e2][:, e2], gi, ai, alpha)
+    del gi, ai
+    c11, c12 = lhs[e1][:, e1], lhs[e1][:, e2]
+    out["neq"] = lhs.shape[0]
     del lhs
     t1 = time.perf_counter()
-    out["neq"], out["nnz_lower"] = A.shape[0], A.nnz
-    fac = cholesky(A, "cholmod")
-    del A
-    t2 = time.perf_counter()
-    L, perm = fac.L, np.asarray(fac.perm)
-    del fac
-    t3 = time.perf_counter()
-    out["nnz_L"] = L.nnz
-    starts = _supernodes(L.indptr.astype(np.int64), L.indices.astype(np.int64))
-    out["last_supernode"] = int(starts[-1] - starts[-2])
-    Z = takahashi(L, overwrite=True)
-    d = SelectedInverse(Z, perm).diagonal()[k:k + n]
-    t4 = time.perf_counter()
-    out.update(build=t1 - t0, factor=t2 - t1, extract=t3 - t2, selinv=t4 - t3, total=t4 - t0)
-    return out, 1.0 - alpha * d
+    d = np.empty(c11.shape[0] + e2.size)
+    d[e1], d[e2] = schur_inverse_diagonal(c11, c12, c22, timings=out)
+    out.update(build=t1 - t0, total=time.perf_counter() - t0)
+    return out, 1.0 - alpha * d[k:k + n]
+
+
+STEPS = ("build", "factor", "solve", "schur", "dense", "sweep")
 
 
 def main(argv=None) -> int:
@@ -114,18 +118,17 @@ def main(argv=None) -> int:
               flush=True)
         res, rel = exact_steps(pop, args.alpha)
         runs.append(res)
-        print(f"[{r + 1}] exact sparse {res['total']:.1f} s = build {res['build']:.1f} + "
-              f"factor {res['factor']:.1f} + extract L {res['extract']:.1f} + selinv "
-              f"{res['selinv']:.1f}; {res['neq']:,} equations, lower LHS {res['nnz_lower']:,}"
-              f" nnz, L {res['nnz_L']:,} nnz, last supernode {res['last_supernode']:,} "
-              f"columns; mean r² {rel.mean():.4f} (genotyped {rel[pop[4]].mean():.4f}); "
-              f"peak {vm_hwm_gib():.2f} GiB", flush=True)
-    med = {key: statistics.median(r[key] for r in runs)
-           for key in ("build", "factor", "extract", "selinv", "total")}
+        print(f"[{r + 1}] exact sparse {res['total']:.1f} s = "
+              + " + ".join(f"{key} {res[key]:.1f}" for key in STEPS)
+              + f"; {res['neq']:,} equations, L11 {res['nnz_L11']:,} nnz, L21 "
+              f"{res['nnz_L21']:,} nnz ({res['dense_rows']:,} dense rows); mean r² "
+              f"{rel.mean():.4f} (genotyped {rel[pop[4]].mean():.4f}); peak "
+              f"{vm_hwm_gib():.2f} GiB", flush=True)
+    med = {key: statistics.median(r[key] for r in runs) for key in STEPS + ("total",)}
     base = statistics.median(bases)
-    print(f"median of {args.repeats}: exact sparse {med['total']:.1f} s (build "
-          f"{med['build']:.1f}, factor {med['factor']:.1f}, extract {med['extract']:.1f}, "
-          f"selinv {med['selinv']:.1f}); baseline {base:.1f} s; ratio {med['total'] / base:.2f}")
+    print(f"median of {args.repeats}: exact sparse {med['total']:.1f} s ("
+          + ", ".join(f"{key} {med[key]:.1f}" for key in STEPS)
+          + f"); baseline {base:.1f} s; ratio {med['total'] / base:.2f}")
     print(f"peak memory (VmHWM): {vm_hwm_gib():.2f} GiB")
     if args.check:
         from bigeval.reliability.exact import exact_reliability

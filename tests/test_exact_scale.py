@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
+import bigeval.models.schur as schur
 import bigeval.models.selinv as selinv
 from bigeval.genomic import vanraden_g
 from bigeval.models.cholesky import HAVE_CHOLMOD
 from bigeval.pedigree import a_matrix_dense
-from bigeval.reliability.exact import _caa_diagonal, _exact_lhs, _lower_lhs, _sparse_parts
+from bigeval.reliability.exact import _caa_diagonal
 
 from conftest import local_pedigree, shuffled
 
@@ -79,34 +79,50 @@ def test_sparse_exact__every_supernode_path_equals_dense(monkeypatch, paths):
     np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
 
 
-def test_sparse_exact__blocked_genomic_supernode_equals_dense(monkeypatch):
-    # the genomic supernode (>= 60 columns) through the blocked trtri + lauum of
-    # bigeval.linalg, in tiles of 16 rows
-    monkeypatch.setattr(selinv, "BLOCKED_FROM", 32)
-    monkeypatch.setattr(selinv, "_POTRI_BLOCK", 16)
+def test_sparse_exact__blocked_genomic_block_equals_dense(monkeypatch):
+    # the dense genotyped block (70 columns) factored and inverted by the blocked potrf,
+    # trtri and lauum of bigeval.linalg in tiles of 16 rows
     import bigeval.linalg
+    monkeypatch.setattr(bigeval.linalg, "BLOCKED_FROM", 32)
+    monkeypatch.setattr(bigeval.linalg, "BLOCK", 16)
     calls = []
-    inner = bigeval.linalg.lower_factor_inverse
-    monkeypatch.setattr(bigeval.linalg, "lower_factor_inverse",
+    inner = schur.lower_factor_inverse
+    monkeypatch.setattr(schur, "lower_factor_inverse",
                         lambda m, block=None: calls.append(m.shape[0]) or inner(m, block))
     pop = population(400, 70, seed=11, shuffle=False)
     dense, sparse = both(pop, 3.0, None, solver=SOLVERS[-1])
     np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
-    assert calls and max(calls) >= 70  # the genomic supernode went the blocked way
+    assert calls == [70]  # the genotyped block, and only it, went the dense way
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_lower_lhs__is_the_lower_triangle_of_the_full_lhs(shuffle):
-    sire, dam, rec_animal, rec_cg, kw = population(120, 25, seed=5, shuffle=shuffle)
-    full, k, n = _exact_lhs(sire, dam, rec_animal, rec_cg, 2.0, tau=1.5, f=None, **kw)
-    lhs, k2, _, g, (ginv, a22inv) = _sparse_parts(sire, dam, rec_animal, rec_cg, 2.0, tau=1.5,
-                                                  f=None, **kw)
-    low = _lower_lhs(lhs, k + g, ginv, a22inv, 2.0)
-    assert k2 == k and low.has_sorted_indices
-    np.testing.assert_allclose(low.toarray(), sp.tril(full).toarray(), rtol=0, atol=1e-13)
-    # C-ordered, Fortran-ordered: the same
-    low_f = _lower_lhs(lhs, k + g, np.asfortranarray(ginv), np.asfortranarray(a22inv), 2.0)
-    np.testing.assert_array_equal(low_f.toarray(), low.toarray())
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("dense_row_min", [1, 4, 10**9])
+def test_sparse_exact__dense_rows_of_l21_equal_dense(monkeypatch, solver, dense_row_min):
+    # rows of L21ᵀ (non-genotyped equations linked to many genotyped) subtracted from the
+    # Schur complement by BLAS panels (all of them, some, none), in tiles and panels smaller
+    # than the block, with a deep pedigree whose ancestors link to every genotyped animal
+    monkeypatch.setattr(schur, "DENSE_ROW_MIN", dense_row_min)
+    monkeypatch.setattr(schur, "_PANEL_ROWS", 3)
+    monkeypatch.setattr(schur, "_TILE", 7)
+    pop = population(250, 45, seed=21, shuffle=True)
+    dense, sparse = both(pop, 2.0, 1.5, solver=solver)
+    np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
+
+
+def test_sparse_exact__genotyped_founders_and_every_animal_genotyped():
+    # the dense block holds whole families (founders, then every animal but one), and
+    # G⁻¹ / A22⁻¹ given in Fortran order
+    for ng, seed in ((12, 4), (79, 5)):
+        rng = np.random.default_rng(seed)
+        sire, dam, rec_animal, rec_cg, _ = population(80, 0, seed=seed, shuffle=False)
+        g = np.arange(ng) if ng < 40 else np.delete(np.arange(80), 40)
+        g = rng.permutation(g)
+        a22 = a_matrix_dense(sire, dam)[np.ix_(g, g)]
+        G, _ = vanraden_g(rng.integers(0, 3, size=(g.size, 3 * g.size)))
+        kw = {"genotyped": g, "ginv": np.asfortranarray(np.linalg.inv(0.8 * G + 0.2 * a22)),
+              "a22inv": np.asfortranarray(np.linalg.inv(a22))}
+        dense, sparse = both((sire, dam, rec_animal, rec_cg, kw), 1.7, None)
+        np.testing.assert_allclose(sparse, dense, rtol=0, atol=TOL)
 
 
 def test_sparse_exact__public_api_keeps_its_results():

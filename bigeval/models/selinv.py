@@ -27,14 +27,20 @@ from numba import njit
 
 from bigeval.errors import InputError
 
-__all__ = ["takahashi", "selected_inverse", "SelectedInverse", "inverse_diagonal"]
+__all__ = ["takahashi", "takahashi_dense_tail", "selected_inverse", "SelectedInverse",
+           "inverse_diagonal"]
 
 
 @njit(cache=True, nogil=True)
-def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc):  # pragma: no cover
+def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc, n1,
+                      zd):  # pragma: no cover
     """Fill columns j_hi−1 … j_lo of ``z`` (same layout as ``data``) with (L Lᵀ)⁻¹ on the
     pattern of L; the columns right of j_hi must be done. ``z`` may be ``data`` itself
     (in place): column j of L is read only before column j of Z is written.
+
+    Rows from ``n1`` on belong to a dense trailing block whose inverse is given, lower
+    triangle, in ``zd`` (Z[i, k] = zd[i − n1, k − n1] for n1 ≤ k ≤ i; see
+    :func:`takahashi_dense_tail`); ``n1`` = n and an empty ``zd`` when there is none.
 
     ``where`` (n, all −1; not used by this kernel) and ``acc`` (n) are work arrays. Returns
     −1 on success, else the first column (from the right) whose pattern is not closed under
@@ -52,6 +58,15 @@ def _takahashi_kernel(indptr, indices, data, z, j_lo, j_hi, where, acc):  # prag
         for p in range(p0 + 1, p1):
             k = indices[p]
             lkj = data[p]
+            if k >= n1:  # the dense trailing block: every row below k is in it too
+                kk = k - n1
+                acc[k] += zd[kk, kk] * lkj
+                for pp in range(p + 1, p1):
+                    i = indices[pp]
+                    zik = zd[i - n1, kk]
+                    acc[i] += zik * lkj
+                    acc[k] += zik * data[pp]
+                continue
             q0 = indptr[k]
             qe = indptr[k + 1]
             acc[k] += z[q0] * lkj          # Z_kk L_kj
@@ -135,8 +150,9 @@ def _gather_block(indptr, indices, data, f, l):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _gather_z(indptr, indices, z, rows, where):  # pragma: no cover - compiled
-    """Z[R, R] as a dense symmetric matrix; returns (Zrr, found off-diagonal pairs)."""
+def _gather_z(indptr, indices, z, rows, where, n1, zd):  # pragma: no cover - compiled
+    """Z[R, R] as a dense symmetric matrix; returns (Zrr, found off-diagonal pairs). Rows
+    from ``n1`` on are read from the dense trailing block ``zd`` (see the kernel)."""
     r = rows.size
     out = np.empty((r, r))
     for a in range(r):
@@ -144,6 +160,13 @@ def _gather_z(indptr, indices, z, rows, where):  # pragma: no cover - compiled
     found = 0
     for a in range(r):
         c = rows[a]
+        if c >= n1:  # rows are sorted: every row after c is in the dense block too
+            for b in range(a, r):
+                v = zd[rows[b] - n1, c - n1]
+                out[b, a] = v
+                out[a, b] = v
+            found += r - 1 - a
+            continue
         q0 = indptr[c]
         out[a, a] = z[q0]
         for q in range(q0 + 1, indptr[c + 1]):
@@ -171,7 +194,7 @@ def _scatter_block(indptr, z, f, l, ZssT, ZrsT):  # pragma: no cover - compiled
             z[q + a] = ZrsT[t, a]
 
 
-def _supernode_inverse(L, z, f, l, where):
+def _supernode_inverse(L, z, f, l, where, n1, zd):
     """Z on the columns of supernode [f, l) by BLAS-3 (its rows R done already)::
 
         Y = L_RS L_SS⁻¹,  Z_RS = −Z_RR Y,  Z_SS = (L_SS L_SSᵀ)⁻¹ − Yᵀ Z_RS
@@ -203,7 +226,7 @@ def _supernode_inverse(L, z, f, l, where):
             raise InputError("the Cholesky factor is singular", value=f"column {f}")
     ZssT = Lss.T  # LssT itself: dpotri works in place on a Fortran array
     if r:
-        Zrr, found = _gather_z(L.indptr, L.indices, z, rows, where)
+        Zrr, found = _gather_z(L.indptr, L.indices, z, rows, where, n1, zd)
         if found != r * (r - 1) // 2:
             return False
         ZrsT = YT @ Zrr  # (Z_RR Y)ᵀ = Yᵀ Z_RR (Z_RR symmetric), s × r
@@ -236,14 +259,15 @@ _POTRI_BLOCK = None
 _THREADED_FLOPS = 1e9
 
 
-def _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc) -> int:
-    """Right-to-left sweep: big supernodes by BLAS-3, the columns between by the kernel."""
+def _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc, zd) -> int:
+    """Right-to-left sweep: big supernodes by BLAS-3, the columns between by the kernel.
+    L may have rows below its columns: they belong to the dense block ``zd``."""
     from threadpoolctl import ThreadpoolController
     ctl = ThreadpoolController()
     blas = ctl.select(user_api="blas")
     threads = max([i["num_threads"] for i in blas.info()] or [1])
     indptr, indices, data = L.indptr, L.indices, L.data
-    n = L.shape[0]
+    n = L.shape[1]
     hi = n  # columns >= hi are done
     with ctl.limit(limits=1, user_api="blas"):
         for t in range(starts.size - 2, -1, -1):
@@ -252,19 +276,19 @@ def _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc) -> int:
             r = int(indptr[f + 1] - indptr[f]) - s
             if s < supernode_min and not (s >= 2 and r >= supernode_min_rows):
                 continue
-            rc = _takahashi_kernel(indptr, indices, data, z, l, hi, where, acc)
+            rc = _takahashi_kernel(indptr, indices, data, z, l, hi, where, acc, n, zd)
             if rc != -1:
                 return rc
             flops = s ** 3 / 3.0 + s * r * (r + s)
             if flops >= _THREADED_FLOPS and threads > 1:
                 with ctl.limit(limits=threads, user_api="blas"):
-                    ok = _supernode_inverse(L, z, f, l, where)
+                    ok = _supernode_inverse(L, z, f, l, where, n, zd)
             else:
-                ok = _supernode_inverse(L, z, f, l, where)
+                ok = _supernode_inverse(L, z, f, l, where, n, zd)
             if not ok:
                 return f
             hi = f
-        return _takahashi_kernel(indptr, indices, data, z, 0, hi, where, acc)
+        return _takahashi_kernel(indptr, indices, data, z, 0, hi, where, acc, n, zd)
 
 
 @njit(cache=True)
@@ -323,32 +347,64 @@ def takahashi(L, *, supernode_min: int | None = None,
     >>> takahashi(L).toarray().round(4).tolist()
     [[0.375, 0.0], [-0.25, 0.5]]
     """
+    inplace = overwrite and sp.isspmatrix_csc(L) and L.dtype == np.float64
+    L = L if inplace else sp.csc_matrix(L, dtype=np.float64)
+    if L.shape[0] != L.shape[1]:
+        raise InputError("the Cholesky factor is not square", value=L.shape)
+    z = _takahashi(L, np.empty((0, 0), order="F"), supernode_min, supernode_min_rows, inplace)
+    n = L.shape[0]
+    return sp.csc_matrix((z, L.indices, L.indptr), shape=(n, n))
+
+
+def takahashi_dense_tail(L, zd, *, supernode_min: int | None = None,
+                         supernode_min_rows: int | None = None,
+                         overwrite: bool = False) -> np.ndarray:
+    """Selected inversion of the leading columns of a factor whose trailing block is dense.
+
+    ``L`` ((n1 + n2) × n1, CSC, sorted) holds the first n1 columns of the Cholesky factor of
+    ``[[A11, A12], [A21, A22]]`` (L11 above, L21 = (L11⁻¹ A12)ᵀ below, on the symbolic
+    pattern); ``zd`` (n2 × n2, Fortran) holds Z22, the inverse of the Schur complement
+    A22 − A21 A11⁻¹ A12, in its lower triangle. Returns Z on the pattern of ``L`` (the values,
+    in the layout of ``L.data``; in that memory with ``overwrite``): Z11 on the pattern of L11
+    and Z21 on that of L21. The sweep is :func:`takahashi`'s with every read of Z in the
+    dense block taken from ``zd``; its twin in the tests is the dense inverse.
+    """
+    inplace = overwrite and sp.isspmatrix_csc(L) and L.dtype == np.float64
+    L = L if inplace else sp.csc_matrix(L, dtype=np.float64)
+    n1, n2 = L.shape[1], zd.shape[0]
+    if L.shape[0] != n1 + n2 or zd.shape != (n2, n2) or not zd.flags.f_contiguous:
+        raise InputError("the factor's columns and the dense block do not fit",
+                         value=f"L {L.shape}, block {zd.shape}",
+                         expected="L (n1 + n2) x n1 and a Fortran-ordered n2 x n2 block")
+    return _takahashi(L, zd, supernode_min, supernode_min_rows, inplace)
+
+
+def _takahashi(L, zd, supernode_min, supernode_min_rows, inplace) -> np.ndarray:
+    """The checks and the sweep shared by :func:`takahashi` and
+    :func:`takahashi_dense_tail`; returns Z's values on the pattern of L."""
     if supernode_min_rows is None:
         supernode_min_rows = SUPERNODE_MIN_ROWS if supernode_min is None else \
             max(2, supernode_min)
     if supernode_min is None:
         supernode_min = SUPERNODE_MIN
-    inplace = overwrite and sp.isspmatrix_csc(L) and L.dtype == np.float64
-    L = L if inplace else sp.csc_matrix(L, dtype=np.float64)
-    if L.shape[0] != L.shape[1]:
-        raise InputError("the Cholesky factor is not square", value=L.shape)
     if not L.has_sorted_indices:
-        L = L if inplace else L.copy()
+        if not inplace:
+            L = L.copy()
         L.sort_indices()
-    n = L.shape[0]
+    n = L.shape[1]
     # a missing (or zero) diagonal entry reads as 0 here
-    if L.nnz and np.any(L.diagonal() <= 0):
+    if L.nnz and n and np.any(L.diagonal() <= 0):
         raise InputError("the Cholesky factor has a diagonal element <= 0",
                          value=float(L.diagonal().min()),
                          remedy="factor a positive-definite matrix")
     # the kernels take L's int32 or int64 indices as they are
     z = L.data if inplace else np.empty(L.nnz)
-    where = np.full(n, -1, np.int64)
-    acc = np.zeros(n)
+    where = np.full(L.shape[0], -1, np.int64)
+    acc = np.zeros(L.shape[0])
     rc = -1
     if n:
         starts = _supernodes(L.indptr, L.indices)
-        rc = _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc)
+        rc = _sweep(L, z, starts, supernode_min, supernode_min_rows, where, acc, zd)
     if rc <= -2:
         raise InputError("the Cholesky factor is not lower triangular with its diagonal first",
                          value=f"column {-2 - rc}", remedy="pass the factor L of A = L Lᵀ")
@@ -356,7 +412,7 @@ def takahashi(L, *, supernode_min: int | None = None,
         raise InputError("the factor's pattern is not closed under fill (not a Cholesky "
                          "factor's symbolic pattern)", value=f"column {rc}",
                          remedy="keep the explicit zeros of the factor; do not prune L")
-    return sp.csc_matrix((z, L.indices, L.indptr), shape=(n, n))
+    return z
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,15 @@ A⁻¹ (Henderson's rules with inbreeding, :func:`bigeval.pedigree.ainv_sparse`)
 Two paths give the same numbers: ``dense`` inverts the LHS with LAPACK (potrf + potri; the
 twin, small data only) and ``sparse`` factors it (CHOLMOD, else SuperLU) and takes the
 diagonal of the inverse by selected inversion (Takahashi equations,
-:mod:`bigeval.models.selinv`), which scales to the ~10⁶ equations that factor on one node.
+:mod:`bigeval.models.selinv`), which scales to the ~10⁶ equations that factor on one node;
+in single step the genotyped animals' dense block is kept apart, by its Schur complement
+(:mod:`bigeval.models.schur`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
 from threadpoolctl import threadpool_limits
 
 from bigeval._resources import check_dense
@@ -148,84 +149,6 @@ def _max_asymmetry(m: np.ndarray, block: int = 2048) -> float:
     return worst
 
 
-@njit(cache=True)
-def _merge_genomic_kernel(indptr, indices, data, eq, order, ginv, a22inv, alpha,
-                          out_ptr, out_idx, out_val, fill):  # pragma: no cover - compiled
-    """Lower triangle of the LHS plus α(G⁻¹ − A22⁻¹) on the genotyped equations, column by
-    column (CSC, sorted): ``eq`` the sorted equations of the genotyped, ``order`` their rows
-    in G⁻¹. With ``fill`` False only the column counts are written (out_ptr[1:])."""
-    n = indptr.size - 1
-    ng = eq.size
-    pos = 0   # genotyped equations before column j
-    for j in range(n):
-        p = indptr[j]
-        pe = indptr[j + 1]
-        while p < pe and indices[p] < j:  # the strictly upper triangle is dropped
-            p += 1
-        isg = pos < ng and eq[pos] == j
-        if not isg:
-            if fill:
-                q = out_ptr[j]
-                for t in range(p, pe):
-                    out_idx[q] = indices[t]
-                    out_val[q] = data[t]
-                    q += 1
-            else:
-                out_ptr[j + 1] = pe - p
-            continue
-        c = order[pos]
-        u = pos   # next genotyped row (rows eq[pos:], j itself first)
-        q = out_ptr[j] if fill else 0
-        cnt = 0
-        while p < pe or u < ng:
-            ri = indices[p] if p < pe else n
-            rg = eq[u] if u < ng else n
-            if ri < rg:
-                row = ri
-                v = data[p]
-                p += 1
-            else:
-                row = rg
-                v = alpha * (ginv[c, order[u]] - a22inv[c, order[u]])
-                u += 1
-                if ri == rg:
-                    v += data[p]
-                    p += 1
-            if fill:
-                out_idx[q] = row
-                out_val[q] = v
-                q += 1
-            cnt += 1
-        if not fill:
-            out_ptr[j + 1] = cnt
-        pos += 1
-
-
-def _lower_lhs(lhs, genotyped_eq, ginv, a22inv, alpha):
-    """tril(lhs) + tril(α(G⁻¹ − A22⁻¹)) on the equations ``genotyped_eq``, as CSC.
-
-    12 bytes per entry of the lower triangle (20 000 genotyped: 2.4 GB), no dense
-    temporaries: the block is read from G⁻¹ and A22⁻¹ as it is written.
-    """
-    lhs = sp.csc_matrix(lhs)
-    lhs.sort_indices()
-    neq = lhs.shape[0]
-    order = np.argsort(genotyped_eq, kind="stable")
-    eq = np.asarray(genotyped_eq, np.int64)[order]
-    ptr = np.zeros(neq + 1, np.int64)
-    args = (lhs.indptr.astype(np.int64), lhs.indices.astype(np.int64), lhs.data, eq,
-            order.astype(np.int64), ginv, a22inv, float(alpha))
-    _merge_genomic_kernel(*args, ptr, np.empty(0, np.int64), np.empty(0), False)
-    np.cumsum(ptr, out=ptr)
-    itype = np.int32 if max(ptr[-1], neq) < np.iinfo(np.int32).max else np.int64
-    idx = np.empty(ptr[-1], itype)
-    val = np.empty(ptr[-1])
-    _merge_genomic_kernel(*args, ptr, idx, val, True)
-    out = sp.csc_matrix((val, idx, ptr.astype(itype)), shape=(neq, neq))
-    out.has_sorted_indices = True
-    return out
-
-
 def _sparse_parts(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv, a22inv, f):
     """(sparse LHS without the genomic block (CSC, both triangles), k, n, genotyped,
     ginv, a22inv as float64 arrays); genotyped None for a pedigree model."""
@@ -325,24 +248,35 @@ def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv,
 def _sparse_caa(lhs, k, n, g, gm, alpha, solver, remedy):
     """The sparse path: factor, then selected inversion (:mod:`bigeval.models.selinv`).
 
-    With CHOLMOD only the lower triangle is built, the genomic block merged into it column by
-    column (:func:`_lower_lhs`); CHOLMOD's AMD sets the dense genotyped rows aside and
-    orders them last, so the factor ends in one dense supernode of the genotyped (and the
-    few non-genotyped ancestors bound to all of them), which the selected inversion
-    inverts by dense LAPACK (potri, blocked). Each large array is freed as soon as the next
-    step no longer needs it: LHS → factor → L → Z in the memory of L.
+    Pedigree model: the sparse LHS factored whole (CHOLMOD reads its lower triangle). Single
+    step: by the Schur complement of the genotyped animals' equations
+    (:func:`bigeval.models.schur.schur_inverse_diagonal`): the sparse rest is factored
+    alone, and the dense genotyped block C22 + α(G⁻¹ − A22⁻¹) − L21 L21ᵀ is the one dense
+    n_g × n_g array, inverted in place by blocked LAPACK. Each large array is freed as soon
+    as the next step no longer needs it.
     """
     from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky
+    from bigeval.models.schur import schur_inverse_diagonal
     from bigeval.models.selinv import SelectedInverse, takahashi
 
     if solver == "auto":
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
-    if solver == "cholmod":  # CHOLMOD reads the lower triangle only
-        A = (_lower_lhs(lhs, k + g, gm[0], gm[1], alpha) if g is not None
-             else sp.tril(lhs, format="csc"))
-    else:  # SuperLU needs both triangles
-        A = _with_genomic(lhs, k, g, gm, alpha)
-    del lhs, gm
+    if g is not None:
+        lhs = sp.csc_matrix(lhs)
+        e2 = k + np.asarray(g, np.int64)
+        rest = np.ones(lhs.shape[0], bool)
+        rest[e2] = False
+        e1 = np.flatnonzero(rest)
+        c22 = _genomic_block(lhs[e2][:, e2], gm[0], gm[1], alpha)
+        del gm
+        c11, c12 = lhs[e1][:, e1], lhs[e1][:, e2]
+        del lhs
+        d = np.empty(c11.shape[0] + e2.size)
+        d[e1], d[e2] = schur_inverse_diagonal(c11, c12, c22, solver=solver,
+                                              what="the MME left-hand side", remedy=remedy)
+        return d[k:k + n].copy()
+    A = sp.tril(lhs, format="csc") if solver == "cholmod" else lhs  # CHOLMOD: lower only
+    del lhs
     try:
         fac = cholesky(A, solver, what="the MME left-hand side")
         del A
@@ -353,6 +287,22 @@ def _sparse_caa(lhs, k, n, g, gm, alpha, solver, remedy):
         raise InputError(exc.message, remedy=remedy) from None
     del L
     return SelectedInverse(Z, perm).diagonal()[k:k + n].copy()
+
+
+def _genomic_block(sparse22, ginv, a22inv, alpha, block: int = 2048) -> np.ndarray:
+    """C22 = (the sparse LHS on the genotyped) + α(G⁻¹ − A22⁻¹), dense, Fortran order,
+    written column block by column block (no n_g × n_g temporaries)."""
+    ng = sparse22.shape[0]
+    out = np.empty((ng, ng), order="F")
+    for j0 in range(0, ng, block):
+        j1 = min(ng, j0 + block)
+        # G⁻¹ and A22⁻¹ are symmetric: their rows j0:j1 are the columns, in either order
+        np.subtract(ginv[j0:j1, :].T, a22inv[j0:j1, :].T, out=out[:, j0:j1])
+    out *= alpha
+    coo = sp.coo_matrix(sparse22)
+    coo.sum_duplicates()
+    out[coo.row, coo.col] += coo.data
+    return out
 
 
 def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyped=None,

@@ -1,0 +1,62 @@
+"""diag(C⁻¹) by the Schur complement of a dense block against the dense inverse (its twin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import bigeval.models.schur as schur
+from bigeval.errors import InputError
+from bigeval.models.cholesky import HAVE_CHOLMOD
+
+SOLVERS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])
+
+
+def spd_with_dense_block(n1: int, n2: int, density: float, seed: int) -> np.ndarray:
+    """A random SPD matrix: sparse on its first n1 rows, dense on the last n2."""
+    rng = np.random.default_rng(seed)
+    n = n1 + n2
+    m = sp.random(n, n, density=density, random_state=seed).toarray()
+    m[n1:, n1:] = rng.standard_normal((n2, n2))
+    c = m @ m.T
+    c[np.diag_indices(n)] += 1.0 + rng.random(n)
+    return c
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("n1, n2, density", [(1, 1, 0.5), (60, 0, 0.05), (0, 9, 0.1),
+                                             (120, 25, 0.02), (200, 40, 0.005)])
+@pytest.mark.parametrize("dense_row_min", [2, 10**9])
+def test_schur_inverse_diagonal__equals_dense_inverse(monkeypatch, solver, n1, n2, density,
+                                                      dense_row_min):
+    monkeypatch.setattr(schur, "DENSE_ROW_MIN", dense_row_min)
+    monkeypatch.setattr(schur, "_TILE", 8)
+    c = spd_with_dense_block(n1, n2, density, seed=n1 + n2)
+    inv = np.linalg.inv(c)
+    s = np.array(c[n1:, n1:], order="F")  # a copy: it is overwritten
+    s[np.triu_indices(n2, 1)] = np.nan  # the strictly upper triangle is not read
+    d1, d2 = schur.schur_inverse_diagonal(sp.csc_matrix(c[:n1, :n1]),
+                                          sp.csc_matrix(c[:n1, n1:]), s, solver=solver)
+    np.testing.assert_allclose(np.r_[d1, d2], np.diag(inv), rtol=1e-10, atol=1e-13)
+    # s now holds Z22, the dense block of the inverse, in its lower triangle
+    np.testing.assert_allclose(np.tril(s), np.tril(inv[n1:, n1:]), rtol=1e-9, atol=1e-12)
+
+
+def test_schur_inverse_diagonal__not_positive_definite_block_is_an_error():
+    c = spd_with_dense_block(30, 6, 0.1, seed=3)
+    s = np.array(c[30:, 30:], order="F")
+    s[2, 2] = -5.0
+    with pytest.raises(InputError, match="Schur complement"):
+        schur.schur_inverse_diagonal(sp.csc_matrix(c[:30, :30]), sp.csc_matrix(c[:30, 30:]),
+                                     s, remedy="blend G with A22")
+
+
+def test_schur_inverse_diagonal__c_ordered_or_misfit_block_is_an_error():
+    c = spd_with_dense_block(10, 4, 0.2, seed=4)
+    with pytest.raises(InputError, match="Fortran"):
+        schur.schur_inverse_diagonal(sp.csc_matrix(c[:10, :10]), sp.csc_matrix(c[:10, 10:]),
+                                     np.ascontiguousarray(c[10:, 10:]) + 0.0 * np.eye(4)[::-1])
+    with pytest.raises(InputError, match="do not fit"):
+        schur.schur_inverse_diagonal(sp.csc_matrix(c[:10, :10]), sp.csc_matrix(c[:10, 11:]),
+                                     np.asfortranarray(c[10:, 10:]))
