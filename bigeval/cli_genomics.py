@@ -104,6 +104,10 @@ def add_genomic_options(p, group=None) -> None:
     g.add_argument("--max-concordance", type=float, default=d.max_concordance, metavar="X",
                    help=f"animals whose genotypes agree at more than this share of SNPs are "
                         f"duplicates; the later one is dropped (default {d.max_concordance:g})")
+    g.add_argument("--max-conflict-rate", type=float, default=d.max_conflict_rate, metavar="X",
+                   help=f"report a genotyped animal and genotyped parent with opposing "
+                        f"homozygotes at more than this share of SNPs (default "
+                        f"{d.max_conflict_rate:g}; 0: off; needs the pedigree)")
     group = p if group is None else group
     group.add_argument("--a22inv-method", choices=A22_METHODS, default="auto",
                    help="A22⁻¹ from the sparse A⁻¹ (Schur complement; sparse), from A22 by "
@@ -120,16 +124,15 @@ def qc_options(args):
         return None
     return QCOptions(min_call_rate_snp=args.min_call_rate_snp,
                      min_call_rate_animal=args.min_call_rate_animal, min_maf=args.min_maf,
-                     max_concordance=args.max_concordance)
+                     max_concordance=args.max_concordance,
+                     max_conflict_rate=args.max_conflict_rate)
 
 
 def qc_summary(report: pd.DataFrame) -> str:
-    """One line: what QC removed and why."""
-    if not len(report):
-        return "QC removed nothing"
-    counts = report.groupby(["kind", "reason"]).size()
-    return "QC removed " + ", ".join(f"{n:,} {k}{'s' if n > 1 else ''} ({r})"
-                                     for (k, r), n in counts.items())
+    """One line: what QC removed and why (:func:`bigeval.qc.describe`)."""
+    from bigeval.qc import describe
+
+    return describe(report)
 
 
 def cmd_genotypes_import(args) -> int:
@@ -177,6 +180,7 @@ def cmd_grm(args) -> int:
         a22_means,
         blend_with_a22,
         g_from_store,
+        parent_ids,
         positions_in_pedigree,
     )
 
@@ -196,7 +200,8 @@ def cmd_grm(args) -> int:
     if args.pedigree:  # every genotyped animal in the pedigree, before G is computed
         ped = _pedigree(args.pedigree)
         positions_in_pedigree(ids, ped[0], file=args.genotypes)
-    G, ids, report = g_from_store(args.genotypes, qc=qc, chunks=args.grm_chunks)
+    G, ids, report = g_from_store(args.genotypes, qc=qc, chunks=args.grm_chunks,
+                                  parents=None if ped is None else parent_ids(*ped))
     written = []
     if qc is not None:
         written.append(write_csv_atomic(report, out / "qc_report.csv"))
@@ -204,7 +209,10 @@ def cmd_grm(args) -> int:
              "QC: " + ("off" if qc is None else
                        f"SNP call rate >= {qc.min_call_rate_snp:g}, animal call rate >= "
                        f"{qc.min_call_rate_animal:g}, MAF >= {qc.min_maf:g}, duplicates "
-                       f"above {qc.max_concordance:g} concordance; " + qc_summary(report)),
+                       f"above {qc.max_concordance:g} concordance, parent-progeny "
+                       f"conflicts above {qc.max_conflict_rate:g}"
+                       + ("" if ped is not None else " (not checked: no --pedigree)")
+                       + "; " + qc_summary(report)),
              f"G (VanRaden 2008, method 1) of {len(ids):,} animals: mean diagonal "
              f"{np.trace(G) / len(ids):.4f}"]
     pos = None

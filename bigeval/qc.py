@@ -1,4 +1,5 @@
-"""Quality control of genotypes: call rates, minor allele frequency, duplicated animals.
+"""Quality control of genotypes: call rates, minor allele frequency, duplicated animals,
+parent–progeny conflicts.
 
 Works on the dask array of a genotype store (:func:`bigeval.io.genotypes.open_genotypes`) in
 blocks; each step is one named ``dask.compute`` over the genotypes kept so far, in the order
@@ -9,6 +10,12 @@ Duplicates are found blockwise like G (:mod:`bigeval.grm`): for each pair of ani
 (upper triangle only) and each SNP block, the GEMMs of the genotype indicators
 ``sum_g [M_i = g] [M_j = g]'`` count the concordant calls and ``O_i O_j'`` the SNPs called in
 both; only the pairs above the threshold leave the task, so no n x n matrix is ever held.
+
+Parent–progeny conflicts (:func:`parent_progeny_conflicts`, as preGSf90 and seekparentf90
+check them): a genotyped animal and its recorded genotyped sire or dam are homozygous for
+different alleles (0 and 2) at a SNP that Mendelian inheritance cannot explain; a pair whose
+share of such SNPs exceeds ``max_conflict_rate`` is reported (a wrong parent or a sample
+mix-up), not removed: which record is wrong is for the user to find.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import pandas as pd
 
 from bigeval.errors import InputError
 
-__all__ = ["QCOptions", "QCResult", "qc"]
+__all__ = ["QCOptions", "QCResult", "qc", "parent_progeny_conflicts", "describe"]
 
 REPORT_COLUMNS = ["kind", "id", "reason", "value", "threshold"]
 
@@ -42,6 +49,9 @@ class QCOptions:
         are duplicates; the later one (in row order) is removed. 0 or 1 switches it off.
     min_common_snps
         Pairs with fewer SNPs called in both are not compared.
+    max_conflict_rate
+        A genotyped animal and a genotyped parent with opposing homozygotes at more than
+        this fraction of the SNPs called in both are reported (0 switches it off).
     """
 
     min_call_rate_snp: float = 0.90
@@ -50,9 +60,11 @@ class QCOptions:
     remove_monomorphic: bool = True
     max_concordance: float = 0.99
     min_common_snps: int = 100
+    max_conflict_rate: float = 0.01
 
     def __post_init__(self):
-        for name in ("min_call_rate_snp", "min_call_rate_animal", "min_maf", "max_concordance"):
+        for name in ("min_call_rate_snp", "min_call_rate_animal", "min_maf", "max_concordance",
+                     "max_conflict_rate"):
             v = getattr(self, name)
             hi = 0.5 if name == "min_maf" else 1.0
             if not 0.0 <= v <= hi:
@@ -259,3 +271,79 @@ def _check_left(snps, animals, report):
                      value=counts, expected=f"at least one {what} passing the thresholds",
                      remedy="check the genotype coding and the file, or relax the QC "
                             "thresholds (QCOptions)")
+
+
+def parent_progeny_conflicts(genotypes, sample_ids, sire_ids, dam_ids, *,
+                             max_rate: float = QCOptions.max_conflict_rate,
+                             min_common: int = QCOptions.min_common_snps) -> pd.DataFrame:
+    """Genotyped animals whose genotyped sire or dam they cannot descend from.
+
+    Parameters
+    ----------
+    genotypes
+        dask or numpy array, animals by SNPs, 0/1/2 and -1 for missing.
+    sample_ids
+        IDs of the rows.
+    sire_ids, dam_ids
+        The recorded sire and dam of each row ("" or None when unknown); parents that have
+        no row are not checked.
+    max_rate, min_common
+        A pair is reported when more than ``max_rate`` of the SNPs called in both (at least
+        ``min_common`` of them) are opposing homozygotes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        QC report rows (:data:`REPORT_COLUMNS`): kind ``pair``, the animal's ID, reason
+        ``parent_progeny_conflict``, the share of opposing homozygotes, and in ``threshold``
+        the limit and the parent (``"> 0.01, sire S1"``).
+
+    Examples
+    --------
+    >>> M = np.array([[0, 2, 1], [2, 0, 1], [0, 1, 1]], np.int8)
+    >>> r = parent_progeny_conflicts(M, ["s", "a", "b"], ["", "s", "s"], ["", "", ""],
+    ...                              min_common=3)
+    >>> r[["id", "value", "threshold"]].values.tolist()
+    [['a', 0.6666666666666666, '> 0.01, sire s']]
+    """
+    import dask
+    import dask.array as da
+
+    X = genotypes if isinstance(genotypes, da.Array) else da.from_array(np.asarray(genotypes))
+    ids = pd.Index(np.asarray(sample_ids).astype(str))
+    child, parent, role = [], [], []
+    for name, parents in (("sire", sire_ids), ("dam", dam_ids)):
+        p = np.array(["" if v is None else str(v) for v in parents], dtype=object)
+        rows = ids.get_indexer(p)
+        ok = np.flatnonzero((rows >= 0) & (p != ""))
+        child.append(ok)
+        parent.append(rows[ok])
+        role += [name] * ok.size
+    child, parent = np.concatenate(child), np.concatenate(parent)
+    if not child.size or max_rate <= 0:
+        return _rows("pair", [], "parent_progeny_conflict", [], max_rate)
+    a, b = X[child], X[parent]
+    opposing = ((a == 0) & (b == 2)) | ((a == 2) & (b == 0))
+    common = (a >= 0) & (b >= 0)
+    n_opp, n_common = dask.compute(opposing.sum(axis=1), common.sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = n_opp / n_common
+    bad = np.flatnonzero((n_common >= min_common) & (rate > max_rate))
+    frame = _rows("pair", ids[child[bad]].tolist(), "parent_progeny_conflict",
+                  rate[bad].tolist(), None)
+    frame["threshold"] = [f"> {max_rate:g}, {role[t]} {ids[parent[t]]}" for t in bad]
+    return frame
+
+
+def describe(report: pd.DataFrame) -> str:
+    """One line: what QC removed and why, and the parent–progeny conflicts it found."""
+    removed = report[report["kind"] != "pair"]
+    text = "QC removed nothing" if not len(removed) else "QC removed " + ", ".join(
+        f"{n:,} {k}{'s' if n > 1 else ''} ({r})"
+        for (k, r), n in removed.groupby(["kind", "reason"]).size().items())
+    pairs = int((report["kind"] == "pair").sum())
+    if pairs:
+        text += (f"; {pairs:,} parent-progeny pair{'s' if pairs > 1 else ''} in conflict "
+                 "(opposing homozygotes; kept, listed in the QC report: check the parent or "
+                 "the sample)")
+    return text

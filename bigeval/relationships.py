@@ -469,7 +469,16 @@ def positions_in_pedigree(genotyped_ids, pedigree_ids, *, file=None) -> np.ndarr
     return pos.astype(np.int64)
 
 
-def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None):
+def parent_ids(pedigree_ids, sire, dam):
+    """``(IDs, sire IDs, dam IDs)`` of a renumbered pedigree ("" for an unknown parent): the
+    ``parents`` of :func:`g_from_store`."""
+    ped = np.asarray(pedigree_ids).astype(str)
+    sire, dam = np.asarray(sire), np.asarray(dam)
+    return (ped, np.where(sire >= 0, ped[np.maximum(sire, 0)], ""),
+            np.where(dam >= 0, ped[np.maximum(dam, 0)], ""))
+
+
+def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents=None):
     """G of the animals of a genotype store after QC.
 
     Parameters
@@ -484,6 +493,10 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None):
         Rechunk the genotypes to (animals, SNPs) for G (default: the store's chunks).
     source
         The file errors name (default the store).
+    parents
+        ``(pedigree IDs, sire IDs, dam IDs)`` (IDs, "" when unknown): with QC, the kept
+        animals and their kept genotyped parents are checked for parent–progeny conflicts
+        (:func:`bigeval.qc.parent_progeny_conflicts`; reported, not removed).
 
     Returns
     -------
@@ -526,6 +539,18 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None):
         X = X[res.animals][:, res.snps]
         sample_ids = sample_ids[res.animals]
         report = res.report
+        if parents is not None and qc.max_conflict_rate > 0:
+            from bigeval.qc import parent_progeny_conflicts
+            ped = pd.Index(np.asarray(parents[0]).astype(str))
+            at = ped.get_indexer(np.asarray(sample_ids).astype(str))
+            known = at >= 0
+            sires = np.where(known, np.asarray(parents[1], dtype=object)[at], "")
+            dams = np.where(known, np.asarray(parents[2], dtype=object)[at], "")
+            pairs = parent_progeny_conflicts(X, sample_ids, sires, dams,
+                                             max_rate=qc.max_conflict_rate,
+                                             min_common=qc.min_common_snps)
+            if len(pairs):
+                report = pd.concat([report, pairs], ignore_index=True)
     try:
         G = grm(X, chunks=chunks)
     except InputError as exc:
@@ -591,7 +616,8 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
     _, store_ids, snp_ids = open_genotypes(store)
     if keep is None:  # every animal of the store must be in the pedigree, before G
         positions_in_pedigree(store_ids, pedigree_ids, file=named)
-    G, ids, report = g_from_store(store, qc=qc, keep=keep, chunks=chunks, source=named)
+    G, ids, report = g_from_store(store, qc=qc, keep=keep, chunks=chunks, source=named,
+                                  parents=parent_ids(pedigree_ids, sire, dam))
     pos = positions_in_pedigree(ids, pedigree_ids, file=named)
     lines = [f"genotypes: {named} ({len(store_ids):,} animals x {len(snp_ids):,} SNPs); "
              + ("no QC" if qc is None else _qc_line(qc, report))
@@ -606,9 +632,9 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
 
 
 def _qc_line(qc, report) -> str:
-    removed = "nothing removed" if not len(report) else "removed " + ", ".join(
-        f"{n:,} {k}{'s' if n > 1 else ''} ({r})"
-        for (k, r), n in report.groupby(["kind", "reason"]).size().items())
+    from bigeval.qc import describe
+
     return (f"QC (SNP call rate >= {qc.min_call_rate_snp:g}, animal call rate >= "
             f"{qc.min_call_rate_animal:g}, MAF >= {qc.min_maf:g}, concordance <= "
-            f"{qc.max_concordance:g}): {removed}")
+            f"{qc.max_concordance:g}, parent-progeny conflicts <= {qc.max_conflict_rate:g}): "
+            + describe(report))

@@ -99,3 +99,125 @@ def test_qc__bad_options_raise():
         QCOptions(min_maf=0.7)
     with pytest.raises(InputError, match="one ID per row"):
         qc(_genotypes(), _ids(3, "a"), _ids(M, "s"))
+
+
+# --- parent–progeny conflicts -------------------------------------------------------------
+
+
+def _family_genotypes(n_snps: int, seed: int):
+    """Two founder sires, a founder dam, and progeny inheriting one allele of each parent
+    (Mendelian, no errors); returns (genotypes, ids, sire IDs, dam IDs)."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.1, 0.9, n_snps)
+    hap = {name: rng.random((2, n_snps)) < p for name in ("S1", "S2", "D1")}
+    ids, sires, dams = ["S1", "S2", "D1"], ["", "", ""], ["", "", ""]
+    for t in range(6):
+        s, d = ("S1", "D1") if t < 4 else ("S2", "D1")
+        pick = lambda h: h[rng.integers(0, 2, n_snps), np.arange(n_snps)]  # noqa: E731
+        hap[f"K{t}"] = np.stack([pick(hap[s]), pick(hap[d])])
+        ids.append(f"K{t}")
+        sires.append(s)
+        dams.append(d)
+    M = np.stack([hap[i].sum(axis=0) for i in ids]).astype(np.int8)
+    return M, np.array(ids), np.array(sires, dtype=object), np.array(dams, dtype=object)
+
+
+def _slow_conflicts(M, ids, sires, dams, max_rate, min_common):
+    """Pair by pair, SNP by SNP (the obviously correct twin)."""
+    out = []
+    where = {a: i for i, a in enumerate(ids)}
+    for role, parents in (("sire", sires), ("dam", dams)):
+        for c, par in enumerate(parents):
+            if par not in where:
+                continue
+            a, b = M[c], M[where[par]]
+            common = opp = 0
+            for x, y in zip(a, b):
+                if x >= 0 and y >= 0:
+                    common += 1
+                    opp += (x, y) in ((0, 2), (2, 0))
+            if common >= min_common and opp / common > max_rate:
+                out.append((ids[c], opp / common, f"> {max_rate:g}, {role} {par}"))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("chunks", [None, (3, 40)])
+def test_parent_progeny_conflicts__true_parents_pass_and_a_wrong_sire_is_reported(chunks):
+    from bigeval.qc import parent_progeny_conflicts
+    M, ids, sires, dams = _family_genotypes(500, seed=5)
+    M[5, :7] = -1  # missing calls are not compared
+    X = M if chunks is None else da.from_array(M, chunks=chunks)
+    assert not len(parent_progeny_conflicts(X, ids, sires, dams))  # Mendelian: no conflict
+    wrong = sires.copy()
+    wrong[ids.tolist().index("K1")] = "S2"  # K1 recorded with the wrong sire
+    wrong[ids.tolist().index("K5")] = "NOT_GENOTYPED"  # a parent without genotypes: skipped
+    got = parent_progeny_conflicts(X, ids, wrong, dams)
+    assert got["id"].tolist() == ["K1"] and set(got["kind"]) == {"pair"}
+    assert got["reason"].tolist() == ["parent_progeny_conflict"]
+    want = _slow_conflicts(M, ids, wrong, dams, 0.01, 100)
+    assert sorted(zip(got["id"], got["value"], got["threshold"])) == want
+    assert 0.05 < got["value"].iloc[0] < 0.5  # unrelated: opposing homozygotes are common
+
+
+def test_parent_progeny_conflicts__thresholds_match_the_slow_twin():
+    from bigeval.qc import parent_progeny_conflicts
+    rng = np.random.default_rng(8)
+    M = rng.integers(-1, 3, size=(12, 150)).astype(np.int8)
+    ids = np.array([f"a{i}" for i in range(12)])
+    sires = np.array([""] * 3 + [f"a{rng.integers(0, 3)}" for _ in range(9)], dtype=object)
+    dams = np.array([""] * 4 + [f"a{rng.integers(0, 4)}" for _ in range(8)], dtype=object)
+    for max_rate, min_common in ((0.01, 10), (0.2, 50), (0.5, 200)):
+        got = parent_progeny_conflicts(M, ids, sires, dams, max_rate=max_rate,
+                                       min_common=min_common)
+        assert sorted(zip(got["id"], got["value"], got["threshold"])) == _slow_conflicts(
+            M, ids, sires, dams, max_rate, min_common)
+
+
+def test_g_from_store__reports_conflicts_without_removing_animals(tmp_path):
+    from bigeval.io.genotypes import import_genotypes
+    from bigeval.qc import describe
+    from bigeval.relationships import inverses_from_store
+    M, ids, sires, dams = _family_genotypes(400, seed=9)
+    csv = tmp_path / "geno.csv"
+    with open(csv, "w") as f:
+        f.write("id," + ",".join(f"s{j}" for j in range(M.shape[1])) + "\n")
+        for i, row in zip(ids, M):
+            f.write(i + "," + ",".join(map(str, row)) + "\n")
+    store = import_genotypes(csv, tmp_path / "geno.zarr")
+    ped_ids = np.array(["D0"] + ids.tolist())  # an extra pedigree animal, not genotyped
+    pos = {a: i for i, a in enumerate(ped_ids)}
+    wrong = sires.copy()
+    wrong[ids.tolist().index("K4")] = "S1"  # true sire S2
+    sire = np.array([-1] + [pos.get(s, -1) for s in wrong])
+    dam = np.array([-1] + [pos.get(d, -1) for d in dams])
+    qc_opts = QCOptions(min_maf=0.0)
+    res = inverses_from_store(store, ped_ids, sire, dam, qc=qc_opts, blend=0.05)
+    pairs = res.report[res.report["kind"] == "pair"]
+    assert pairs["id"].tolist() == ["K4"] and pairs["threshold"].iloc[0] == "> 0.01, sire S1"
+    assert len(res.ids) == len(ids)  # reported, nothing removed
+    assert "1 parent-progeny pair in conflict" in describe(res.report)
+    assert any("parent-progeny pair in conflict" in line for line in res.lines)
+    off = inverses_from_store(store, ped_ids, sire, dam, blend=0.05,
+                              qc=QCOptions(min_maf=0.0, max_conflict_rate=0.0))
+    assert not (off.report["kind"] == "pair").any()
+
+
+def test_grm_cli__reports_a_wrong_sire_with_the_pedigree(tmp_path, capsys):
+    from bigeval.cli import main
+    from bigeval.io.genotypes import import_genotypes
+    M, ids, sires, dams = _family_genotypes(300, seed=12)
+    csv = tmp_path / "geno.csv"
+    csv.write_text("id," + ",".join(f"s{j}" for j in range(M.shape[1])) + "\n" + "".join(
+        i + "," + ",".join(map(str, row)) + "\n" for i, row in zip(ids, M)))
+    import_genotypes(csv, tmp_path / "g.zarr")
+    wrong = sires.copy()
+    wrong[ids.tolist().index("K0")] = "S2"  # true sire S1
+    (tmp_path / "ped.txt").write_text("".join(
+        f"{a} {s or 0} {d or 0}\n" for a, s, d in zip(ids, wrong, dams)))
+    rc = main(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--pedigree",
+               str(tmp_path / "ped.txt"), "--min-maf", "0", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    out = capsys.readouterr()
+    assert "1 parent-progeny pair in conflict" in out.out + out.err
+    report = (tmp_path / "out" / "qc_report.csv").read_text()
+    assert "K0,parent_progeny_conflict" in report and "sire S2" in report

@@ -35,6 +35,7 @@ from typing import Any
 from bigeval.defaults import BLEND, ROUNDS
 from bigeval.errors import InputError
 from bigeval.io.columns import parse_record_columns
+from bigeval.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",
@@ -83,8 +84,9 @@ SECTIONS = {
     "sample": "defaults of `bigeval sample` (a laptop-size subset of these inputs)",
 }
 
-_QC = dict(min_call_rate_snp=0.90, min_call_rate_animal=0.90, min_maf=0.05,
-           max_concordance=0.99)  # bigeval.qc.QCOptions defaults (preGSf90's)
+_QC = {name: getattr(QCOptions, name) for name in (  # the defaults of genotype QC, once
+    "min_call_rate_snp", "min_call_rate_animal", "min_maf", "max_concordance",
+    "max_conflict_rate")}
 
 SCHEMA: tuple[Key, ...] = (
     # [inputs]
@@ -172,6 +174,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("genomics", "max_concordance", "float", default=_QC["max_concordance"],
         help="QC: animals agreeing at more SNPs than this are duplicates (0: off)",
         cli=("reliability --max-concordance", "grm --max-concordance")),
+    Key("genomics", "max_conflict_rate", "float", default=_QC["max_conflict_rate"],
+        help="QC: a genotyped animal and genotyped parent with opposing homozygotes at more "
+             "than this share of SNPs are reported as a parent-progeny conflict (0: off)",
+        cli=("reliability --max-conflict-rate", "grm --max-conflict-rate")),
     Key("genomics", "tune", "bool", default=True,
         help="scale G to A22 (same mean diagonal and off-diagonal)",
         cli=("grm --tune", "reliability --tune")),
@@ -613,7 +619,7 @@ def _check(cfg: RunConfig) -> None:
         raise err("inputs.genotyped", "a genotyped list without genotypes, grm or ginv",
                   remedy="add the genotypes (or G⁻¹ and A22⁻¹), or remove genotyped")
     for dotted in ("genomics.min_call_rate_snp", "genomics.min_call_rate_animal",
-                   "genomics.max_concordance", "genomics.blend"):
+                   "genomics.max_concordance", "genomics.max_conflict_rate", "genomics.blend"):
         if not 0.0 <= v[dotted] <= 1.0:
             raise err(dotted, f"{dotted} is outside [0, 1]", value=v[dotted],
                       expected="a fraction between 0 and 1")

@@ -57,6 +57,9 @@ GENO_COLOUR, NONGENO_COLOUR, PED_COLOUR = "#1f77b4", "#ff7f0e", "#7f7f7f"
 BAND = (0.0, 1.0)  # the expected range of a reliability, [0, 1)
 
 
+_MAX_CONFLICTS_SHOWN = 50  # rows of the parent-progeny conflict table
+
+
 def _plt():
     import matplotlib
 
@@ -663,9 +666,22 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
                 ("animals used for G", rsum.get("animals_used")),
                 ("SNPs used for G", rsum.get("snps_used"))]
         parts.append(_table(rows))
-        parts.append(_table([(k, r, n) for k, r, n in counts.itertuples(index=False)],
-                            header=("removed", "reason", "number")) if len(counts)
+        removed = counts[counts["kind"] != "pair"]
+        parts.append(_table([(k, r, n) for k, r, n in removed.itertuples(index=False)],
+                            header=("removed", "reason", "number")) if len(removed)
                      else "<p>QC removed nothing.</p>")
+        pairs = qc[qc["kind"] == "pair"]
+        if len(pairs):
+            shown = pairs.head(_MAX_CONFLICTS_SHOWN)
+            parts.append(f"<p class=\"warn\">{len(pairs):,} genotyped animal(s) conflict with "
+                         "a recorded genotyped parent (opposing homozygotes at more than the "
+                         "share given; a wrong parent or a sample mix-up). They were kept: "
+                         "check the parent or the sample."
+                         + (f" The first {len(shown)} are shown." if len(shown) < len(pairs)
+                            else "") + "</p>")
+            parts.append(_table([(a, t.split(", ", 1)[-1], f"{v:.4f}") for a, t, v in
+                                 zip(shown["id"], shown["threshold"], shown["value"])],
+                                header=("animal", "recorded parent", "opposing homozygotes")))
     elif rsum:
         parts.append(f"<p class=\"note\">No QC: genomic relationships came from "
                      f"{html.escape(str(rsum.get('source')))}.</p>")

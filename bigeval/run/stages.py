@@ -344,7 +344,8 @@ def _qc_options(cfg: RunConfig):
     return QCOptions(min_call_rate_snp=cfg["genomics.min_call_rate_snp"],
                      min_call_rate_animal=cfg["genomics.min_call_rate_animal"],
                      min_maf=cfg["genomics.min_maf"],
-                     max_concordance=cfg["genomics.max_concordance"])
+                     max_concordance=cfg["genomics.max_concordance"],
+                     max_conflict_rate=cfg["genomics.max_conflict_rate"])
 
 
 def relationships(ctx: StageContext) -> dict:
