@@ -60,3 +60,18 @@ def test_schur_inverse_diagonal__c_ordered_or_misfit_block_is_an_error():
     with pytest.raises(InputError, match="do not fit"):
         schur.schur_inverse_diagonal(sp.csc_matrix(c[:10, :10]), sp.csc_matrix(c[:10, 11:]),
                                      np.asfortranarray(c[10:, 10:]))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("n1, n2", [(0, 6), (50, 0), (90, 20)])
+def test_schur_solve__equals_dense_solve(solver, n1, n2):
+    c = spd_with_dense_block(n1, n2, 0.03, seed=7 + n1)
+    b = np.random.default_rng(1).standard_normal(n1 + n2)
+    d1, d2, x = schur.schur_solve(sp.csc_matrix(c[:n1, :n1]), sp.csc_matrix(c[:n1, n1:]),
+                                  np.array(c[n1:, n1:], order="F"), b, solver=solver)
+    np.testing.assert_allclose(x, np.linalg.solve(c, b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.r_[d1, d2], np.diag(np.linalg.inv(c)), rtol=1e-10,
+                               atol=1e-13)
+    with pytest.raises(InputError, match="right-hand side"):
+        schur.schur_solve(sp.csc_matrix(c[:n1, :n1]), sp.csc_matrix(c[:n1, n1:]),
+                          np.array(c[n1:, n1:], order="F"), b[:-1])

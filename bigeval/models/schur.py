@@ -34,7 +34,7 @@ from bigeval.linalg import cholesky_lower, lower_factor_inverse
 from bigeval.models.cholesky import cholesky
 from bigeval.models.selinv import takahashi_dense_tail
 
-__all__ = ["schur_inverse_diagonal"]
+__all__ = ["schur_inverse_diagonal", "schur_solve"]
 
 # rows of L21ᵀ with at least this many entries are subtracted from S by BLAS (gemm on a
 # dense panel), the others by the scalar scatter; tests lower it
@@ -167,6 +167,30 @@ def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
     >>> bool(np.allclose(np.r_[d1, d2], np.diag(np.linalg.inv(c))))
     True
     """
+    return _schur(c11, c12, s, None, solver, what, remedy, timings)[:2]
+
+
+def schur_solve(c11, c12, s: np.ndarray, rhs, *, solver: str = "auto",
+                what: str = "the MME left-hand side",
+                remedy: str = "check that the matrix is positive definite"):
+    """:func:`schur_inverse_diagonal` and the solution of ``C x = rhs`` in one factorisation:
+    returns ``(d1, d2, x)`` (x of length n1 + n2, sparse equations first)::
+
+        x2 = S⁻¹ (b2 − C21 C11⁻¹ b1),   x1 = C11⁻¹ (b1 − C12 x2)
+
+    Examples
+    --------
+    >>> c = np.array([[4.0, 1.0, 1.0], [1.0, 3.0, 0.5], [1.0, 0.5, 2.0]])
+    >>> d1, d2, x = schur_solve(sp.csc_matrix(c[:1, :1]), sp.csc_matrix(c[:1, 1:]),
+    ...                         np.asfortranarray(c[1:, 1:]), [1.0, 2.0, 3.0])
+    >>> bool(np.allclose(x, np.linalg.solve(c, [1.0, 2.0, 3.0])))
+    True
+    """
+    return _schur(c11, c12, s, np.asarray(rhs, dtype=np.float64), solver, what, remedy, None)
+
+
+def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
+    """The work of :func:`schur_inverse_diagonal` and :func:`schur_solve`."""
     c11 = sp.csc_matrix(c11, dtype=np.float64)
     n1, n2 = c11.shape[0], s.shape[0]
     if c11.shape != (n1, n1) or c12.shape != (n1, n2) or s.shape != (n2, n2):
@@ -175,9 +199,13 @@ def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
     if s.dtype != np.float64 or not s.flags.f_contiguous:
         raise InputError("the dense block must be a Fortran-ordered float64 array",
                          value=f"{s.dtype}, {'F' if s.flags.f_contiguous else 'C'} order")
+    if rhs is not None and rhs.shape != (n1 + n2,):
+        raise InputError("the right-hand side does not fit the matrix", value=rhs.shape,
+                         expected=f"({n1 + n2},)")
     if n1 == 0:
         _invert_in_place(s, what, remedy)
-        return np.empty(0), np.diagonal(s).copy()
+        x = None if rhs is None else _symv(s, rhs)
+        return np.empty(0), np.diagonal(s).copy(), x
     if solver == "auto":
         from bigeval.models.cholesky import HAVE_CHOLMOD
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
@@ -188,7 +216,10 @@ def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
     except InputError as exc:
         raise InputError(exc.message, remedy=remedy) from None
     L11, perm = fac.L, np.asarray(fac.perm, dtype=np.int64)
-    del fac
+    if rhs is None:
+        del fac
+    else:
+        y1 = fac.solve(rhs[:n1])
     clock.lap("factor", nnz_L11=L11.nnz)
     indptr, indices = L11.indptr.astype(np.int64), L11.indices.astype(np.int64)
     parent = _etree(indptr, indices)
@@ -224,6 +255,11 @@ def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
     clock.lap("schur", dense_rows=dense_rows.size)
     _invert_in_place(s, what, remedy)  # Z22 in the lower triangle of s
     clock.lap("dense")
+    x = None
+    if rhs is not None:
+        x2 = _symv(s, rhs[n1:] - sp.csc_matrix(c12).T @ y1)
+        x = np.concatenate([fac.solve(rhs[:n1] - c12 @ x2), x2])
+        del fac
     # the first n1 columns of the whole factor: L11 above, L21 below (rows n1 + c)
     Lc = _stack(L11, wr, n1, n2)
     del L11, wr
@@ -231,7 +267,7 @@ def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
     d1 = np.empty(n1)
     d1[perm] = z[Lc.indptr[:-1]]
     clock.lap("sweep")
-    return d1, np.diagonal(s).copy()
+    return d1, np.diagonal(s).copy(), x
 
 
 class _Clock:
@@ -246,6 +282,14 @@ class _Clock:
             self.out[step] = t - self.t
             self.out.update(sizes)
             self.t = t
+
+
+def _symv(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """z v for a symmetric z given by its lower triangle (BLAS dsymv)."""
+    from scipy.linalg.blas import dsymv
+    if not v.size:
+        return np.zeros(0)
+    return dsymv(1.0, z, np.ascontiguousarray(v, dtype=np.float64), lower=1)
 
 
 def _invert_in_place(s: np.ndarray, what: str, remedy: str) -> None:
