@@ -128,14 +128,22 @@ def test_model_data__unknown_animal(tmp_path):
 
 # ---------------------------------------------------------------- sparse PEV, clear errors
 
-@pytest.mark.parametrize("toml", ["pblup.toml", "repeatability.toml", "ssgblup.toml"])
+@pytest.mark.parametrize("toml", ["pblup.toml", "repeatability.toml", "ssgblup.toml",
+                                  "gblup.toml"])
 @pytest.mark.parametrize("method", ["auto", "superlu"])
 def test_fit_mixed__selected_inversion_pev_equals_dense(monkeypatch, toml, method):
     solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
     _, _, ref = fit(toml, method="dense")
     monkeypatch.setattr(solve_mod, "DENSE_MAX", 0)  # every system counts as large
-    _, _, r = fit(toml, method=method)
+    import bigeval.models.schur as schur
+    calls = []
+    inner = schur.schur_solve
+    monkeypatch.setattr(schur, "schur_solve", lambda *a, **k: calls.append(a[2].shape[0])
+                        or inner(*a, **k))
+    _, md, r = fit(toml, method=method)
     assert r.solution.method in ("cholmod", "superlu")
+    # G and H: the genotyped block kept apart by its Schur complement; A: factored whole
+    assert calls == ([] if md.rel.dense is None else [len(md.rel.dense)])
     np.testing.assert_allclose(r.solution.x, ref.solution.x, atol=1e-9)
     np.testing.assert_allclose(r.animals["pev"], ref.animals["pev"], rtol=1e-10)
     np.testing.assert_allclose(r.animals["rel"], ref.animals["rel"], atol=1e-12)

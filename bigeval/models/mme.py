@@ -60,7 +60,9 @@ class Relationship:
     """Inverse relationship matrix of the animal effect.
 
     ids : animal IDs (strings) in equation order; kinv : sparse inverse (q × q);
-    logdet : log|K| (for the REML likelihood).
+    logdet : log|K| (for the REML likelihood); dense : the rows of kinv's dense block (the
+    genotyped animals of H, every animal of G; None for A), which the PEVs keep apart
+    (:mod:`bigeval.models.schur`).
     """
 
     kind: str
@@ -68,6 +70,7 @@ class Relationship:
     kinv: sp.csr_matrix
     logdet: float
     diag: np.ndarray  # diag(K): 1 + F for A, diag(G) for G, both for H (reliabilities)
+    dense: np.ndarray | None = None
 
 
 def _logdet_spd(M: np.ndarray, what: str) -> float:
@@ -101,7 +104,8 @@ def relationship_g(ids, G) -> Relationship:
     G = np.asarray(G, dtype=np.float64)
     ginv = spd_inverse(G, what="G", remedy="add a ridge (g_ridge = 0.01) or blend G with A22")
     return Relationship("G", np.asarray(ids, dtype=object).astype(str),
-                        sp.csr_matrix(ginv), _logdet_spd(G, "G"), np.diag(G).copy())
+                        sp.csr_matrix(ginv), _logdet_spd(G, "G"), np.diag(G).copy(),
+                        np.arange(G.shape[0]))
 
 
 def relationship_h(ids, sire, dam, genotyped, G, blend: float = BLEND,
@@ -124,7 +128,7 @@ def relationship_h(ids, sire, dam, genotyped, G, blend: float = BLEND,
     logdet = a.logdet - _logdet_spd(A22, "A22") + _logdet_spd(Gs, "G")
     diag = a.diag.copy()
     diag[genotyped] = np.diag(Gs)
-    return Relationship("H", a.ids, hinv, logdet, diag)
+    return Relationship("H", a.ids, hinv, logdet, diag, genotyped)
 
 
 @dataclass(frozen=True)

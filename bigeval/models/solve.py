@@ -211,6 +211,26 @@ class BLUPResult:
     mme: "object"
 
 
+def _schur_fit(m, e2: np.ndarray, method: str):
+    """Solutions and diag(C⁻¹) of the MME ``m`` with the equations ``e2`` (a dense block)
+    kept apart (:func:`bigeval.models.schur.schur_solve`)."""
+    from bigeval.models.schur import schur_solve
+
+    solver = ("cholmod" if HAVE_CHOLMOD else "superlu") if method == "auto" else method
+    lhs = sp.csc_matrix(m.lhs)
+    rest = np.ones(lhs.shape[0], bool)
+    rest[e2] = False
+    e1 = np.flatnonzero(rest)
+    s = np.asfortranarray(lhs[e2][:, e2].toarray())
+    rhs = np.asarray(m.rhs, dtype=np.float64)
+    d1, d2, x = schur_solve(lhs[e1][:, e1], lhs[e1][:, e2], s, np.r_[rhs[e1], rhs[e2]],
+                            solver=solver, remedy=_NOT_PD)
+    sol, d = np.empty(lhs.shape[0]), np.empty(lhs.shape[0])
+    sol[e1], sol[e2] = x[:e1.size], x[e1.size:]
+    d[e1], d[e2] = d1, d2
+    return Solution(sol, solver), d
+
+
 def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
               se: bool | None = None) -> BLUPResult:
     """Build and solve the MME of ``md`` (:class:`bigeval.models.mme.ModelData`).
@@ -228,7 +248,11 @@ def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
     n = len(m.rhs)
     se = (method != "pcg") if se is None else se
     d = np.full(n, np.nan)
-    if se and n > DENSE_MAX and method in ("auto", "cholmod", "superlu"):
+    dense = None if md.rel is None else md.rel.dense
+    if se and n > DENSE_MAX and method in ("auto", "cholmod", "superlu") and dense is not None:
+        # G or H: the dense block of the genotyped apart (Schur complement), one dense copy
+        sol, d = _schur_fit(m, m.blocks["animal"].start + np.asarray(dense, np.int64), method)
+    elif se and n > DENSE_MAX and method in ("auto", "cholmod", "superlu"):
         from bigeval.models.selinv import selected_inverse
         f = cholesky(m.lhs, "auto" if method == "auto" else method)
         sol = Solution(f.solve(m.rhs), f.method)

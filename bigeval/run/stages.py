@@ -585,7 +585,8 @@ def solve(ctx: StageContext) -> dict:
         add = sp.csr_matrix((delta.ravel(), (r.ravel(), c.ravel())), shape=(len(ids),) * 2)
         diag = rel.diag.copy()
         diag[pos] = gdiag
-        rel = Relationship("H", rel.ids, (rel.kinv + add).tocsr(), float("nan"), diag)
+        rel = Relationship("H", rel.ids, (rel.kinv + add).tocsr(), float("nan"), diag,
+                           pos.astype(np.int64))
     df = _model_records(cfg)
     pe = _model_pe(cfg)
     factors = tuple("cg" if f == "cg" else f"col_{f}" for f in cfg["model.factors"])
