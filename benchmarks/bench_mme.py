@@ -10,7 +10,9 @@ in catastrophically and is not what real data look like):
 
 Each solver runs in a fresh Python process that loads the saved LHS, so that its peak
 memory is its own: CHOLMOD (supernodal, analyse + factor, then solve, then the selected
-inversion of the whole diagonal of C⁻¹), PCG with a diagonal preconditioner (BLUPF90's
+inversion of the whole diagonal of C⁻¹; for ssGBLUP also ``schur``: the genotyped block kept
+apart by its Schur complement, as ``bigeval solve --se`` does, :mod:`bigeval.models.schur`),
+PCG with a diagonal preconditioner (BLUPF90's
 default iterative solver; convergence ||r||/||b|| < 1e-6, i.e. BLUPF90's 1e-12 on the
 squared ratio) and, where affordable, the SuperLU fallback. Timings are medians of
 ``--repeats`` runs; ratios are against CHOLMOD in the same run. Goal (issue 6): PBLUP
@@ -98,6 +100,27 @@ def worker(method: str, path: str, repeats: int, n_fixed: int) -> dict:
         direct = f.solve(E)[pick, np.arange(5)]
         res["selinv_check_max_rel"] = float(np.max(np.abs(d[pick] - direct) / direct))
         np.save(path + f".d_{method}.npy", d)
+    elif method == "schur":  # the genotyped block apart (bigeval.models.schur), as solve --se
+        from bigeval.models.schur import schur_solve
+        e2 = np.load(path + ".dense.npy")
+
+        def run():
+            rest = np.ones(A.shape[0], bool)
+            rest[e2] = False
+            e1 = np.flatnonzero(rest)
+            s22 = np.asfortranarray(A[e2][:, e2].toarray())
+            d1, d2, x12 = schur_solve(A[e1][:, e1], A[e1][:, e2], s22, np.r_[b[e1], b[e2]])
+            x, d = np.empty(A.shape[0]), np.empty(A.shape[0])
+            x[e1], x[e2], d[e1], d[e2] = x12[:e1.size], x12[e1.size:], d1, d2
+            return x, d
+        res["total_s"], res["total_all_s"], (x, d) = _median_time(run, repeats)
+        res["residual"] = float(np.linalg.norm(A @ x - b) / np.linalg.norm(b))
+        for other in ("x", "d"):
+            ref = path + f".{other}_cholmod.npy"
+            if os.path.exists(ref):
+                v = np.load(ref)
+                res[f"max_rel_diff_{other}_vs_cholmod"] = float(
+                    np.max(np.abs((x if other == "x" else d) - v)) / np.max(np.abs(v)))
     elif method == "pcg":
         res["solve_s"], _, sol = _median_time(
             lambda: solve_pcg(A, b, n_fixed=n_fixed, rtol=1e-6, maxiter=100_000), repeats)
@@ -187,6 +210,7 @@ def ssgblup_system(args, path):
                            ginv=ginv, a22inv=a22inv, f=f)
     del ginv, a22inv
     _save(path, lhs, _rhs(rec_animal, rec_cg, y, k, lhs.shape[0]))
+    np.save(path + ".dense.npy", k + np.asarray(gen, np.int64))  # the genotyped equations
     print(f"  MME: {lhs.shape[0]:,} equations, {lhs.nnz:,} non-zeros "
           f"({time.perf_counter() - t:.1f} s to build and save)", flush=True)
     return lhs.shape[0], k
@@ -205,6 +229,19 @@ def report(title, results, goal_s=None):
             continue
         if "skipped" in r:
             print(f"  {m:8s} skipped: {r['skipped']}")
+            continue
+        if m == "schur":
+            ratio = ""
+            if chol:
+                whole = chol["factor_s"] + chol["solve_s"] + chol["selinv_s"] + chol[
+                    "extract_L_s"]
+                ratio = (f"; {r['total_s'] / whole:.2f}x CHOLMOD's factor + solve + "
+                         f"selected inversion of the whole LHS ({whole:.1f} s), max rel. "
+                         f"diff: solutions {r.get('max_rel_diff_x_vs_cholmod', float('nan')):.1e},"
+                         f" diag(C⁻¹) {r.get('max_rel_diff_d_vs_cholmod', float('nan')):.1e}")
+            print(f"  schur    solutions + diag(C⁻¹) {r['total_s']:7.1f} s (runs "
+                  f"{', '.join(f'{x:.1f}' for x in r['total_all_s'])}), residual "
+                  f"{r['residual']:.1e}; peak {r['peak_rss_gib']:.2f} GiB{ratio}")
             continue
         if m == "pcg":
             extra = ""
@@ -239,7 +276,7 @@ def bench(kind, args, tmp):
     print(f"\n== {kind} ==", flush=True)
     neq, k = (pblup_system if kind == "pblup" else ssgblup_system)(args, path)
     results = []
-    for method in ("cholmod", "pcg", "superlu"):
+    for method in ("cholmod", "pcg", "superlu") + (("schur",) if kind == "ssgblup" else ()):
         if method == "superlu" and neq > args.superlu_max:
             results.append({"method": method, "skipped": f"{neq:,} equations > "
                             f"--superlu-max {args.superlu_max:,} (111 s at 215 000)"})
