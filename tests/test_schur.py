@@ -75,3 +75,22 @@ def test_schur_solve__equals_dense_solve(solver, n1, n2):
     with pytest.raises(InputError, match="right-hand side"):
         schur.schur_solve(sp.csc_matrix(c[:n1, :n1]), sp.csc_matrix(c[:n1, n1:]),
                           np.array(c[n1:, n1:], order="F"), b[:-1])
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("n1, n2", [(0, 5), (70, 15)])
+def test_schur_factor__solve_logdet_entries_equal_dense(solver, n1, n2):
+    c = spd_with_dense_block(n1, n2, 0.04, seed=11 + n1)
+    order = np.random.default_rng(2).permutation(n1 + n2)  # the dense block anywhere
+    c = c[np.ix_(order, order)]
+    dense_eq = np.flatnonzero(order >= n1)
+    f = schur.schur_factor(sp.csc_matrix(c), dense_eq, solver=solver)
+    inv = np.linalg.inv(c)
+    B = np.random.default_rng(3).standard_normal((n1 + n2, 3))
+    np.testing.assert_allclose(f.solve(B), np.linalg.solve(c, B), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(f.solve(B[:, 0]), np.linalg.solve(c, B[:, 0]), rtol=1e-9,
+                               atol=1e-12)
+    assert np.isclose(f.logdet, np.linalg.slogdet(c)[1], rtol=1e-12)
+    np.testing.assert_allclose(f.diagonal(), np.diag(inv), rtol=1e-10)
+    r, k = np.nonzero(c)  # every entry on the pattern of C
+    np.testing.assert_allclose(f.entries(r, k), inv[r, k], rtol=1e-9, atol=1e-12)

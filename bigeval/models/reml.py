@@ -119,11 +119,33 @@ class _SparseC:
         return float(K.data @ self.sel.entries(K.row + b.start, K.col + b.start))
 
 
+class _SchurC(_SparseC):
+    """C = LHS with G or H: the genotyped block kept apart by its Schur complement
+    (:func:`bigeval.models.schur.schur_factor`); the traces from the same entries."""
+
+    def __init__(self, lhs, theta, dense_eq):
+        from bigeval.models.schur import schur_factor
+        try:
+            self.f = schur_factor(lhs, dense_eq, what="the MME left-hand side during REML")
+        except InputError as exc:
+            raise InputError(exc.message, value=theta,
+                             remedy="try other starting values; check that every "
+                                    "fixed-effect level has records") from None
+        self.sel = self.f
+        self.logdet = self.f.logdet
+
+
 def _pieces(md: ModelData, theta: dict, engine: str = "dense"):
     """Everything one round needs: solutions, C (factored), −2logL, the blocks."""
     m = assemble(md, sigma_a2=theta.get("sigma_a2"), sigma_pe2=theta.get("sigma_pe2"),
                  sigma_e2=theta["sigma_e2"])
-    C = (_DenseC if engine == "dense" else _SparseC)(m.lhs, theta)
+    dense = None if md.rel is None else md.rel.dense
+    if engine == "dense":
+        C = _DenseC(m.lhs, theta)
+    elif dense is not None:
+        C = _SchurC(m.lhs, theta, m.blocks["animal"].start + np.asarray(dense, np.int64))
+    else:
+        C = _SparseC(m.lhs, theta)
     s = C.solve(m.rhs)
     y = md.y
     n = len(y)

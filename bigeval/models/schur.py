@@ -23,6 +23,7 @@ others by a scalar scatter in numba.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -34,7 +35,7 @@ from bigeval.linalg import cholesky_lower, lower_factor_inverse
 from bigeval.models.cholesky import cholesky
 from bigeval.models.selinv import takahashi_dense_tail
 
-__all__ = ["schur_inverse_diagonal", "schur_solve"]
+__all__ = ["schur_inverse_diagonal", "schur_solve", "schur_factor", "SchurFactor"]
 
 # rows of L21ᵀ with at least this many entries are subtracted from S by BLAS (gemm on a
 # dense panel), the others by the scalar scatter; tests lower it
@@ -189,8 +190,11 @@ def schur_solve(c11, c12, s: np.ndarray, rhs, *, solver: str = "auto",
     return _schur(c11, c12, s, np.asarray(rhs, dtype=np.float64), solver, what, remedy, None)
 
 
-def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
-    """The work of :func:`schur_inverse_diagonal` and :func:`schur_solve`."""
+def _schur(c11, c12, s, rhs, solver, what, remedy, timings, keep=False):
+    """The work of :func:`schur_inverse_diagonal`, :func:`schur_solve` and
+    :func:`schur_factor`: ``(d1, d2, x)``, and with ``keep`` also the pieces a
+    :class:`SchurFactor` holds (the factor of C11, its permutation, Z on the pattern of the
+    first n1 columns of L, log|C|)."""
     c11 = sp.csc_matrix(c11, dtype=np.float64)
     n1, n2 = c11.shape[0], s.shape[0]
     if c11.shape != (n1, n1) or c12.shape != (n1, n2) or s.shape != (n2, n2):
@@ -203,9 +207,10 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
         raise InputError("the right-hand side does not fit the matrix", value=rhs.shape,
                          expected=f"({n1 + n2},)")
     if n1 == 0:
-        _invert_in_place(s, what, remedy)
+        logdet = _invert_in_place(s, what, remedy)
         x = None if rhs is None else _symv(s, rhs)
-        return np.empty(0), np.diagonal(s).copy(), x
+        out = (np.empty(0), np.diagonal(s).copy(), x)
+        return out + ((None, np.empty(0, np.int64), None, logdet),) if keep else out
     if solver == "auto":
         from bigeval.models.cholesky import HAVE_CHOLMOD
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
@@ -216,10 +221,11 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
     except InputError as exc:
         raise InputError(exc.message, remedy=remedy) from None
     L11, perm = fac.L, np.asarray(fac.perm, dtype=np.int64)
-    if rhs is None:
-        del fac
-    else:
+    logdet = fac.logdet()
+    if rhs is not None:
         y1 = fac.solve(rhs[:n1])
+    if not keep and rhs is None:
+        fac = None  # frees CHOLMOD's copy before the dense work
     clock.lap("factor", nnz_L11=L11.nnz)
     indptr, indices = L11.indptr.astype(np.int64), L11.indices.astype(np.int64)
     parent = _etree(indptr, indices)
@@ -253,13 +259,13 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
     if dense_rows.size:
         _subtract_dense_rows(s, wr, dense_rows)
     clock.lap("schur", dense_rows=dense_rows.size)
-    _invert_in_place(s, what, remedy)  # Z22 in the lower triangle of s
+    logdet += _invert_in_place(s, what, remedy)  # Z22 in the lower triangle of s
     clock.lap("dense")
     x = None
     if rhs is not None:
-        x2 = _symv(s, rhs[n1:] - sp.csc_matrix(c12).T @ y1)
+        c12 = sp.csc_matrix(c12)
+        x2 = _symv(s, rhs[n1:] - c12.T @ y1)
         x = np.concatenate([fac.solve(rhs[:n1] - c12 @ x2), x2])
-        del fac
     # the first n1 columns of the whole factor: L11 above, L21 below (rows n1 + c)
     Lc = _stack(L11, wr, n1, n2)
     del L11, wr
@@ -267,7 +273,97 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings):
     d1 = np.empty(n1)
     d1[perm] = z[Lc.indptr[:-1]]
     clock.lap("sweep")
-    return d1, np.diagonal(s).copy(), x
+    out = (d1, np.diagonal(s).copy(), x)
+    return out + ((fac, perm, Lc, logdet),) if keep else out
+
+
+@dataclass
+class SchurFactor:
+    """A matrix with a dense block, factored by its Schur complement (:func:`schur_factor`):
+    ``solve``, ``logdet``, ``diagonal`` and ``entries`` of the inverse on the pattern, in
+    the matrix's own numbering — what REML's traces need (:mod:`bigeval.models.reml`)."""
+
+    e1: np.ndarray        # the sparse equations, in the matrix's numbering
+    e2: np.ndarray        # the dense block's equations
+    fac: object           # SparseCholesky of C11
+    c12: sp.csc_matrix
+    z22: np.ndarray       # Z22 = S⁻¹, lower triangle (Fortran)
+    Lc: sp.csc_matrix     # Z on the pattern of the first n1 columns of L (permuted C11 order)
+    perm: np.ndarray      # L11's permutation of C11
+    logdet: float         # log|C|
+    _diag: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def n(self) -> int:
+        return self.e1.size + self.e2.size
+
+    def solve(self, b) -> np.ndarray:
+        """C⁻¹ b for a vector or an (n × k) matrix b."""
+        from scipy.linalg.blas import dsymm
+        b = np.asarray(b, dtype=np.float64)
+        b1, b2 = b[self.e1], b[self.e2]
+        y1 = self.fac.solve(b1) if self.e1.size else b1
+        t = b2 - self.c12.T @ y1
+        x2 = (dsymm(1.0, self.z22, np.asfortranarray(t.reshape(t.shape[0], -1)), lower=1)
+              .reshape(t.shape) if t.size else t)
+        x = np.empty_like(b)
+        x[self.e2] = x2
+        if self.e1.size:
+            x[self.e1] = self.fac.solve(b1 - self.c12 @ x2)
+        return x
+
+    def diagonal(self) -> np.ndarray:
+        """diag(C⁻¹) in the matrix's numbering."""
+        if self._diag is None:
+            d = np.empty(self.n)
+            d1 = np.empty(self.e1.size)
+            if self.e1.size:
+                d1[self.perm] = self.Lc.data[self.Lc.indptr[:-1]]
+            d[self.e1], d[self.e2] = d1, np.diagonal(self.z22)
+            self._diag = d
+        return self._diag
+
+    def entries(self, rows, cols) -> np.ndarray:
+        """(C⁻¹)[rows[t], cols[t]] for pairs on the pattern of C (or of its factor)."""
+        from bigeval.models.selinv import _lookup_kernel
+        n1 = self.e1.size
+        q = np.empty(self.n, np.int64)  # position in the factor's order: L11's, then dense
+        pinv = np.empty(n1, np.int64)
+        pinv[self.perm] = np.arange(n1)
+        q[self.e1], q[self.e2] = pinv, n1 + np.arange(self.e2.size)
+        r = q[np.asarray(rows, np.int64).ravel()]
+        c = q[np.asarray(cols, np.int64).ravel()]
+        r, c = np.maximum(r, c), np.minimum(r, c)
+        out = np.empty(r.size)
+        both = c >= n1
+        out[both] = self.z22[r[both] - n1, c[both] - n1]
+        sel = ~both
+        if sel.any():
+            got = np.empty(int(sel.sum()))
+            t = _lookup_kernel(self.Lc.indptr.astype(np.int64), self.Lc.indices.astype(np.int64),
+                               self.Lc.data, r[sel], c[sel], got)
+            if t >= 0:
+                raise InputError("entry of the inverse outside the selected pattern",
+                                 remedy="ask for entries on the pattern of the factored matrix")
+            out[sel] = got
+        return out
+
+
+def schur_factor(lhs, dense_eq, *, solver: str = "auto", what: str = "the MME left-hand side",
+                 remedy: str = "check that the matrix is positive definite") -> SchurFactor:
+    """Factor a sparse SPD ``lhs`` whose equations ``dense_eq`` form a dense block by the
+    Schur complement of that block, keeping what :class:`SchurFactor` answers with (the
+    factor of the sparse rest, Z on its pattern, the dense Z22)."""
+    lhs = sp.csc_matrix(lhs, dtype=np.float64)
+    e2 = np.asarray(dense_eq, np.int64)
+    rest = np.ones(lhs.shape[0], bool)
+    rest[e2] = False
+    e1 = np.flatnonzero(rest)
+    c12 = lhs[e1][:, e2].tocsc()
+    s = np.asfortranarray(lhs[e2][:, e2].toarray())
+    _, _, _, (fac, perm, Lc, logdet) = _schur(lhs[e1][:, e1], c12, s, None, solver, what,
+                                              remedy, None, keep=True)
+    return SchurFactor(e1, e2, fac, c12, s, Lc, perm, logdet)
 
 
 class _Clock:
@@ -292,12 +388,14 @@ def _symv(z: np.ndarray, v: np.ndarray) -> np.ndarray:
     return dsymv(1.0, z, np.ascontiguousarray(v, dtype=np.float64), lower=1)
 
 
-def _invert_in_place(s: np.ndarray, what: str, remedy: str) -> None:
-    """The lower triangle of ``s`` ← that of s⁻¹ (blocked potrf + potri)."""
-    if s.shape[0]:
-        cholesky_lower(s, what=f"{what} (the Schur complement of its dense block)",
-                       remedy=remedy)
-        lower_factor_inverse(s)
+def _invert_in_place(s: np.ndarray, what: str, remedy: str) -> float:
+    """The lower triangle of ``s`` ← that of s⁻¹ (blocked potrf + potri); returns log|s|."""
+    if not s.shape[0]:
+        return 0.0
+    cholesky_lower(s, what=f"{what} (the Schur complement of its dense block)", remedy=remedy)
+    logdet = 2.0 * float(np.log(np.diagonal(s)).sum())
+    lower_factor_inverse(s)
+    return logdet
 
 
 @njit(cache=True)
