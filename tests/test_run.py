@@ -341,6 +341,20 @@ def test_run__config_change_reruns_exactly_the_affected_stages(ref, pop_config, 
     assert published["overrides"] == m["overrides"] and m["overrides"].items() >= over.items()
 
 
+def test_run__exact_check_auto_stops_at_max_genotyped(ref, pop_config, tmp_path):
+    # check = auto: the single-step check (and the solve's PEVs) only up to
+    # exact.max_genotyped genotyped animals; both stages that read it run again
+    out = _runkit.copy_run(ref, tmp_path / "out")
+    res = _run(pop_config, out, overrides={"exact.max_genotyped": 1})
+    assert res.executed == ["solve", "reliabilities", "report"]
+    assert "exact check not run" in (out / "summary.txt").read_text()
+    table = pd.read_csv(out / "reliability.csv")
+    for col in ("pev", "rel_exact"):  # not computed: not written (or empty)
+        assert col not in table or table[col].isna().all()
+    assert "rel_exact" in pd.read_csv(ref / "reliability.csv")  # the full run had them
+    assert "max_genotyped = 1" in (out / "report.html").read_text()
+
+
 @pytest.mark.slow
 def test_run__genomics_change_reruns_relationships_and_what_follows(ref, pop_config, tmp_path):
     out = _runkit.copy_run(ref, tmp_path / "out")

@@ -211,19 +211,25 @@ SCHEMA: tuple[Key, ...] = (
         help="residual variance (default: (1 - repeatability) × var, or (1 - h2) × var)"),
     Key("model", "pev", "auto-bool", default="auto",
         help="prediction error variances of the EBV (and their reliabilities) from the MME "
-             "inverse: sparse selected inversion, minutes for 10⁵ equations; auto: when the "
-             "MME has at most exact.max_equations equations", cli=("solve --se",)),
+             "inverse: sparse selected inversion (the genotyped block apart); auto: when the "
+             "MME has at most exact.max_equations equations and exact.max_genotyped "
+             "genotyped animals", cli=("solve --se",)),
     Key("model", "solver", "choice", default="auto",
         choices=("auto", "cholmod", "dense", "splu", "pcg"), help="MME solver",
         cli=("solve --solver",)),
     # [exact]
     Key("exact", "check", "auto-bool", default="auto",
         help="compare with exact reliabilities from the MME inverse (auto: when the MME has "
-             "at most max_equations equations)", cli=("reliability --exact",)),
-    Key("exact", "max_equations", "int", default=20_000,
+             "at most max_equations equations and at most max_genotyped genotyped animals)",
+        cli=("reliability --exact",)),
+    Key("exact", "max_equations", "int", default=250_000,
         help="largest MME the check inverts with check = \"auto\" (dense up to 5 000 "
-             "equations, then sparse selected inversion); run it on a `bigeval sample` of "
-             "larger data"),
+             "equations, then sparse selected inversion; 1 M animals with 20 000 genotyped "
+             "take about 2 minutes on two cores); run it on a `bigeval sample` of larger "
+             "data"),
+    Key("exact", "max_genotyped", "int", default=20_000,
+        help="with check = \"auto\", the single-step check runs only up to this many "
+             "genotyped animals (its dense block: 8 n² bytes, n³ flops)"),
     # [cluster]
     Key("cluster", "scheduler", "str", default="threads",
         help="threads (local, default), synchronous, local-cluster, or a Dask scheduler "

@@ -494,7 +494,7 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
                                                        exact["rel_exact_ssgblup"][mask]))
     elif not rel["exact"]["ran"]:
         lines.append(f"exact check not run ({rel['exact']['equations']:,} equations; "
-                     "[exact] check / max_equations)")
+                     "[exact] check / max_equations / max_genotyped)")
     return "\n".join(lines)
 
 
@@ -653,9 +653,10 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
         parts.append(_fig_exact(exact))
     else:
         parts.append(f"<p class=\"note\">The check did not run: the exact MME has "
-                     f"{rel['exact']['equations']:,} equations (limit [exact] "
-                     f"max_equations = {cfg['exact.max_equations']:,}). Run it on a sample "
-                     "(<code>bigeval sample</code>).</p>")
+                     f"{rel['exact']['equations']:,} equations (limits with check = auto: "
+                     f"[exact] max_equations = {cfg['exact.max_equations']:,}, "
+                     f"max_genotyped = {cfg['exact.max_genotyped']:,}). Set [exact] check = "
+                     "true, or run it on a sample (<code>bigeval sample</code>).</p>")
     parts.append("<h2 id=\"qc\">Genotype quality control</h2>")
     qc = _read(up.get("relationships"), "qc.parquet")
     rsum = info.get("relationships", {}).get("summary", {})

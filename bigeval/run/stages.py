@@ -600,7 +600,9 @@ def solve(ctx: StageContext) -> dict:
     ctx.point("mid")
     n_eq = md.design.Xk.shape[1] + len(ids) + (0 if md.pe_ids is None else len(md.pe_ids))
     pev = cfg["model.pev"]
-    se = (n_eq <= cfg["exact.max_equations"]) if pev == "auto" else bool(pev)
+    n_dense = 0 if md.rel is None or md.rel.dense is None else len(md.rel.dense)
+    se = (n_eq <= cfg["exact.max_equations"] and n_dense <= cfg["exact.max_genotyped"]
+          if pev == "auto" else bool(pev))
     if cfg["model.solver"] == "pcg":
         se = False  # iterative solutions: no factor to invert
     ctx.progress.phase(f"solving the MME ({n_eq:,} equations, {cfg['model.solver']} solver"
@@ -669,7 +671,9 @@ def reliabilities(ctx: StageContext) -> dict:
     genomic = pop.genotyped is not None
     n_eq = exact_equations(pop, opts.tau is not None)
     check = cfg["exact.check"]
-    run_exact = check is True or (check == "auto" and n_eq <= cfg["exact.max_equations"])
+    n_g = 0 if pop.genotyped is None else len(pop.genotyped)
+    run_exact = check is True or (check == "auto" and n_eq <= cfg["exact.max_equations"]
+                                  and n_g <= cfg["exact.max_genotyped"])
     summary["exact"] = {"ran": bool(run_exact), "equations": n_eq}
     rel_exact = None
     if run_exact:
@@ -782,7 +786,7 @@ RECORD_MAP_KEYS = ("inputs.records_columns", "inputs.records_missing")
 def _solve_params(cfg: RunConfig) -> dict:
     keys = ("model.trait", "model.factors", "model.covariates", "model.solver",
             "model.sigma_a2", "model.sigma_pe2", "model.sigma_e2", "model.pev",
-            "exact.max_equations", *RECORD_MAP_KEYS)
+            "exact.max_equations", "exact.max_genotyped", *RECORD_MAP_KEYS)
     return {**{k: cfg[k] for k in keys}, "relationship": _model_relationship(cfg),
             "pe": _model_pe(cfg), "h2": cfg["parameters.h2"],
             "repeatability": cfg["parameters.repeatability"],
@@ -796,7 +800,8 @@ def _reliability_params(cfg: RunConfig) -> dict:
             "interbull_kind": o.interbull_kind if cfg["inputs.interbull"] else None,
             "rounds": o.rounds, "tol": o.tol, "genomic_method": o.genomic_method,
             "exact.check": cfg["exact.check"],
-            "exact.max_equations": cfg["exact.max_equations"]}
+            "exact.max_equations": cfg["exact.max_equations"],
+            "exact.max_genotyped": cfg["exact.max_genotyped"]}
 
 
 def _files(*names):
