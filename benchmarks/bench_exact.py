@@ -61,11 +61,11 @@ def baseline(ng: int, seed: int) -> float:
 
 def exact_steps(pop, alpha: float) -> tuple[dict, np.ndarray]:
     """exact_reliability's sparse single-step path, step by step (the calls of _sparse_caa):
-    the sparse LHS, the dense genotyped block, then the Schur-complement selected inversion
-    (bigeval.models.schur), which times its own steps."""
+    the sparse LHS and the dense genotyped block, then the Schur-complement factorisation
+    and selected inversion (bigeval.models.schur), which times its own steps."""
     import scipy.sparse as sp
 
-    from bigeval.models.schur import schur_inverse_diagonal
+    from bigeval.models.schur import schur_factor
     from bigeval.reliability.exact import _genomic_block, _sparse_parts
 
     sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv = pop
@@ -73,19 +73,13 @@ def exact_steps(pop, alpha: float) -> tuple[dict, np.ndarray]:
     t0 = time.perf_counter()
     lhs, k, n, gg, (gi, ai) = _sparse_parts(sire, dam, rec_animal, rec_cg, alpha, tau=None,
                                             genotyped=g, ginv=ginv, a22inv=a22inv, f=f)
-    lhs = sp.csc_matrix(lhs)
     e2 = k + np.asarray(gg, np.int64)
-    rest = np.ones(lhs.shape[0], bool)
-    rest[e2] = False
-    e1 = np.flatnonzero(rest)
-    c22 = _genomic_block(lhs[e2][:, e2], gi, ai, alpha)
+    c22 = _genomic_block(sp.csc_matrix(lhs)[e2][:, e2], gi, ai, alpha)
     del gi, ai
-    c11, c12 = lhs[e1][:, e1], lhs[e1][:, e2]
     out["neq"] = lhs.shape[0]
-    del lhs
     t1 = time.perf_counter()
-    d = np.empty(c11.shape[0] + e2.size)
-    d[e1], d[e2] = schur_inverse_diagonal(c11, c12, c22, timings=out)
+    fac = schur_factor(lhs, e2, c22=c22, keep_factor=False, timings=out)
+    d = fac.diagonal()
     out.update(build=t1 - t0, total=time.perf_counter() - t0)
     return out, 1.0 - alpha * d[k:k + n]
 

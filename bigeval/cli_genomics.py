@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from bigeval.errors import InputError
 
@@ -128,13 +127,6 @@ def qc_options(args):
                      max_conflict_rate=args.max_conflict_rate)
 
 
-def qc_summary(report: pd.DataFrame) -> str:
-    """One line: what QC removed and why (:func:`bigeval.qc.describe`)."""
-    from bigeval.qc import describe
-
-    return describe(report)
-
-
 def cmd_genotypes_import(args) -> int:
     """``bigeval genotypes import``: a genotype file into a Zarr store."""
     from bigeval.io.genotypes import import_genotypes, open_genotypes
@@ -175,6 +167,7 @@ def cmd_grm(args) -> int:
         write_triplets,
     )
     from bigeval.linalg import spd_inverse
+    from bigeval.qc import describe
     from bigeval.relationships import (
         a22_inverse,
         a22_means,
@@ -212,7 +205,7 @@ def cmd_grm(args) -> int:
                        f"above {qc.max_concordance:g} concordance, parent-progeny "
                        f"conflicts above {qc.max_conflict_rate:g}"
                        + ("" if ped is not None else " (not checked: no --pedigree)")
-                       + "; " + qc_summary(report)),
+                       + "; " + describe(report)),
              f"G (VanRaden 2008, method 1) of {len(ids):,} animals: mean diagonal "
              f"{np.trace(G) / len(ids):.4f}"]
     pos = None

@@ -1,4 +1,5 @@
-"""diag(C⁻¹) by the Schur complement of a dense block against the dense inverse (its twin)."""
+"""A matrix with a dense block factored by its Schur complement, against the dense inverse
+and solve (its twins)."""
 
 from __future__ import annotations
 
@@ -28,63 +29,50 @@ def spd_with_dense_block(n1: int, n2: int, density: float, seed: int) -> np.ndar
 @pytest.mark.parametrize("n1, n2, density", [(1, 1, 0.5), (60, 0, 0.05), (0, 9, 0.1),
                                              (120, 25, 0.02), (200, 40, 0.005)])
 @pytest.mark.parametrize("dense_row_min", [2, 10**9])
-def test_schur_inverse_diagonal__equals_dense_inverse(monkeypatch, solver, n1, n2, density,
-                                                      dense_row_min):
+def test_schur_factor__diagonal_equals_dense_inverse(monkeypatch, solver, n1, n2, density,
+                                                     dense_row_min):
     monkeypatch.setattr(schur, "DENSE_ROW_MIN", dense_row_min)
     monkeypatch.setattr(schur, "_TILE", 8)
     c = spd_with_dense_block(n1, n2, density, seed=n1 + n2)
     inv = np.linalg.inv(c)
     s = np.array(c[n1:, n1:], order="F")  # a copy: it is overwritten
     s[np.triu_indices(n2, 1)] = np.nan  # the strictly upper triangle is not read
-    d1, d2 = schur.schur_inverse_diagonal(sp.csc_matrix(c[:n1, :n1]),
-                                          sp.csc_matrix(c[:n1, n1:]), s, solver=solver)
-    np.testing.assert_allclose(np.r_[d1, d2], np.diag(inv), rtol=1e-10, atol=1e-13)
+    f = schur.schur_factor(sp.csc_matrix(c), np.arange(n1, n1 + n2), c22=s,
+                           keep_factor=False, solver=solver)
+    np.testing.assert_allclose(f.diagonal(), np.diag(inv), rtol=1e-10, atol=1e-13)
     # s now holds Z22, the dense block of the inverse, in its lower triangle
     np.testing.assert_allclose(np.tril(s), np.tril(inv[n1:, n1:]), rtol=1e-9, atol=1e-12)
+    if n1:
+        with pytest.raises(InputError, match="kept no factor"):
+            f.solve(np.ones(n1 + n2))
 
 
-def test_schur_inverse_diagonal__not_positive_definite_block_is_an_error():
+def test_schur_factor__not_positive_definite_block_is_an_error():
     c = spd_with_dense_block(30, 6, 0.1, seed=3)
-    s = np.array(c[30:, 30:], order="F")
-    s[2, 2] = -5.0
+    c[32, 32] = -5.0
     with pytest.raises(InputError, match="Schur complement"):
-        schur.schur_inverse_diagonal(sp.csc_matrix(c[:30, :30]), sp.csc_matrix(c[:30, 30:]),
-                                     s, remedy="blend G with A22")
+        schur.schur_factor(sp.csc_matrix(c), np.arange(30, 36), remedy="blend G with A22")
 
 
-def test_schur_inverse_diagonal__c_ordered_or_misfit_block_is_an_error():
+def test_schur_factor__c_ordered_or_misfit_block_is_an_error():
     c = spd_with_dense_block(10, 4, 0.2, seed=4)
     with pytest.raises(InputError, match="Fortran"):
-        schur.schur_inverse_diagonal(sp.csc_matrix(c[:10, :10]), sp.csc_matrix(c[:10, 10:]),
-                                     np.ascontiguousarray(c[10:, 10:]) + 0.0 * np.eye(4)[::-1])
+        schur.schur_factor(sp.csc_matrix(c), np.arange(10, 14),
+                           c22=np.ascontiguousarray(c[10:, 10:]) + 0.0 * np.eye(4)[::-1])
     with pytest.raises(InputError, match="do not fit"):
-        schur.schur_inverse_diagonal(sp.csc_matrix(c[:10, :10]), sp.csc_matrix(c[:10, 11:]),
-                                     np.asfortranarray(c[10:, 10:]))
+        schur.schur_factor(sp.csc_matrix(c), np.arange(10, 14),
+                           c22=np.asfortranarray(c[11:, 11:]))
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-@pytest.mark.parametrize("n1, n2", [(0, 6), (50, 0), (90, 20)])
-def test_schur_solve__equals_dense_solve(solver, n1, n2):
-    c = spd_with_dense_block(n1, n2, 0.03, seed=7 + n1)
-    b = np.random.default_rng(1).standard_normal(n1 + n2)
-    d1, d2, x = schur.schur_solve(sp.csc_matrix(c[:n1, :n1]), sp.csc_matrix(c[:n1, n1:]),
-                                  np.array(c[n1:, n1:], order="F"), b, solver=solver)
-    np.testing.assert_allclose(x, np.linalg.solve(c, b), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(np.r_[d1, d2], np.diag(np.linalg.inv(c)), rtol=1e-10,
-                               atol=1e-13)
-    with pytest.raises(InputError, match="right-hand side"):
-        schur.schur_solve(sp.csc_matrix(c[:n1, :n1]), sp.csc_matrix(c[:n1, n1:]),
-                          np.array(c[n1:, n1:], order="F"), b[:-1])
-
-
-@pytest.mark.parametrize("solver", SOLVERS)
-@pytest.mark.parametrize("n1, n2", [(0, 5), (70, 15)])
+@pytest.mark.parametrize("n1, n2", [(0, 5), (50, 0), (70, 15)])
 def test_schur_factor__solve_logdet_entries_equal_dense(solver, n1, n2):
     c = spd_with_dense_block(n1, n2, 0.04, seed=11 + n1)
     order = np.random.default_rng(2).permutation(n1 + n2)  # the dense block anywhere
     c = c[np.ix_(order, order)]
     dense_eq = np.flatnonzero(order >= n1)
     f = schur.schur_factor(sp.csc_matrix(c), dense_eq, solver=solver)
+    assert f.method == solver
     inv = np.linalg.inv(c)
     B = np.random.default_rng(3).standard_normal((n1 + n2, 3))
     np.testing.assert_allclose(f.solve(B), np.linalg.solve(c, B), rtol=1e-9, atol=1e-12)
@@ -94,3 +82,4 @@ def test_schur_factor__solve_logdet_entries_equal_dense(solver, n1, n2):
     np.testing.assert_allclose(f.diagonal(), np.diag(inv), rtol=1e-10)
     r, k = np.nonzero(c)  # every entry on the pattern of C
     np.testing.assert_allclose(f.entries(r, k), inv[r, k], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(f.entries(r, k), inv[r, k], rtol=1e-9, atol=1e-12)  # cached

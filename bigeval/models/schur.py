@@ -1,4 +1,4 @@
-"""diag(C⁻¹) of a sparse SPD matrix with one dense block, by its Schur complement.
+"""A sparse SPD matrix with one dense block, factored by the Schur complement of the block.
 
 The single-step MME is sparse except for the genotyped animals' equations, where
 α(G⁻¹ − A22⁻¹) makes an n2 × n2 dense block. Ordered ``[sparse (n1), dense (n2)]``::
@@ -35,7 +35,7 @@ from bigeval.linalg import cholesky_lower, lower_factor_inverse
 from bigeval.models.cholesky import cholesky
 from bigeval.models.selinv import takahashi_dense_tail
 
-__all__ = ["schur_inverse_diagonal", "schur_solve", "schur_factor", "SchurFactor"]
+__all__ = ["schur_factor", "SchurFactor"]
 
 # rows of L21ᵀ with at least this many entries are subtracted from S by BLAS (gemm on a
 # dense panel), the others by the scalar scatter; tests lower it
@@ -139,62 +139,138 @@ def _subtract_dense_rows(s: np.ndarray, wr: sp.csr_matrix, rows: np.ndarray) -> 
             s[j0:, j0:j1] -= panel[:, j0:].T @ panel[:, j0:j1]
 
 
-def schur_inverse_diagonal(c11, c12, s: np.ndarray, *, solver: str = "auto",
-                           what: str = "the MME left-hand side",
-                           remedy: str = "check that the matrix is positive definite",
-                           timings: dict | None = None):
-    """diag(C⁻¹) of ``C = [[c11, c12], [c12ᵀ, s]]`` with ``s`` dense.
+@dataclass
+class SchurFactor:
+    """A sparse SPD matrix with a dense block, factored by the Schur complement of that block
+    (:func:`schur_factor`): ``diagonal`` and ``entries`` of its inverse on the pattern,
+    ``logdet`` and (when the factor of the sparse part was kept) ``solve``, all in the
+    matrix's own numbering — what PEVs, exact reliabilities and REML's traces need."""
+
+    e1: np.ndarray        # the sparse equations, in the matrix's numbering
+    e2: np.ndarray        # the dense block's equations
+    fac: object           # SparseCholesky of C11 (None when not kept)
+    c12: sp.csc_matrix
+    z22: np.ndarray       # Z22 = S⁻¹, lower triangle (Fortran)
+    Lc: sp.csc_matrix     # Z on the pattern of the first n1 columns of L (permuted C11 order)
+    perm: np.ndarray      # L11's permutation of C11
+    logdet: float         # log|C|
+    method: str           # the sparse Cholesky of C11 (cholmod or superlu)
+    _diag: np.ndarray = field(repr=False, default=None)
+    _order: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def n(self) -> int:
+        return self.e1.size + self.e2.size
+
+    def solve(self, b) -> np.ndarray:
+        """C⁻¹ b for a vector or an (n × k) matrix b::
+
+            x2 = S⁻¹ (b2 − C21 C11⁻¹ b1),   x1 = C11⁻¹ (b1 − C12 x2)
+        """
+        from scipy.linalg.blas import dsymm
+        if self.fac is None and self.e1.size:
+            raise InputError("this factorisation kept no factor of the sparse part",
+                             remedy="call schur_factor(..., keep_factor=True) to solve")
+        b = np.asarray(b, dtype=np.float64)
+        b1, b2 = b[self.e1], b[self.e2]
+        y1 = self.fac.solve(b1) if self.e1.size else b1
+        t = b2 - self.c12.T @ y1
+        x2 = (dsymm(1.0, self.z22, np.asfortranarray(t.reshape(t.shape[0], -1)), lower=1)
+              .reshape(t.shape) if t.size else t)
+        x = np.empty_like(b)
+        x[self.e2] = x2
+        if self.e1.size:
+            x[self.e1] = self.fac.solve(b1 - self.c12 @ x2)
+        return x
+
+    def diagonal(self) -> np.ndarray:
+        """diag(C⁻¹) in the matrix's numbering."""
+        if self._diag is None:
+            d = np.empty(self.n)
+            d[self.e1[self.perm]] = self.Lc.data[self.Lc.indptr[:-1]]
+            d[self.e2] = np.diagonal(self.z22)
+            self._diag = d
+        return self._diag
+
+    def entries(self, rows, cols) -> np.ndarray:
+        """(C⁻¹)[rows[t], cols[t]] for pairs on the pattern of C (or of its factor)."""
+        from bigeval.models.selinv import _lookup_kernel
+        n1 = self.e1.size
+        if self._order is None:  # each equation's place in the factor: L11's order, then S
+            q = np.empty(self.n, np.int64)
+            q[self.e1[self.perm]] = np.arange(n1)
+            q[self.e2] = n1 + np.arange(self.e2.size)
+            self._order = q
+        r = self._order[np.asarray(rows, np.int64).ravel()]
+        c = self._order[np.asarray(cols, np.int64).ravel()]
+        r, c = np.maximum(r, c), np.minimum(r, c)
+        out = np.empty(r.size)
+        both = c >= n1
+        out[both] = self.z22[r[both] - n1, c[both] - n1]
+        sel = ~both
+        if sel.any():
+            got = np.empty(int(sel.sum()))
+            t = _lookup_kernel(self.Lc.indptr, self.Lc.indices, self.Lc.data, r[sel], c[sel],
+                               got)
+            if t >= 0:
+                raise InputError("entry of the inverse outside the selected pattern",
+                                 remedy="ask for entries on the pattern of the factored matrix")
+            out[sel] = got
+        return out
+
+
+def schur_factor(lhs, dense_eq, *, c22: np.ndarray | None = None, keep_factor: bool = True,
+                 solver: str = "auto", what: str = "the MME left-hand side",
+                 remedy: str = "check that the matrix is positive definite",
+                 timings: dict | None = None) -> SchurFactor:
+    """Factor a sparse SPD ``lhs`` whose equations ``dense_eq`` form a dense block by the
+    Schur complement of that block (see the module docstring).
 
     Parameters
     ----------
-    c11 : (n1 × n1) sparse SPD matrix (both triangles).
-    c12 : (n1 × n2) sparse matrix.
-    s : (n2 × n2) float64 Fortran-ordered array, C22; only its lower triangle is read. It is
-        overwritten (with Z22, the dense block of C⁻¹, in its lower triangle).
-    solver : sparse Cholesky of c11 (:func:`bigeval.models.cholesky.cholesky`).
+    lhs : (n × n) sparse SPD matrix (both triangles).
+    dense_eq : the equations of the dense block (distinct), in the order of ``c22``.
+    c22 : the dense block itself, (n2 × n2) float64 Fortran-ordered (only its lower triangle
+        is read; it is overwritten with Z22, and the block of ``lhs`` is then not read), for a
+        caller that builds it apart (exact single step: from G⁻¹ and A22⁻¹, without a
+        sparse copy of the block); by default the block of ``lhs``, densified.
+    keep_factor : keep the factor of the sparse part (for ``solve``); without it the factor
+        is freed before the dense work.
+    solver : sparse Cholesky of the sparse part (:func:`bigeval.models.cholesky.cholesky`).
     timings : if given, the seconds of each step are written into it (``factor``,
         ``solve`` (L21), ``schur`` (S), ``dense`` (potrf + potri), ``sweep``) and the sizes
         (``nnz_L11``, ``nnz_L21``, ``dense_rows``).
 
-    Returns
-    -------
-    (d1, d2) : diag(C⁻¹) on the sparse and on the dense equations.
-
     Examples
     --------
     >>> c = np.array([[4.0, 1.0, 1.0], [1.0, 3.0, 0.5], [1.0, 0.5, 2.0]])
-    >>> d1, d2 = schur_inverse_diagonal(sp.csc_matrix(c[:1, :1]), sp.csc_matrix(c[:1, 1:]),
-    ...                                 np.asfortranarray(c[1:, 1:]))
-    >>> bool(np.allclose(np.r_[d1, d2], np.diag(np.linalg.inv(c))))
+    >>> f = schur_factor(sp.csc_matrix(c), [2, 0])
+    >>> bool(np.allclose(f.diagonal(), np.diag(np.linalg.inv(c))))
+    True
+    >>> bool(np.allclose(f.solve([1.0, 2.0, 3.0]), np.linalg.solve(c, [1.0, 2.0, 3.0])))
     True
     """
-    return _schur(c11, c12, s, None, solver, what, remedy, timings)[:2]
+    lhs = sp.csc_matrix(lhs, dtype=np.float64)
+    e2 = np.asarray(dense_eq, np.int64)
+    rest = np.ones(lhs.shape[0], bool)
+    rest[e2] = False
+    e1 = np.flatnonzero(rest)
+    rows = lhs[e1]
+    c11, c12 = rows[:, e1], rows[:, e2].tocsc()
+    del rows
+    if c22 is None:
+        c22 = np.asfortranarray(lhs[e2][:, e2].toarray())
+    del lhs
+    if solver == "auto":
+        from bigeval.models.cholesky import HAVE_CHOLMOD
+        solver = "cholmod" if HAVE_CHOLMOD else "superlu"
+    fac, perm, Lc, logdet = _schur(c11, c12, c22, solver, what, remedy, timings, keep_factor)
+    return SchurFactor(e1, e2, fac, c12, c22, Lc, perm, logdet, solver)
 
 
-def schur_solve(c11, c12, s: np.ndarray, rhs, *, solver: str = "auto",
-                what: str = "the MME left-hand side",
-                remedy: str = "check that the matrix is positive definite"):
-    """:func:`schur_inverse_diagonal` and the solution of ``C x = rhs`` in one factorisation:
-    returns ``(d1, d2, x)`` (x of length n1 + n2, sparse equations first)::
-
-        x2 = S⁻¹ (b2 − C21 C11⁻¹ b1),   x1 = C11⁻¹ (b1 − C12 x2)
-
-    Examples
-    --------
-    >>> c = np.array([[4.0, 1.0, 1.0], [1.0, 3.0, 0.5], [1.0, 0.5, 2.0]])
-    >>> d1, d2, x = schur_solve(sp.csc_matrix(c[:1, :1]), sp.csc_matrix(c[:1, 1:]),
-    ...                         np.asfortranarray(c[1:, 1:]), [1.0, 2.0, 3.0])
-    >>> bool(np.allclose(x, np.linalg.solve(c, [1.0, 2.0, 3.0])))
-    True
-    """
-    return _schur(c11, c12, s, np.asarray(rhs, dtype=np.float64), solver, what, remedy, None)
-
-
-def _schur(c11, c12, s, rhs, solver, what, remedy, timings, keep=False):
-    """The work of :func:`schur_inverse_diagonal`, :func:`schur_solve` and
-    :func:`schur_factor`: ``(d1, d2, x)``, and with ``keep`` also the pieces a
-    :class:`SchurFactor` holds (the factor of C11, its permutation, Z on the pattern of the
-    first n1 columns of L, log|C|)."""
+def _schur(c11, c12, s, solver, what, remedy, timings, keep_factor):
+    """The work of :func:`schur_factor` on the blocks: returns (the factor of C11 or None,
+    its permutation, Z on the pattern of the first n1 columns of L, log|C|); Z22 in ``s``."""
     c11 = sp.csc_matrix(c11, dtype=np.float64)
     n1, n2 = c11.shape[0], s.shape[0]
     if c11.shape != (n1, n1) or c12.shape != (n1, n2) or s.shape != (n2, n2):
@@ -203,17 +279,9 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings, keep=False):
     if s.dtype != np.float64 or not s.flags.f_contiguous:
         raise InputError("the dense block must be a Fortran-ordered float64 array",
                          value=f"{s.dtype}, {'F' if s.flags.f_contiguous else 'C'} order")
-    if rhs is not None and rhs.shape != (n1 + n2,):
-        raise InputError("the right-hand side does not fit the matrix", value=rhs.shape,
-                         expected=f"({n1 + n2},)")
     if n1 == 0:
-        logdet = _invert_in_place(s, what, remedy)
-        x = None if rhs is None else _symv(s, rhs)
-        out = (np.empty(0), np.diagonal(s).copy(), x)
-        return out + ((None, np.empty(0, np.int64), None, logdet),) if keep else out
-    if solver == "auto":
-        from bigeval.models.cholesky import HAVE_CHOLMOD
-        solver = "cholmod" if HAVE_CHOLMOD else "superlu"
+        empty = sp.csc_matrix((n2, 0))
+        return None, np.empty(0, np.int64), empty, _invert_in_place(s, what, remedy)
     clock = _Clock(timings)
     try:
         fac = cholesky(sp.tril(c11, format="csc") if solver == "cholmod" else c11, solver,
@@ -222,9 +290,7 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings, keep=False):
         raise InputError(exc.message, remedy=remedy) from None
     L11, perm = fac.L, np.asarray(fac.perm, dtype=np.int64)
     logdet = fac.logdet()
-    if rhs is not None:
-        y1 = fac.solve(rhs[:n1])
-    if not keep and rhs is None:
+    if not keep_factor:
         fac = None  # frees CHOLMOD's copy before the dense work
     clock.lap("factor", nnz_L11=L11.nnz)
     indptr, indices = L11.indptr.astype(np.int64), L11.indices.astype(np.int64)
@@ -261,109 +327,12 @@ def _schur(c11, c12, s, rhs, solver, what, remedy, timings, keep=False):
     clock.lap("schur", dense_rows=dense_rows.size)
     logdet += _invert_in_place(s, what, remedy)  # Z22 in the lower triangle of s
     clock.lap("dense")
-    x = None
-    if rhs is not None:
-        c12 = sp.csc_matrix(c12)
-        x2 = _symv(s, rhs[n1:] - c12.T @ y1)
-        x = np.concatenate([fac.solve(rhs[:n1] - c12 @ x2), x2])
     # the first n1 columns of the whole factor: L11 above, L21 below (rows n1 + c)
     Lc = _stack(L11, wr, n1, n2)
     del L11, wr
-    z = takahashi_dense_tail(Lc, s, overwrite=True)
-    d1 = np.empty(n1)
-    d1[perm] = z[Lc.indptr[:-1]]
+    Lc.data = takahashi_dense_tail(Lc, s, overwrite=True)  # Z, in the memory of L's values
     clock.lap("sweep")
-    out = (d1, np.diagonal(s).copy(), x)
-    return out + ((fac, perm, Lc, logdet),) if keep else out
-
-
-@dataclass
-class SchurFactor:
-    """A matrix with a dense block, factored by its Schur complement (:func:`schur_factor`):
-    ``solve``, ``logdet``, ``diagonal`` and ``entries`` of the inverse on the pattern, in
-    the matrix's own numbering — what REML's traces need (:mod:`bigeval.models.reml`)."""
-
-    e1: np.ndarray        # the sparse equations, in the matrix's numbering
-    e2: np.ndarray        # the dense block's equations
-    fac: object           # SparseCholesky of C11
-    c12: sp.csc_matrix
-    z22: np.ndarray       # Z22 = S⁻¹, lower triangle (Fortran)
-    Lc: sp.csc_matrix     # Z on the pattern of the first n1 columns of L (permuted C11 order)
-    perm: np.ndarray      # L11's permutation of C11
-    logdet: float         # log|C|
-    _diag: np.ndarray = field(repr=False, default=None)
-
-    @property
-    def n(self) -> int:
-        return self.e1.size + self.e2.size
-
-    def solve(self, b) -> np.ndarray:
-        """C⁻¹ b for a vector or an (n × k) matrix b."""
-        from scipy.linalg.blas import dsymm
-        b = np.asarray(b, dtype=np.float64)
-        b1, b2 = b[self.e1], b[self.e2]
-        y1 = self.fac.solve(b1) if self.e1.size else b1
-        t = b2 - self.c12.T @ y1
-        x2 = (dsymm(1.0, self.z22, np.asfortranarray(t.reshape(t.shape[0], -1)), lower=1)
-              .reshape(t.shape) if t.size else t)
-        x = np.empty_like(b)
-        x[self.e2] = x2
-        if self.e1.size:
-            x[self.e1] = self.fac.solve(b1 - self.c12 @ x2)
-        return x
-
-    def diagonal(self) -> np.ndarray:
-        """diag(C⁻¹) in the matrix's numbering."""
-        if self._diag is None:
-            d = np.empty(self.n)
-            d1 = np.empty(self.e1.size)
-            if self.e1.size:
-                d1[self.perm] = self.Lc.data[self.Lc.indptr[:-1]]
-            d[self.e1], d[self.e2] = d1, np.diagonal(self.z22)
-            self._diag = d
-        return self._diag
-
-    def entries(self, rows, cols) -> np.ndarray:
-        """(C⁻¹)[rows[t], cols[t]] for pairs on the pattern of C (or of its factor)."""
-        from bigeval.models.selinv import _lookup_kernel
-        n1 = self.e1.size
-        q = np.empty(self.n, np.int64)  # position in the factor's order: L11's, then dense
-        pinv = np.empty(n1, np.int64)
-        pinv[self.perm] = np.arange(n1)
-        q[self.e1], q[self.e2] = pinv, n1 + np.arange(self.e2.size)
-        r = q[np.asarray(rows, np.int64).ravel()]
-        c = q[np.asarray(cols, np.int64).ravel()]
-        r, c = np.maximum(r, c), np.minimum(r, c)
-        out = np.empty(r.size)
-        both = c >= n1
-        out[both] = self.z22[r[both] - n1, c[both] - n1]
-        sel = ~both
-        if sel.any():
-            got = np.empty(int(sel.sum()))
-            t = _lookup_kernel(self.Lc.indptr.astype(np.int64), self.Lc.indices.astype(np.int64),
-                               self.Lc.data, r[sel], c[sel], got)
-            if t >= 0:
-                raise InputError("entry of the inverse outside the selected pattern",
-                                 remedy="ask for entries on the pattern of the factored matrix")
-            out[sel] = got
-        return out
-
-
-def schur_factor(lhs, dense_eq, *, solver: str = "auto", what: str = "the MME left-hand side",
-                 remedy: str = "check that the matrix is positive definite") -> SchurFactor:
-    """Factor a sparse SPD ``lhs`` whose equations ``dense_eq`` form a dense block by the
-    Schur complement of that block, keeping what :class:`SchurFactor` answers with (the
-    factor of the sparse rest, Z on its pattern, the dense Z22)."""
-    lhs = sp.csc_matrix(lhs, dtype=np.float64)
-    e2 = np.asarray(dense_eq, np.int64)
-    rest = np.ones(lhs.shape[0], bool)
-    rest[e2] = False
-    e1 = np.flatnonzero(rest)
-    c12 = lhs[e1][:, e2].tocsc()
-    s = np.asfortranarray(lhs[e2][:, e2].toarray())
-    _, _, _, (fac, perm, Lc, logdet) = _schur(lhs[e1][:, e1], c12, s, None, solver, what,
-                                              remedy, None, keep=True)
-    return SchurFactor(e1, e2, fac, c12, s, Lc, perm, logdet)
+    return fac, perm, Lc, logdet
 
 
 class _Clock:
@@ -378,14 +347,6 @@ class _Clock:
             self.out[step] = t - self.t
             self.out.update(sizes)
             self.t = t
-
-
-def _symv(z: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """z v for a symmetric z given by its lower triangle (BLAS dsymv)."""
-    from scipy.linalg.blas import dsymv
-    if not v.size:
-        return np.zeros(0)
-    return dsymv(1.0, z, np.ascontiguousarray(v, dtype=np.float64), lower=1)
 
 
 def _invert_in_place(s: np.ndarray, what: str, remedy: str) -> float:

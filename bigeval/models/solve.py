@@ -213,22 +213,11 @@ class BLUPResult:
 
 def _schur_fit(m, e2: np.ndarray, method: str):
     """Solutions and diag(C⁻¹) of the MME ``m`` with the equations ``e2`` (a dense block)
-    kept apart (:func:`bigeval.models.schur.schur_solve`)."""
-    from bigeval.models.schur import schur_solve
+    kept apart (:func:`bigeval.models.schur.schur_factor`)."""
+    from bigeval.models.schur import schur_factor
 
-    solver = ("cholmod" if HAVE_CHOLMOD else "superlu") if method == "auto" else method
-    lhs = sp.csc_matrix(m.lhs)
-    rest = np.ones(lhs.shape[0], bool)
-    rest[e2] = False
-    e1 = np.flatnonzero(rest)
-    s = np.asfortranarray(lhs[e2][:, e2].toarray())
-    rhs = np.asarray(m.rhs, dtype=np.float64)
-    d1, d2, x = schur_solve(lhs[e1][:, e1], lhs[e1][:, e2], s, np.r_[rhs[e1], rhs[e2]],
-                            solver=solver, remedy=_NOT_PD)
-    sol, d = np.empty(lhs.shape[0]), np.empty(lhs.shape[0])
-    sol[e1], sol[e2] = x[:e1.size], x[e1.size:]
-    d[e1], d[e2] = d1, d2
-    return Solution(sol, solver), d
+    f = schur_factor(m.lhs, e2, solver=method, remedy=_NOT_PD)
+    return Solution(f.solve(m.rhs), f.method), f.diagonal()
 
 
 def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",

@@ -250,31 +250,24 @@ def _sparse_caa(lhs, k, n, g, gm, alpha, solver, remedy):
 
     Pedigree model: the sparse LHS factored whole (CHOLMOD reads its lower triangle). Single
     step: by the Schur complement of the genotyped animals' equations
-    (:func:`bigeval.models.schur.schur_inverse_diagonal`): the sparse rest is factored
+    (:func:`bigeval.models.schur.schur_factor`): the sparse rest is factored
     alone, and the dense genotyped block C22 + α(G⁻¹ − A22⁻¹) − L21 L21ᵀ is the one dense
     n_g × n_g array, inverted in place by blocked LAPACK. Each large array is freed as soon
     as the next step no longer needs it.
     """
     from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky
-    from bigeval.models.schur import schur_inverse_diagonal
+    from bigeval.models.schur import schur_factor
     from bigeval.models.selinv import SelectedInverse, takahashi
 
     if solver == "auto":
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
     if g is not None:
-        lhs = sp.csc_matrix(lhs)
         e2 = k + np.asarray(g, np.int64)
-        rest = np.ones(lhs.shape[0], bool)
-        rest[e2] = False
-        e1 = np.flatnonzero(rest)
-        c22 = _genomic_block(lhs[e2][:, e2], gm[0], gm[1], alpha)
+        c22 = _genomic_block(sp.csc_matrix(lhs)[e2][:, e2], gm[0], gm[1], alpha)
         del gm
-        c11, c12 = lhs[e1][:, e1], lhs[e1][:, e2]
-        del lhs
-        d = np.empty(c11.shape[0] + e2.size)
-        d[e1], d[e2] = schur_inverse_diagonal(c11, c12, c22, solver=solver,
-                                              what="the MME left-hand side", remedy=remedy)
-        return d[k:k + n].copy()
+        f = schur_factor(lhs, e2, c22=c22, keep_factor=False, solver=solver,
+                         what="the MME left-hand side", remedy=remedy)
+        return f.diagonal()[k:k + n].copy()
     A = sp.tril(lhs, format="csc") if solver == "cholmod" else lhs  # CHOLMOD: lower only
     del lhs
     try:
