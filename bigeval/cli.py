@@ -23,7 +23,7 @@ import time
 import warnings
 
 from bigeval import __version__
-from bigeval.defaults import BLEND, ROUNDS
+from bigeval.defaults import ROUNDS
 from bigeval.errors import BigevalError
 from bigeval.io.writers import command_outputs
 
@@ -69,12 +69,9 @@ def _add_reliability(sub):
                     help="a genotype store (`bigeval genotypes import`): QC, G, G*⁻¹ and A22⁻¹ "
                          "are built from it and the pedigree; --genotyped then lists the "
                          "animals of the store to use (default: all)")
-    gs.add_argument("--tune", action=argparse.BooleanOptionalAction, default=True,
-                    help="with --genotypes: scale G to A22 (default: yes)")
-    gs.add_argument("--blend", type=float, default=BLEND, metavar="W",
-                    help="with --genotypes: G* = (1-W) G + W A22 (default 0.05; 0: none)")
-    from bigeval.cli_genomics import add_genomic_options
+    from bigeval.cli_genomics import add_g_star_options, add_genomic_options
 
+    add_g_star_options(p, gs)
     add_genomic_options(p, gs)
     p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
                    help="rounds of the iteration (default 100, as in the methodology)")

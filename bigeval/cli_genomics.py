@@ -7,7 +7,7 @@ function takes the parsed arguments and returns an exit code (errors are
 ::
 
     bigeval genotypes import SRC --out geno.zarr [--format plink|blupf90|csv] [--chunks A,S]
-    bigeval grm --genotypes geno.zarr [--pedigree PED] [--tune] [--blend W] [--out DIR]
+    bigeval grm --genotypes geno.zarr [--pedigree PED [--no-tune] [--blend W]] [--out DIR]
                 [--triplets] [--no-qc | --min-maf X ...] [--a22inv-method auto|sparse|dense]
 """
 
@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 
 #: every file ``bigeval grm`` may write in its output folder
 GRM_OUTPUTS = ("qc_report.csv", "G.h5", "Ginv.h5", "Ginv.txt", "A22inv.h5", "A22inv.txt",
                "summary.txt")
 
-__all__ = ["register", "add_genomic_options", "cmd_genotypes_import", "cmd_grm",
-           "qc_options"]
+__all__ = ["register", "add_g_star_options", "add_genomic_options", "cmd_genotypes_import",
+           "cmd_grm", "g_star_choice", "qc_options"]
 
 
 def _chunks(text: str) -> tuple[int, int]:
@@ -61,23 +62,50 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "grm", help="genomic relationships G, G⁻¹ and A22⁻¹",
         description="Genotype QC (preGSf90's checks and defaults), VanRaden (2008) G from a "
-                    "genotype store (blockwise, Dask), optionally tuned to and blended with "
-                    "A22 from a pedigree; writes G.h5, Ginv.h5 and, with a pedigree, "
+                    "genotype store (blockwise, Dask); with a pedigree, G* = G blended with and "
+                    "then tuned to A22 (as `reliability` and `run` do); writes G.h5 (G before "
+                    "blending and tuning), Ginv.h5 (G*⁻¹) and, with a pedigree, "
                     "A22inv.h5 (datasets G, Ginv, A22inv and ids), qc_report.csv and "
                     "summary.txt. A22⁻¹ comes from the sparse A⁻¹ (no dense A).")
     p.add_argument("--genotypes", required=True, metavar="STORE",
                    help="a store from `bigeval genotypes import`")
     p.add_argument("--pedigree", metavar="FILE", help="animal sire dam (for A22)")
-    p.add_argument("--tune", action="store_true",
-                   help="scale G to A22 (same mean diagonal and off-diagonal); needs --pedigree")
-    p.add_argument("--blend", type=float, metavar="W",
-                   help="G = (1-W) G + W A22 after tuning (e.g. 0.05); needs --pedigree")
+    add_g_star_options(p, p, with_pedigree=True)
     add_genomic_options(p)
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default .)")
     p.add_argument("--triplets", action="store_true",
                    help="also write Ginv.txt and A22inv.txt: animal1 animal2 value, "
                         "lower triangle (the layout `bigeval reliability` reads)")
     p.set_defaults(func=cmd_grm)
+
+
+def add_g_star_options(p, group, *, with_pedigree: bool = False) -> None:
+    """``--tune`` and ``--blend``, the G* of :func:`bigeval.relationships.g_star`, with the
+    project's defaults (tuned, blended with weight ``BLEND``): shared by ``grm`` and
+    ``reliability --genotypes``. ``with_pedigree``: the defaults apply when ``--pedigree``
+    is given (``grm``, where the pedigree is optional); they are resolved by
+    :func:`g_star_choice`."""
+    when = " when --pedigree is given" if with_pedigree else ""
+    group.add_argument("--tune", action=argparse.BooleanOptionalAction,
+                       default=None if with_pedigree else True,
+                       help=f"scale G* to A22's mean diagonal and off-diagonal, after blending "
+                            f"(default: yes{when})")
+    group.add_argument("--blend", type=float, default=None if with_pedigree else BLEND,
+                       metavar="W", help=f"G* = (1-W) G + W A22, then tuned (default {BLEND:g}"
+                                         f"{when}; 0: none)")
+
+
+def g_star_choice(args) -> tuple[bool, float | None]:
+    """(tune, blend) of ``grm`` from its flags: the defaults with a pedigree, G as it is
+    without one (asking for either without a pedigree is an error)."""
+    if not args.pedigree:
+        if args.tune or args.blend:
+            raise InputError("--tune and --blend need A22, hence a pedigree",
+                             remedy="add --pedigree FILE")
+        return False, None
+    tune = True if args.tune is None else args.tune
+    blend = BLEND if args.blend is None else args.blend
+    return tune, blend or None
 
 
 def add_genomic_options(p, group=None) -> None:
@@ -170,17 +198,14 @@ def cmd_grm(args) -> int:
     from bigeval.qc import describe
     from bigeval.relationships import (
         a22_inverse,
-        a22_means,
-        blend_with_a22,
         g_from_store,
+        g_star,
         parent_ids,
         positions_in_pedigree,
     )
 
     t0 = time.perf_counter()
-    if (args.tune or args.blend is not None) and not args.pedigree:
-        raise InputError("--tune and --blend need A22, hence a pedigree",
-                         remedy="add --pedigree FILE")
+    tune, blend = g_star_choice(args)
     qc = qc_options(args)
     refuse_overwriting_inputs([args.genotypes, args.pedigree],
                               [Path(args.out) / n for n in GRM_OUTPUTS])
@@ -211,19 +236,17 @@ def cmd_grm(args) -> int:
     pos = None
     if ped is not None:
         pos = positions_in_pedigree(ids, ped[0], file=args.genotypes)
-    if args.tune:
-        from bigeval.genomic import tune_g_means
-
-        da, oa = a22_means(ped[1], ped[2], pos)
-        tune_g_means(G, da, oa, overwrite=True)
-        lines.append(f"tuned to A22 (mean diagonal {da:.4f}, mean off-diagonal {oa:.4f})")
-    if args.blend is not None:
-        blend_with_a22(G, ped[1], ped[2], pos, args.blend)
-        lines.append(f"blended: G* = {1 - args.blend:g} G + {args.blend:g} A22")
+    # G.h5 is G before blending and tuning (what `inputs.grm` of a run expects); Ginv.h5 is
+    # the inverse of G* = tune(blend(G, A22))
     written.append(write_grm(G, ids, out / "G.h5", name="G"))
-    remedy = ("blend G with A22: --pedigree FILE --blend 0.05" if args.blend is None
+    if ped is not None:
+        done = g_star(G, ped[1], ped[2], pos, blend=blend, tune=tune)
+        lines += done or ["G* = G (no blending, no tuning)"]
+    else:
+        lines.append("G* = G (no --pedigree: no blending with A22, no tuning)")
+    remedy = (f"blend G with A22: --pedigree FILE --blend {BLEND:g}" if not blend
               else "blend more A22 into G (a larger --blend), or check the genotypes (QC)")
-    what = "G" if not (args.tune or args.blend is not None) else "G*"
+    what = "G" if not (tune or blend) else "G*"
     Ginv = spd_inverse(G, overwrite=True, what=what, remedy=remedy, file=args.genotypes,
                        ids=ids)
     del G

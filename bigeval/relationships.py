@@ -16,10 +16,12 @@ Nothing here forms the relationship matrix A of the whole pedigree.
   pedigree, then potrf + potri in place (:func:`bigeval.linalg.spd_inverse`). The twin
   against which the sparse route is tested, and the faster one for small n_g without
   CHOLMOD.
-* **Tuning and blending without a dense A22**: the means that :func:`bigeval.genomic.tune_g`
-  needs come from the diagonal ``1 + F`` and one Colleau product ``A22 1``
-  (:func:`a22_means`); blending adds A22 to G a block of Colleau columns at a time
-  (:func:`blend_with_a22`).
+* **G* without a dense A22** (:func:`g_star`, the one definition every command uses):
+  G is first blended with A22, ``(1 − w) G + w A22``, a block of Colleau columns at a time
+  (:func:`blend_with_a22`), then tuned to A22's mean diagonal and off-diagonal, which come
+  from the diagonal ``1 + F`` and one Colleau product ``A22 1`` (:func:`a22_means`). That is
+  preGSf90's order (its ``OPTION saveG all`` writes ``G_Alpha_Beta``, the blended matrix,
+  before ``G_suggest``, the tuned one) and the one of Mrode & Pocrnic (2023), Example 12.1.
 
 References
 ----------
@@ -42,6 +44,7 @@ from numba import njit
 from bigeval._resources import check_dense
 from bigeval.defaults import BLEND
 from bigeval.errors import InputError
+from bigeval.genomic import tune_g_means
 from bigeval.linalg import mirror_lower, spd_inverse
 from bigeval.pedigree import (
     _as_pedigree,
@@ -54,8 +57,8 @@ from bigeval.pedigree import (
 )
 
 __all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22",
-           "g_from_store", "genomic_inverses", "inverses_from_store", "positions_in_pedigree",
-           "prune_to_ancestors"]
+           "g_from_store", "g_star", "genomic_inverses", "inverses_from_store",
+           "positions_in_pedigree", "prune_to_ancestors"]
 
 A22_METHODS = ("auto", "sparse", "dense")
 #: Bytes of work space for one panel of solves / Colleau columns.
@@ -244,6 +247,53 @@ def blend_with_a22(G: np.ndarray, sire, dam, genotyped, w: float, f=None, *,
     return G
 
 
+def g_star(G: np.ndarray, sire, dam, genotyped, *, blend: float | None, tune: bool,
+           f=None, progress=None) -> list[str]:
+    """G* in place: blend G with A22, then tune it to A22 (the order every command uses).
+
+    ``G ← (1 − w) G + w A22`` (:func:`blend_with_a22`; none when ``blend`` is None or 0),
+    then ``G ← a + b G`` with A22's mean diagonal and off-diagonal (:func:`a22_means`,
+    :func:`bigeval.genomic.tune_g_means`; when ``tune``). This is preGSf90's order (blending,
+    then ``tunedG``) and Mrode & Pocrnic (2023), Example 12.1's; the dense twin is
+    ``tune_g(blend_g(G, A22, w), A22)``.
+
+    Parameters
+    ----------
+    G
+        Writeable float64 G (n_g × n_g) in the order of ``genotyped``; overwritten.
+    sire, dam, genotyped, f
+        The pedigree (-1 unknown), the genotyped animals' numbers in it, and optionally the
+        inbreeding coefficients.
+    progress
+        Called as ``progress(done, total)`` while blending.
+
+    Returns
+    -------
+    list of str
+        What was done, one line each (for summaries), empty when nothing was.
+
+    Examples
+    --------
+    >>> G = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> for line in g_star(G, [-1, -1, 0, 0, 3, 4], [-1, -1, 1, -1, 2, 1], [4, 5], blend=0.5,
+    ...                    tune=True):
+    ...     print(line)
+    blended: G* = 0.5 G + 0.5 A22
+    tuned to A22 (mean diagonal 1.1250, mean off-diagonal 0.6875)
+    >>> G.round(4).tolist()
+    [[1.125, 0.6875], [0.6875, 1.125]]
+    """
+    done = []
+    if blend:
+        blend_with_a22(G, sire, dam, genotyped, blend, f, progress=progress)
+        done.append(f"blended: G* = {1 - blend:g} G + {blend:g} A22")
+    if tune:
+        da, oa = a22_means(sire, dam, genotyped, f)
+        tune_g_means(G, da, oa, overwrite=True)
+        done.append(f"tuned to A22 (mean diagonal {da:.4f}, mean off-diagonal {oa:.4f})")
+    return done
+
+
 def _a22_columns(p: Pruned, b: np.ndarray):
     """Blocks of columns of A22 (lo, hi, A22[:, lo:hi]) by Colleau's method, in order.
 
@@ -375,7 +425,7 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
                      blend: float | None = None, f=None, method: str = "auto",
                      overwrite: bool = False, ids=None, file=None, progress: bool | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """G*⁻¹ (G tuned to and blended with A22) and A22⁻¹, never holding more than two
+    """G*⁻¹ (G blended with and tuned to A22: :func:`g_star`) and A22⁻¹, never holding more than two
     n_g × n_g matrices (G, turned into G*⁻¹ in place, and A22⁻¹).
 
     Parameters
@@ -385,10 +435,9 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     sire, dam, genotyped, f
         The pedigree (any numbering, -1 unknown), the genotyped animals' numbers, and
         optionally the inbreeding coefficients.
-    tune
-        Scale G to A22 (same mean diagonal and off-diagonal; :func:`a22_means`).
-    blend
-        ``G* = (1 − w) G + w A22`` after tuning (:func:`blend_with_a22`).
+    tune, blend
+        :func:`g_star`: ``(1 − w) G + w A22``, then scaled to A22's mean diagonal and
+        off-diagonal.
     method
         How A22⁻¹ is computed (:func:`a22_inverse`).
     overwrite
@@ -409,8 +458,6 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     InputError
         G* is not positive definite (with the animal and what to do), bad pedigree input.
     """
-    from bigeval.genomic import tune_g_means
-
     ng = len(genotyped)
     check_dense(ng, copies=(1 if overwrite else 2) + 1,
                 what=f"G*⁻¹ and A22⁻¹ of {ng:,} genotyped animals")
@@ -420,12 +467,9 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
                          value=f"shape {G.shape}", expected=f"({ng}, {ng})")
     work = G if overwrite and G.dtype == np.float64 and G.flags.writeable else \
         np.array(G, dtype=np.float64)
-    if tune:
-        work = tune_g_means(work, *a22_means(sire, dam, genotyped, f), overwrite=True)
-    if blend is not None:
-        blend_with_a22(work, sire, dam, genotyped, blend, f,
-                       progress=_progress_printer("blending G with A22", progress))
-    if blend is None:
+    g_star(work, sire, dam, genotyped, blend=blend, tune=tune, f=f,
+           progress=_progress_printer("blending G with A22", progress))
+    if not blend:
         remedy = "blend G with A22 (e.g. --blend 0.05: G* = 0.95 G + 0.05 A22)"
     else:
         remedy = "blend more A22 into G (a larger --blend), or check the genotypes (QC)"
@@ -622,8 +666,8 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
     lines = [f"genotypes: {named} ({len(store_ids):,} animals x {len(snp_ids):,} SNPs); "
              + ("no QC" if qc is None else _qc_line(qc, report))
              + f"; G of {len(ids):,} animals"
-             + (", tuned to A22" if tune else "")
-             + (f", blended {1 - blend:g} G + {blend:g} A22" if blend is not None else "")
+             + (f", blended {1 - blend:g} G + {blend:g} A22" if blend else "")
+             + (", then tuned to A22" if tune and blend else ", tuned to A22" if tune else "")
              + f"; A22⁻¹ {_resolve(method, len(ids))}"]
     ginv, a22inv = genomic_inverses(G, sire, dam, pos, tune=tune, blend=blend, method=method,
                                     overwrite=True, ids=ids, file=named, progress=progress)

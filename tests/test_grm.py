@@ -159,7 +159,7 @@ def _mrode_store(tmp_path):
 
 
 def test_cmd_grm__blend_writes_g_ginv_a22inv(tmp_path, capsys):
-    from bigeval.genomic import blend_g
+    from bigeval.genomic import blend_g, tune_g
     from bigeval.linalg import spd_inverse
     from bigeval.pedigree import a_matrix_dense
 
@@ -174,9 +174,10 @@ def test_cmd_grm__blend_writes_g_ginv_a22inv(tmp_path, capsys):
     A = a_matrix_dense(pedf["sire"].to_numpy() - 1, pedf["dam"].to_numpy() - 1)
     geno = pd.read_csv(DATA / "mrode" / "ch11_genotypes.csv")
     A22 = A[12:, 12:]
-    G_ref = blend_g(vanraden_g(geno.drop(columns="animal").to_numpy())[0], A22, 0.05)
+    G = vanraden_g(geno.drop(columns="animal").to_numpy())[0]
+    G_star = tune_g(blend_g(G, A22, 0.05), A22)  # with a pedigree, tuned by default
     order = [str(a) for a in geno["animal"]]
-    for name, ref in [("G", G_ref), ("Ginv", spd_inverse(G_ref)),
+    for name, ref in [("G", G), ("Ginv", spd_inverse(G_star)),
                       ("A22inv", spd_inverse(A22))]:
         M, ids = read_grm(out / f"{name}.h5", name)
         np.testing.assert_allclose(joined(M, ids, order), ref, rtol=0,
@@ -242,12 +243,16 @@ def test_cmd_grm__qc_by_default_report_and_g_of_kept(tmp_path):
         zip(ref.report["id"], ref.report["reason"]))
     assert {("snp8", "snp_call_rate"), ("snp51", "monomorphic"), ("a33", "duplicate")} <= set(
         zip(report["id"], report["reason"]))
+    from bigeval.genomic import tune_g
+
     G, g_ids = read_grm(out / "G.h5")
     kept = ids[ref.animals]
-    G_ref = 0.95 * vanraden_g(M[np.ix_(ref.animals, ref.snps)])[0] + 0.05 * np.eye(len(kept))
-    assert_same_g(joined(G, g_ids, kept), G_ref)
+    G_ref = vanraden_g(M[np.ix_(ref.animals, ref.snps)])[0]
+    assert_same_g(joined(G, g_ids, kept), G_ref)  # G.h5: before blending and tuning
+    eye = np.eye(len(kept))
+    G_star = tune_g(0.95 * G_ref + 0.05 * eye, eye)
     Ginv, g_ids = read_grm(out / "Ginv.h5", "Ginv")
-    np.testing.assert_allclose(joined(Ginv, g_ids, kept), np.linalg.inv(G_ref), rtol=0,
+    np.testing.assert_allclose(joined(Ginv, g_ids, kept), np.linalg.inv(G_star), rtol=0,
                                atol=1e-9 * np.abs(Ginv).max())
     summary = (out / "summary.txt").read_text()
     assert "MAF >= 0.01" in summary and "duplicate" in summary
@@ -280,10 +285,10 @@ def test_cmd_grm__tune_blend_equal_dense_twin(tmp_path, method):
     pedf = pd.read_csv(ped)
     A22 = a_matrix_dense(pedf["sire"].to_numpy() - 1, pedf["dam"].to_numpy() - 1)[12:, 12:]
     geno = pd.read_csv(DATA / "mrode" / "ch11_genotypes.csv")
-    G_ref = blend_g(tune_g(vanraden_g(geno.drop(columns="animal").to_numpy())[0], A22), A22,
-                    0.1)
+    G = vanraden_g(geno.drop(columns="animal").to_numpy())[0]
+    G_star = tune_g(blend_g(G, A22, 0.1), A22)  # preGSf90's order: blend, then tune
     order = [str(a) for a in geno["animal"]]
-    for name, ref in [("G", G_ref), ("Ginv", np.linalg.inv(G_ref)),
+    for name, ref in [("G", G), ("Ginv", np.linalg.inv(G_star)),
                       ("A22inv", np.linalg.inv(A22))]:
         M, ids = read_grm(out / f"{name}.h5", name)
         np.testing.assert_allclose(joined(M, ids, order), ref, rtol=0,

@@ -89,6 +89,33 @@ def test_fit_mixed__mrode_example_12_1_single_step():
                                atol=BOOK_ROUNDING)
 
 
+def test_relationship_h__same_g_star_as_the_reliability_path():
+    """One G*: the model commands' H⁻¹ (which reproduces Example 12.1 above) and the
+    reliability run's G*⁻¹ − A22⁻¹ (bigeval.relationships.genomic_inverses) are the same
+    matrices on the example's data, and both equal the dense twin tune(blend(G, A22))."""
+    import pandas as pd
+
+    from bigeval.genomic import blend_g, tune_g, vanraden_g
+    from bigeval.models.mme import relationship_h
+    from bigeval.pedigree import a_matrix_dense, ainv_sparse
+    from bigeval.relationships import genomic_inverses
+
+    ped = pd.read_csv(EXAMPLES / "ch11_pedigree.csv")
+    geno = pd.read_csv(EXAMPLES / "ch11_genotypes.csv")
+    sire, dam = ped["sire"].to_numpy() - 1, ped["dam"].to_numpy() - 1  # animals 1..26
+    pos = geno["animal"].to_numpy() - 1
+    G = vanraden_g(geno.drop(columns="animal").to_numpy())[0]
+    h = relationship_h(ped["animal"].astype(str), sire, dam, pos, G, blend=0.05, tune=True)
+    ix = np.ix_(pos, pos)
+    delta_model = (h.kinv - ainv_sparse(sire, dam)).toarray()[ix]
+    ginv, a22inv = genomic_inverses(G.copy(), sire, dam, pos, tune=True, blend=0.05,
+                                    progress=False)
+    np.testing.assert_allclose(delta_model, ginv - a22inv, rtol=0, atol=1e-10)
+    A22 = a_matrix_dense(sire, dam)[ix]
+    twin = np.linalg.inv(tune_g(blend_g(G, A22, 0.05), A22)) - np.linalg.inv(A22)
+    np.testing.assert_allclose(ginv - a22inv, twin, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("toml", ["pblup.toml", "repeatability.toml", "gblup.toml",
                                   "ssgblup.toml"])
 @pytest.mark.parametrize("method", ["dense", "splu", "superlu", "pcg"]

@@ -131,7 +131,7 @@ def test_genomic_inverses__equal_dense_twin(method):
     x = np.random.default_rng(14).integers(0, 3, (ng, 30)).astype(float)
     z = x - x.mean(axis=0)
     G = z @ z.T / 15.0  # rank 29 < 45: needs the blend to be positive definite
-    ginv_ref = np.linalg.inv(blend_g(tune_g(G, A22), A22, 0.05))
+    ginv_ref = np.linalg.inv(tune_g(blend_g(G, A22, 0.05), A22))  # G* = tune(blend(G))
     work = G.copy()
     ginv, a22inv = rel.genomic_inverses(work, sire, dam, g, tune=True, blend=0.05,
                                         method=method, overwrite=True, progress=False)

@@ -47,8 +47,8 @@ TOL = 1e-10
 def write_inputs(pop, folder, *, rename=None, shuffle_seed=None, genomic=True, blend=0.05):
     """Write a simulated population's files (optionally with renamed IDs, shuffled rows).
 
-    G⁻¹ and A22⁻¹ are built from the twins: A22 from the tabular A, G by VanRaden tuned to
-    A22 and blended 0.95 G + 0.05 A22 (positive definite).
+    G⁻¹ and A22⁻¹ are built from the twins: A22 from the tabular A, G by VanRaden blended
+    0.95 G + 0.05 A22 (positive definite), then tuned to A22.
     """
     folder.mkdir(parents=True, exist_ok=True)
     ren = (lambda s: s) if rename is None else rename
@@ -74,7 +74,7 @@ def write_inputs(pop, folder, *, rename=None, shuffle_seed=None, genomic=True, b
         pos = pd.Index(base.ids).get_indexer(gids)
         a22 = a_matrix_dense(base.sire, base.dam)[np.ix_(pos, pos)]
         g, _ = vanraden_g(pop.genotypes)
-        gstar = blend_g(tune_g(g, a22), a22, blend)
+        gstar = tune_g(blend_g(g, a22, blend), a22)
         order = np.arange(len(gids)) if shuffle_seed is None else \
             np.random.default_rng(shuffle_seed + 1).permutation(len(gids))
         files["genotyped"] = folder / "gt.txt"

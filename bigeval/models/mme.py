@@ -24,11 +24,12 @@ import scipy.sparse as sp
 
 from bigeval.defaults import BLEND
 from bigeval.errors import InputError
-from bigeval.genomic import blend_g, tune_g, vanraden_g
+from bigeval.genomic import vanraden_g
 from bigeval.io.genotypes import import_genotypes, open_genotypes
 from bigeval.linalg import spd_inverse
 from bigeval.models.anova import factor_levels
 from bigeval.pedigree import a22_dense, ainv_sparse, inbreeding, mendelian_variance
+from bigeval.relationships import g_star
 from bigeval.run.inputs import is_zarr_store
 
 
@@ -112,17 +113,16 @@ def relationship_h(ids, sire, dam, genotyped, G, blend: float = BLEND,
                    tune: bool = True, *, with_inbreeding: bool = True) -> Relationship:
     """H⁻¹ = A⁻¹ + [[0, 0], [0, G*⁻¹ − A22⁻¹]] (Aguilar et al. 2010).
 
-    G* = tune(blend(G, A22, w), A22) (Mrode & Pocrnic 2023, Example 12.1: blend 0.95 G +
-    0.05 A22, then Chen et al. 2011 tuning). ``genotyped`` are internal numbers (rows of G).
-    log|H| = log|A| − log|A22| + log|G*|.
+    G* = :func:`bigeval.relationships.g_star` (blend 0.95 G + 0.05 A22, then Chen et al. 2011
+    tuning; Mrode & Pocrnic 2023, Example 12.1). ``genotyped`` are internal numbers (rows of
+    G). log|H| = log|A| − log|A22| + log|G*|.
     """
     f = inbreeding(sire, dam) if with_inbreeding else np.zeros(len(sire))
     a = relationship_a(ids, sire, dam, with_inbreeding=with_inbreeding)
     genotyped = np.asarray(genotyped, dtype=np.int64)
     A22 = a22_dense(sire, dam, genotyped, f)
-    Gs = blend_g(G, A22, blend) if blend else np.asarray(G, dtype=np.float64)
-    if tune:
-        Gs = tune_g(Gs, A22)
+    Gs = np.array(G, dtype=np.float64)
+    g_star(Gs, sire, dam, genotyped, blend=blend, tune=tune, f=f)
     delta = spd_inverse(Gs, what="G (blended, tuned)") - spd_inverse(A22, what="A22")
     hinv = (a.kinv + dense_block(delta, genotyped, len(sire))).tocsr()
     logdet = a.logdet - _logdet_spd(A22, "A22") + _logdet_spd(Gs, "G")
