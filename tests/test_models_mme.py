@@ -91,14 +91,14 @@ def test_fit_mixed__mrode_example_12_1_single_step():
 
 def test_relationship_h__same_g_star_as_the_reliability_path():
     """One G*: the model commands' H⁻¹ (which reproduces Example 12.1 above) and the
-    reliability run's G*⁻¹ − A22⁻¹ (bigeval.relationships.genomic_inverses) are the same
+    reliability run's G*⁻¹ − A22⁻¹ (bigeval.genomic.relationships.genomic_inverses) are the same
     matrices on the example's data, and both equal the dense twin tune(blend(G, A22))."""
     import pandas as pd
 
     from bigeval.genomic import blend_g, tune_g, vanraden_g
     from bigeval.models.mme import relationship_h
     from bigeval.pedigree import a_matrix_dense, ainv_sparse
-    from bigeval.relationships import genomic_inverses
+    from bigeval.genomic.relationships import genomic_inverses
 
     ped = pd.read_csv(EXAMPLES / "ch11_pedigree.csv")
     geno = pd.read_csv(EXAMPLES / "ch11_genotypes.csv")
@@ -162,7 +162,7 @@ def test_fit_mixed__selected_inversion_pev_equals_dense(monkeypatch, toml, metho
     solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
     _, _, ref = fit(toml, method="dense")
     monkeypatch.setattr(solve_mod, "DENSE_MAX", 0)  # every system counts as large
-    import bigeval.models.schur as schur
+    import bigeval.linalg.schur as schur
     calls = []
     inner = schur.schur_factor
     monkeypatch.setattr(schur, "schur_factor", lambda *a, **k: calls.append(len(a[1]))
@@ -183,7 +183,7 @@ def test_fit_mixed__pcg_skips_standard_errors_by_default():
 
 
 def test_solve__auto_without_cholmod_uses_the_fallback(monkeypatch):
-    import bigeval.models.cholesky as chol
+    import bigeval.linalg.cholesky as chol
     solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
     _, _, ref = fit("ssgblup.toml", method="dense")
     monkeypatch.setattr(chol, "HAVE_CHOLMOD", False)

@@ -29,8 +29,8 @@ from bigeval.io.genotypes import import_genotypes, open_genotypes
 from bigeval.linalg import spd_inverse
 from bigeval.models.anova import factor_levels
 from bigeval.pedigree import a22_dense, ainv_sparse, inbreeding, mendelian_variance
-from bigeval.relationships import g_star
-from bigeval.run.inputs import is_zarr_store
+from bigeval.genomic.relationships import g_star
+from bigeval.pipeline.inputs import is_zarr_store
 
 
 def dense_block(values, index, n: int) -> sp.csc_matrix:
@@ -63,7 +63,7 @@ class Relationship:
     ids : animal IDs (strings) in equation order; kinv : sparse inverse (q × q);
     logdet : log|K| (for the REML likelihood); dense : the rows of kinv's dense block (the
     genotyped animals of H, every animal of G; None for A), which the PEVs keep apart
-    (:mod:`bigeval.models.schur`).
+    (:mod:`bigeval.linalg.schur`).
     """
 
     kind: str
@@ -113,7 +113,8 @@ def relationship_h(ids, sire, dam, genotyped, G, blend: float = BLEND,
                    tune: bool = True, *, with_inbreeding: bool = True) -> Relationship:
     """H⁻¹ = A⁻¹ + [[0, 0], [0, G*⁻¹ − A22⁻¹]] (Aguilar et al. 2010).
 
-    G* = :func:`bigeval.relationships.g_star` (blend 0.95 G + 0.05 A22, then Chen et al. 2011
+    G* = :func:`bigeval.genomic.relationships.g_star` (blend 0.95 G + 0.05 A22, then Chen et al.
+    2011
     tuning; Mrode & Pocrnic 2023, Example 12.1). ``genotyped`` are internal numbers (rows of
     G). log|H| = log|A| − log|A22| + log|G*|.
     """
