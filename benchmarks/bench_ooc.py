@@ -148,7 +148,8 @@ def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "
     """The out-of-core run; with ``engine="dask"`` the iteration runs on a LocalCluster of 2
     worker processes (resident blocks), whose peaks are reported with this process's."""
     from bigeval.io import ooc
-    from bigeval.prepare.ooc import prepare_ooc, reliability_ooc, result_chunks
+    from bigeval.prepare.ooc import prepare_ooc
+    from bigeval.reliability.ooc import reliability_ooc, result_chunks
     from bigeval.reliability.engine import ReliabilityOptions
 
     opts = ReliabilityOptions(alpha=3.0, rounds=rounds)

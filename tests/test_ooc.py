@@ -400,7 +400,7 @@ def test_run_reliability_ooc__on_the_dask_engine(tmp_path):
 
 
 def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
-    from bigeval.prepare.ooc import run_reliability_ooc
+    from bigeval.pipeline.workflow import run_reliability_ooc
 
     f = write_random_population(tmp_path, 9, n=200)
     job = ReliabilityJob(pedigree=f["pedigree"], records=f["records"], out=tmp_path / "mem",
@@ -417,7 +417,7 @@ def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::bigeval.errors.BigevalWarning")  # single-record groups
 def test_cli_reliability__out_of_core_flag_and_automatic_size(tmp_path, monkeypatch, capsys):
-    from bigeval.prepare import ooc as module
+    from bigeval.pipeline import workflow as module
     from bigeval.cli import main
 
     f = write_random_population(tmp_path, 10, n=150)

@@ -103,7 +103,8 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
 
     flag = cfg["inputs.out_of_core"]
     if flag is not False:
-        from bigeval.prepare.ooc import prepare_ooc, use_out_of_core
+        from bigeval.pipeline.workflow import use_out_of_core
+        from bigeval.prepare.ooc import prepare_ooc
 
         job = types.SimpleNamespace(out_of_core=None if flag == "auto" else flag,
                                     pedigree=pedigree)

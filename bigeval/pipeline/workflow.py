@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -20,20 +22,24 @@ import pandas as pd
 from bigeval import __version__
 from bigeval._resources import check_dense
 from bigeval.defaults import BLEND, ROUNDS
-from bigeval.errors import BigevalWarning
+from bigeval.errors import BigevalWarning, InputError
+from bigeval.io import ooc
 from bigeval.io.columns import parse_record_columns
 from bigeval.io.publish import ABOUT, RESULTS, publishing
 from bigeval.io.writers import ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
+from bigeval.prepare.ooc import OocLog, prepare_ooc, single_record_groups_ooc
 from bigeval.genomic.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
 from bigeval.reliability.engine import (
     ReliabilityOptions,
     ReliabilityResult,
     alpha_from,
+    memory_iterator,
     reliability,
     result_table,
 )
+from bigeval.reliability.ooc import reliability_ooc, result_chunks
 
 
 #: Written beside the results when some contemporary groups hold a single record.
@@ -232,8 +238,6 @@ class OutputClaim:
 
 
 def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSummary:
-    from bigeval.prepare.ooc import run_reliability_ooc, use_out_of_core
-
     if job.genotypes is not None:
         _check_genotypes_job(job)
     if use_out_of_core(job):
@@ -361,8 +365,6 @@ def _check_genotypes_job(job: ReliabilityJob) -> None:
         raise InputError("give either a genotype store (--genotypes) or the G⁻¹ and A22⁻¹ "
                          "triplets (--ginv, --a22inv), not both", file=job.genotypes,
                          remedy="drop --genotypes, or drop --ginv and --a22inv")
-    from bigeval.prepare.ooc import use_out_of_core
-
     if use_out_of_core(job):
         raise InputError("--genotypes does not work with --out-of-core yet (the pedigree is "
                          "read out of core from 128 MiB, or with --out-of-core)",
@@ -370,3 +372,84 @@ def _check_genotypes_job(job: ReliabilityJob) -> None:
                          remedy="build the triplets with `bigeval grm --genotypes STORE "
                                 "--pedigree PED --tune --blend 0.05 --triplets` and pass "
                                 "--genotyped, --ginv and --a22inv")
+
+
+# ---------------------------------------------------------------------------------------------
+# out of core
+
+#: ``out_of_core=None`` (the CLI's default) reads pedigrees from this size on out of core:
+#: about 4 million animals, where the in-memory path needs several GiB.
+OUT_OF_CORE_BYTES = 128 * 2**20
+
+
+def use_out_of_core(job) -> bool:
+    """Whether a :class:`ReliabilityJob` runs out of core."""
+    flag = getattr(job, "out_of_core", False)
+    if flag is None:
+        path = Path(job.pedigree)
+        return path.exists() and path.stat().st_size >= OUT_OF_CORE_BYTES
+    return bool(flag)
+
+
+def run_reliability_ooc(job, *, progress: bool | None = None,
+                        chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv",
+                        claim=None):
+    """:func:`run_reliability` out of core: :func:`bigeval.prepare.ooc.prepare_ooc`,
+    :func:`bigeval.reliability.ooc.reliability_ooc`, the table written in blocks; the same
+    files and summary.
+
+    The work folder is ``job.work_dir`` (kept), or a temporary folder in the output folder
+    (deleted at the end).
+    """
+    t0 = time.perf_counter()
+    if job.exact:
+        raise InputError("exact reliabilities (--exact) need the whole MME in memory and do "
+                         "not run out of core",
+                         remedy="drop --exact, or run without --out-of-core on small data")
+    opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
+                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
+                              genomic_method=job.genomic_method)
+    # the output folder, created (and locked by run_reliability's claim)
+    out = ensure_dir(job.out) if claim is None else claim()
+    work_dir = getattr(job, "work_dir", None)
+    tmp = None
+    if work_dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix=".bigeval-work.", dir=out))
+        work = tmp / "work.zarr"
+    else:
+        work = Path(work_dir)
+        if work.exists() and not work.is_dir():
+            raise InputError("the out-of-core work folder is a file", file=work,
+                             value=str(work), expected="a folder, or a path where one can "
+                             "be made", remedy="give another --work-dir (output.work_dir)")
+    log = OocLog(progress)
+    try:
+        pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
+                          interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
+                          interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
+                          record_columns=job.resolved_record_columns(),
+                          progress=progress)
+        lonely = single_record_groups_ooc(pop)
+        warn_single_record_groups(lonely, job, stacklevel=3)
+        from bigeval.reliability.distributed.cluster import reliability_engine
+
+        sire, dam = pop.array("sire"), pop.array("dam")  # read once, for either engine
+        with reliability_engine(sire, dam, engine=job.engine, scheduler=job.scheduler,
+                                cluster=job.cluster, block_size=job.block_size,
+                                n_workers=job.workers, exact_sums=job.exact_sums) as engine:
+            iterator = engine.iterator or memory_iterator(sire, dam)
+            res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
+                                  iterator=iterator)
+        text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description
+        text += ("\nout of core: files read in blocks of "
+                 f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")
+        name = "reliability.csv" if fmt == "csv" else "reliability.parquet"
+        log(f"writing {name}")
+        files = write_outputs(out, {"reliability": (out / name, lambda f: ooc.write_table_chunks(
+            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely,
+            about=job_about(job))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
+                      rounds_part3=None if res.part3 is None else res.part3.rounds)

@@ -1,4 +1,4 @@
-"""Out-of-core preparation and reliability run: national pedigrees in bounded memory.
+"""Out-of-core preparation: national pedigrees in bounded memory.
 
 The in-memory path (:func:`bigeval.prepare.prepare`) holds every ID as a Python string and
 looks them up in hash maps of strings: about 1 KiB per animal, 10 GiB and more for a
@@ -15,7 +15,8 @@ looked up through an integer hash table, generations come from the numba Kahn pa
 ``order``                 rank of each animal's ID among all IDs (N)
 ``rec_animal``, ``rec_cg`` per record: internal animal and group numbers (records)
 ``cg_ids``                keys of the contemporary-group codes, uint64 (nw, K)
-``d0``                    the start vector (after :func:`start_vector_ooc`)
+``d0``                    the start vector (after
+                          :func:`bigeval.reliability.ooc.start_vector_ooc`)
 ========================  ============================================================
 
 The numbering, every array and every per-animal result equal the in-memory path's exactly
@@ -30,7 +31,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +44,13 @@ from bigeval.errors import InputError, ResourceError
 from bigeval.io import ooc, readers
 from bigeval.pedigree import _kahn_generations, _order_by_generation
 from bigeval.prepare import Population, _lookup, prepare_extras, renumber_pedigree
-from bigeval.reliability.engine import check_published
 
 #: Elements per chunk of the work folder's arrays (8 MiB of int64). They are stored
 #: uncompressed: compressing them (zstd) made writing 9 times slower for ~30 % less disk.
 ZARR_CHUNK = 1 << 20
 
 
-class _Log:
+class OocLog:
     """Stage messages on stderr (when it is a terminal, or when asked)."""
 
     def __init__(self, enabled: bool | None):
@@ -166,7 +165,7 @@ class _PedigreeRows:
     birth: np.ndarray | None
 
 
-def _read_pedigree(path, chunk_rows: int, log: _Log) -> _PedigreeRows:
+def _read_pedigree(path, chunk_rows: int, log: OocLog) -> _PedigreeRows:
     reader = ooc.ChunkReader(path, readers.PEDIGREE_COLUMNS, kind="pedigree",
                              rows_fn=readers.pedigree_rows, chunk_rows=chunk_rows,
                              optional={"birth": readers.BIRTH_COLUMNS})
@@ -255,7 +254,7 @@ class IdLookup:
 
 
 def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
-                          log: _Log | None = None) -> tuple[int, IdLookup]:
+                          log: OocLog | None = None) -> tuple[int, IdLookup]:
     """Read, validate and renumber a pedigree file into ``group`` (``ids``, ``sire``, ``dam``,
     ``generation``, ``order``), as :func:`bigeval.prepare.renumber_pedigree` would.
 
@@ -264,7 +263,7 @@ def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFA
     n, lookup
         The number of animals and an :class:`IdLookup` from ID keys to internal numbers.
     """
-    log = log or _Log(False)
+    log = log or OocLog(False)
     rows = _read_pedigree(path, chunk_rows, log)
     n_rows = len(rows.line)
     # Rows that break a rule; the whole-file checker then runs on just these rows.
@@ -376,7 +375,7 @@ def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFA
 
 
 def _records_ooc(path, group: zarr.Group, lookup: IdLookup, *, chunk_rows: int,
-                 log: _Log, record_columns=None) -> tuple[int, int]:
+                 log: OocLog, record_columns=None) -> tuple[int, int]:
     """Records into ``rec_animal``, ``rec_cg`` and ``cg_ids``; returns (records, groups).
     ``record_columns``: a :class:`bigeval.io.columns.RecordColumns` (default ``animal cg``)."""
     if record_columns is None:
@@ -476,7 +475,7 @@ def prepare_ooc(
     arrays) plus the reading blocks; records are streamed to the work folder. The
     genotyped and Interbull lists are read whole (they are small).
     """
-    log = _Log(progress)
+    log = OocLog(progress)
     work = Path(work)
     if work.exists() and any(work.iterdir()) and not (work / "zarr.json").exists():
         raise InputError("the work folder exists and is not a bigeval work folder", file=work,
@@ -517,17 +516,9 @@ def prepare_ooc(
 
 
 # ---------------------------------------------------------------------------------------------
-# Start vector, run, output
 
 
-@numba.njit(cache=True)
-def _scatter_add(z, index, weights):  # pragma: no cover - numba
-    """z[index[i]] += weights[i] in order: numpy.bincount's sums, bit for bit."""
-    for i in range(index.shape[0]):
-        z[index[i]] += weights[i]
-
-
-def _record_blocks(pop: OocPopulation):
+def record_blocks(pop: OocPopulation):
     g = pop.group
     a, c = g["rec_animal"], g["rec_cg"]
     for lo in range(0, pop.n_records, ZARR_CHUNK):
@@ -535,100 +526,13 @@ def _record_blocks(pop: OocPopulation):
         yield a[lo:hi], c[lo:hi]
 
 
-def start_vector_ooc(pop: OocPopulation, opts, *, interbull_source=None) -> np.ndarray:
-    """d⁰ from the work folder's records, block by block; equals
-    :func:`bigeval.reliability.engine.start_vector` on the same population exactly.
-
-    Group sizes are counted in one pass, the ERC summed in a second (in record order, as
-    :func:`numpy.bincount` sums). The Tier & Meyer adjustment needs each group's records
-    together and reads the record arrays whole.
-    """
-    from bigeval.reliability import erc
-
-    n = pop.n_animals
-    if opts.sib_adjust:
-        d0 = erc.own_record_erc(n, pop.array("rec_animal"), pop.array("rec_cg"), pop.n_cg,
-                                sire=pop.array("sire"), dam=pop.array("dam"),
-                                sib_adjust=True, tau=opts.tau)
-    else:
-        counts = np.zeros(pop.n_cg, np.int64)
-        for _, cg in _record_blocks(pop):
-            counts += np.bincount(cg, minlength=pop.n_cg)
-        n_k = counts.astype(np.float64)  # erc.cg_sizes
-        d0 = np.zeros(n)
-        for animal, cg in _record_blocks(pop):
-            _scatter_add(d0, animal, 1.0 - 1.0 / n_k[cg])
-        if opts.tau is not None:
-            d0 = opts.tau * d0 / (opts.tau + d0)
-    if pop.interbull_animal is not None:
-        b = erc.interbull_erc(pop.interbull_value, opts.alpha, kind=opts.interbull_kind,
-                              source=interbull_source, animals=pop.ids_of(pop.interbull_animal))
-        d0[pop.interbull_animal] += b
-    return d0
-
-
-def reliability_ooc(pop: OocPopulation, opts, *, interbull_source=None,
-                    progress: bool | None = None, iterator=None):
-    """Parts I–III on an out-of-core population: the start vector in blocks, the iteration
-    in memory (about 120 bytes per animal) or by ``iterator`` (the Dask engine, see
-    :func:`bigeval.reliability.reliability`); as :func:`bigeval.reliability.reliability`."""
-    from bigeval.reliability.engine import memory_iterator, parts_1_to_3
-
-    d0 = start_vector_ooc(pop, opts, interbull_source=interbull_source)
-    _store(pop.group, "d0", d0)
-    sire, dam = pop.array("sire"), pop.array("dam")
-    if iterator is None:
-        iterator = memory_iterator(sire, dam)
-    ids = None if pop.genotyped is None else pop.ids_of(pop.genotyped)
-    return parts_1_to_3(d0, iterator, opts, pop.genotyped, pop.ginv, pop.a22inv,
-                        sire=sire, dam=dam, genotyped_ids=ids, progress=progress)
-
-
-def result_chunks(pop: OocPopulation, res, *, rows: int = ZARR_CHUNK):
-    """The table of :func:`bigeval.reliability.engine.result_table`, in blocks of rows."""
-    n = pop.n_animals
-    rel_g = np.full(n, np.nan)
-    if res.rel_genomic is not None:
-        rel_g[pop.genotyped] = res.rel_genomic
-    alpha = res.alpha
-    d1, df_ = res.part1.d, res.erc_final
-    for lo in range(0, max(n, 1), rows):
-        hi = min(lo + rows, n)
-        p, f = d1[lo:hi], df_[lo:hi]
-        cols = {
-            "animal": pd.Series(pop.ids(lo, hi), dtype=str),
-            "erc_records": res.erc_records[lo:hi],
-            "erc_pedigree": p,
-            "rel_pedigree": p / (p + alpha),
-            "rel_genomic": rel_g[lo:hi],
-            "erc_final": f,
-            "rel_final": f / (f + alpha),
-        }
-        check_published(cols)
-        yield pd.DataFrame(cols)
-
-
-#: ``out_of_core=None`` (the CLI's default) reads pedigrees from this size on out of core:
-#: about 4 million animals, where the in-memory path needs several GiB.
-OUT_OF_CORE_BYTES = 128 * 2**20
-
-
-def use_out_of_core(job) -> bool:
-    """Whether a :class:`bigeval.pipeline.workflow.ReliabilityJob` runs out of core."""
-    flag = getattr(job, "out_of_core", False)
-    if flag is None:
-        path = Path(job.pedigree)
-        return path.exists() and path.stat().st_size >= OUT_OF_CORE_BYTES
-    return bool(flag)
-
-
 def single_record_groups_ooc(pop: OocPopulation) -> pd.DataFrame:
     """:func:`bigeval.prepare.single_record_groups` from the work folder, block by block."""
     size = np.zeros(pop.n_cg, np.int64)
-    for _, cg in _record_blocks(pop):
+    for _, cg in record_blocks(pop):
         size += np.bincount(cg, minlength=pop.n_cg)
     cgs, animals = [], []
-    for animal, cg in _record_blocks(pop):
+    for animal, cg in record_blocks(pop):
         alone = size[cg] == 1
         cgs.append(cg[alone])
         animals.append(animal[alone])
@@ -640,78 +544,3 @@ def single_record_groups_ooc(pop: OocPopulation) -> pd.DataFrame:
     return pd.DataFrame({
         "cg": np.asarray(ooc.keys_to_strings(cg_keys).to_pylist(), dtype=object),
         "animal": pop.ids_of(animal[order]) if len(cg) else np.zeros(0, dtype=object)})
-
-
-def run_reliability_ooc(job, *, progress: bool | None = None,
-                        chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv",
-                        claim=None):
-    """:func:`bigeval.pipeline.workflow.run_reliability` out of core: :func:`prepare_ooc`,
-    :func:`reliability_ooc`, the table written in blocks; the same files and summary.
-
-    The work folder is ``job.work_dir`` (kept), or a temporary folder in the output folder
-    (deleted at the end).
-    """
-    from bigeval.io.writers import ensure_dir
-    from bigeval.reliability.engine import ReliabilityOptions
-    from bigeval.pipeline.workflow import (
-        RunSummary,
-        describe,
-        job_about,
-        warn_single_record_groups,
-        write_outputs,
-    )
-
-    t0 = time.perf_counter()
-    if job.exact:
-        raise InputError("exact reliabilities (--exact) need the whole MME in memory and do "
-                         "not run out of core",
-                         remedy="drop --exact, or run without --out-of-core on small data")
-    opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
-                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
-                              genomic_method=job.genomic_method)
-    # the output folder, created (and locked by run_reliability's claim)
-    out = ensure_dir(job.out) if claim is None else claim()
-    work_dir = getattr(job, "work_dir", None)
-    tmp = None
-    if work_dir is None:
-        tmp = Path(tempfile.mkdtemp(prefix=".bigeval-work.", dir=out))
-        work = tmp / "work.zarr"
-    else:
-        work = Path(work_dir)
-        if work.exists() and not work.is_dir():
-            raise InputError("the out-of-core work folder is a file", file=work,
-                             value=str(work), expected="a folder, or a path where one can "
-                             "be made", remedy="give another --work-dir (output.work_dir)")
-    log = _Log(progress)
-    try:
-        pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
-                          interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
-                          interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
-                          record_columns=job.resolved_record_columns(),
-                          progress=progress)
-        lonely = single_record_groups_ooc(pop)
-        warn_single_record_groups(lonely, job, stacklevel=3)
-        from bigeval.reliability.distributed.cluster import reliability_engine
-
-        from bigeval.reliability.engine import memory_iterator
-
-        sire, dam = pop.array("sire"), pop.array("dam")  # read once, for either engine
-        with reliability_engine(sire, dam, engine=job.engine, scheduler=job.scheduler,
-                                cluster=job.cluster, block_size=job.block_size,
-                                n_workers=job.workers, exact_sums=job.exact_sums) as engine:
-            iterator = engine.iterator or memory_iterator(sire, dam)
-            res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
-                                  iterator=iterator)
-        text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description
-        text += ("\nout of core: files read in blocks of "
-                 f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")
-        name = "reliability.csv" if fmt == "csv" else "reliability.parquet"
-        log(f"writing {name}")
-        files = write_outputs(out, {"reliability": (out / name, lambda f: ooc.write_table_chunks(
-            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely,
-            about=job_about(job))
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
-                      rounds_part3=None if res.part3 is None else res.part3.rounds)
