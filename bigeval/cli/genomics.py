@@ -14,7 +14,6 @@ function takes the parsed arguments and returns an exit code (errors are
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,11 +158,9 @@ def cmd_genotypes_import(args) -> int:
     """``bigeval genotypes import``: a genotype file into a Zarr store."""
     from bigeval.io.genotypes import import_genotypes, open_genotypes
 
-    def progress(done, total):
-        if sys.stderr.isatty():
-            print(f"\r{done:,}{'' if total is None else f' / {total:,}'} animals", end="",
-                  file=sys.stderr)
+    from bigeval.progress import Progress
 
+    progress = Progress(name="genotypes import").counter(f"animals of {args.src}")
     store = import_genotypes(args.src, args.out, fmt=args.format, chunks=args.chunks,
                              progress=progress)
     X, animals, snps = open_genotypes(store)

@@ -15,7 +15,7 @@ What each command did is printed: on stdout, always, the model (effects, levels,
 the variances used or estimated (with SEs and h²), convergence and the files written; on
 stderr, unless ``--no-progress``, what is being done (reading, building the relationship,
 each REML round with its log-likelihood, each fold), as lines through
-:class:`bigeval.pipeline.progress.Progress`; on a terminal long phases are also shown live.
+:class:`bigeval.progress.Progress`; on a terminal long phases are also shown live.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pandas as pd
 
 from bigeval.errors import BigevalError, InputError
 from bigeval.io.writers import claim_output, refuse_overwriting_inputs, write_csv_atomic
-from bigeval.pipeline.progress import Progress
+from bigeval.progress import Progress
 
 #: every file the model commands may write in their output folder
 OUTPUTS = ("anova.csv", "solutions.csv", "variances.csv", "animals.csv", "reml_log.csv",

@@ -56,6 +56,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from bigeval._resources import check_dense
+from bigeval.progress import Progress
 from bigeval.errors import InputError, ResourceError
 from bigeval.io.genotypes import MISSING, open_genotypes
 from bigeval.io.writers import atomic_dir, atomic_path
@@ -782,8 +783,6 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
     >>> grm(np.array([[0], [2]], np.int8), scheme="tiles").tolist()
     [[2.0, -2.0], [-2.0, 2.0]]
     """
-    from bigeval.genomic.relationships import _progress_printer  # imports grm lazily too
-
     if scheme not in ("auto", "panel", "tiles"):
         raise InputError("unknown scheme for G", value=scheme,
                          expected='"auto", "panel" or "tiles"', remedy='leave it "auto"')
@@ -816,7 +815,7 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
                             what="G")
             except ResourceError:
                 scheme = "tiles"
-    show = _progress_printer(f"G of {n:,} animals x {m:,} SNPs", progress)
+    show = Progress(progress).counter(f"G of {n:,} animals x {m:,} SNPs")
     if scheme == "panel":
         # X is then the store's array (maybe rechunked): the same genotypes
         read = _store_reader(genotypes) if isinstance(genotypes, (str, os.PathLike)) else None

@@ -34,8 +34,6 @@ coefficients. Genet. Sel. Evol. 34:409-421.
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +44,7 @@ from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 from bigeval.genomic import tune_g_means
 from bigeval.linalg import mirror_lower, spd_inverse
+from bigeval.progress import Progress
 from bigeval.pedigree import (
     _as_pedigree,
     _colleau_columns,
@@ -61,6 +60,11 @@ __all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22"
            "positions_in_pedigree", "prune_to_ancestors"]
 
 A22_METHODS = ("auto", "sparse", "dense")
+
+
+def _counter(label: str, enabled: bool | None):
+    """A ``(done, total)`` progress callback (:meth:`bigeval.progress.Progress.counter`)."""
+    return Progress(enabled).counter(label)
 #: Bytes of work space for one panel of solves / Colleau columns.
 PANEL_BYTES = 2**28
 #: ``auto`` takes the dense route up to this many genotyped animals when the sparse
@@ -68,20 +72,6 @@ PANEL_BYTES = 2**28
 #: pedigree, 3 000 genotyped: CHOLMOD 4.0 s, SuperLU 28.5 s, dense 15.4 s;
 #: benchmarks/bench_part2.py --compare)
 DENSE_UP_TO = 10_000
-
-
-def _progress_printer(label: str, enabled: bool | None):
-    """A ``(done, total)`` callback writing one updating line to stderr (terminals only)."""
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    t0 = time.perf_counter()
-
-    def show(done: int, total: int):
-        if enabled:
-            end = "\n" if done >= total else ""
-            sys.stderr.write(f"\r{label}: {done:,}/{total:,}  "
-                             f"{time.perf_counter() - t0:6.1f} s{end}")
-            sys.stderr.flush()
-    return show
 
 
 def _as_genotyped(genotyped, n: int) -> np.ndarray:
@@ -468,7 +458,7 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     work = G if overwrite and G.dtype == np.float64 and G.flags.writeable else \
         np.array(G, dtype=np.float64)
     g_star(work, sire, dam, genotyped, blend=blend, tune=tune, f=f,
-           progress=_progress_printer("blending G with A22", progress))
+           progress=_counter("blending G with A22", progress))
     if not blend:
         remedy = "blend G with A22 (e.g. --blend 0.05: G* = 0.95 G + 0.05 A22)"
     else:
@@ -476,7 +466,7 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     ginv = spd_inverse(work, overwrite=True, what="G" if not (tune or blend) else "G*",
                        remedy=remedy, file=file, ids=ids)
     a22inv = a22_inverse(sire, dam, genotyped, f, method=method,
-                         progress=_progress_printer("A22⁻¹ (sparse Schur complement)",
+                         progress=_counter("A22⁻¹ (sparse Schur complement)",
                                                     progress))
     return ginv, a22inv
 

@@ -12,18 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bigeval.io.genotypes import is_zarr_store
 from bigeval.errors import InputError
 from bigeval.genomic.grm import read_grm_ids
 from bigeval.pipeline.config import RunConfig
 
-__all__ = ["is_zarr_store", "write_parquet", "read_parquet", "write_json", "read_columns",
+__all__ = ["write_parquet", "read_parquet", "write_json", "read_columns",
            "pedigree_extra", "genotype_ids", "check_in_pedigree"]
-
-
-def is_zarr_store(path: Path) -> bool:
-    """A Zarr (v3 or v2) group folder."""
-    path = Path(path)
-    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup"))
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> Path:

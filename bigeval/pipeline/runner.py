@@ -40,7 +40,7 @@ from bigeval.io.writers import (
 from bigeval.pipeline.checkpoint import InputHasher, StageStore, hash_json
 from bigeval.pipeline.config import RunConfig
 from bigeval.pipeline.manifest import MiB, Manifest, MemorySampler, collect_warnings
-from bigeval.pipeline.progress import Progress
+from bigeval.progress import Progress
 from bigeval.pipeline.stages import PUBLISHED, STAGES, StageContext
 
 __all__ = ["run_pipeline", "RunResult", "STAGE_NAMES"]

@@ -43,19 +43,19 @@ from bigeval.errors import InputError
 from bigeval.io.columns import missing_mask
 from bigeval.io.writers import ensure_dir
 from bigeval.pipeline.config import RunConfig
+from bigeval.io.genotypes import is_zarr_store
 from bigeval.pipeline.inputs import (
     check_in_pedigree,
     genotype_ids,
-    is_zarr_store,
     pedigree_extra,
     read_columns,
     read_parquet,
     write_json,
     write_parquet,
 )
-from bigeval.pipeline.progress import Progress
+from bigeval.progress import Progress
 
-__all__ = ["StageContext", "Stage", "STAGES", "is_zarr_store", "load_population"]
+__all__ = ["StageContext", "Stage", "STAGES", "load_population"]
 
 FLOAT_FORMAT = "%.10g"  # CSV floats, as `bigeval reliability`
 

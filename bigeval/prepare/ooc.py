@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,7 @@ import zarr
 from bigeval.errors import InputError, ResourceError
 from bigeval.io import ooc, readers
 from bigeval.pedigree import _kahn_generations, _order_by_generation
+from bigeval.progress import Progress
 from bigeval.prepare import Population, _lookup, prepare_extras, renumber_pedigree
 
 #: Elements per chunk of the work folder's arrays (8 MiB of int64). They are stored
@@ -51,16 +51,16 @@ ZARR_CHUNK = 1 << 20
 
 
 class OocLog:
-    """Stage messages on stderr (when it is a terminal, or when asked)."""
+    """The steps of an out-of-core run, on a terminal (or when asked): lines of
+    :class:`bigeval.progress.Progress` with the time since the start."""
 
     def __init__(self, enabled: bool | None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.progress = Progress(enabled, name="reliability")
+        self.enabled = self.progress.enabled
         self.t0 = time.perf_counter()
 
     def __call__(self, msg: str) -> None:
-        if self.enabled:
-            sys.stderr.write(f"[out-of-core {time.perf_counter() - self.t0:7.1f} s] {msg}\n")
-            sys.stderr.flush()
+        self.progress.note(f"[out of core {time.perf_counter() - self.t0:7.1f} s] {msg}")
 
 
 @dataclass(frozen=True)

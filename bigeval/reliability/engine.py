@@ -8,7 +8,6 @@ again with the genotyped animals fixed at ``d_g = α r²_g/(1 − r²_g)``.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from bigeval.linalg import symmetric_inverse_diag
 from bigeval.pedigree import parents_first_order
 from bigeval.reliability import erc as _erc
 from bigeval.reliability import genomic as _genomic
+from bigeval.progress import Progress
 from bigeval.reliability import kernel
 
 if TYPE_CHECKING:
@@ -184,26 +184,6 @@ class IterationResult:
     seconds: float
 
 
-class _Progress:
-    """Per-round progress on stderr when it is a terminal; silent in logs."""
-
-    def __init__(self, total: int, label: str, enabled: bool | None = None):
-        self.total, self.label = total, label
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.t0 = time.perf_counter()
-
-    def update(self, k: int, change: float):
-        if self.enabled:
-            el = time.perf_counter() - self.t0
-            sys.stderr.write(f"\r{self.label}: round {k}/{self.total}  "
-                             f"max Δrel {change:.2e}  {el:6.1f} s")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = ROUNDS,
             tol: float | None = None, fixed_animal: np.ndarray | None = None,
             fixed_erc: np.ndarray | None = None, label: str = "Part I",
@@ -241,7 +221,8 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = R
     rs, rd = r_parents[:n], r_parents[n:]
     progeny = np.empty(n)
     changes = []
-    prog = _Progress(rounds, label, progress)
+    prog = Progress(progress)
+    show = prog.rounds(label, rounds)
     converged = False
     k = 0
     for k in range(1, rounds + 1):
@@ -252,11 +233,11 @@ def iterate(d0: np.ndarray, graph: FamilyGraph, alpha: float, *, rounds: int = R
         change = kernel.damp(d, d0, ra, progeny, fixed, fixed_val, alpha, d_new)
         changes.append(change)
         d, d_new = d_new, d
-        prog.update(k, change)
+        show(k, change)
         if tol is not None and change <= tol:
             converged = True
             break
-    prog.close()
+    prog.done()
     return IterationResult(d=d, rounds=k, max_change=np.array(changes), converged=converged,
                            seconds=time.perf_counter() - t0)
 

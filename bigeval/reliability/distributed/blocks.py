@@ -61,6 +61,7 @@ import numba
 import numpy as np
 
 from bigeval.defaults import ROUNDS
+from bigeval.progress import Progress
 from bigeval.errors import InputError
 from bigeval.reliability import kernel
 
@@ -699,13 +700,14 @@ def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = ROUNDS,
     is the single-process twin of the Dask driver, not a fast path (``iterate`` is): the
     kernels run with ``threads`` numba threads (None: numba's setting).
     """
-    from bigeval.reliability.engine import IterationResult, _Progress
+    from bigeval.reliability.engine import IterationResult
 
     t0 = time.perf_counter()
     inputs = block_inputs(part, d0, fixed_animal, fixed_erc)
     d = [x.d0 for x in inputs]
     changes = []
-    prog = _Progress(rounds, label, progress)
+    prog = Progress(progress)
+    show = prog.rounds(label, rounds)
     converged = False
     k = 0
     with numba_threads(threads):
@@ -725,11 +727,11 @@ def iterate_blocks(d0, part: Partition, alpha: float, *, rounds: int = ROUNDS,
                 change = max(change, c)
             d = new
             changes.append(change)
-            prog.update(k, change)
+            show(k, change)
             if tol is not None and change <= tol:
                 converged = True
                 break
-    prog.close()
+    prog.done()
     return IterationResult(d=part.join(d), rounds=k, max_change=np.array(changes),
                            converged=converged, seconds=time.perf_counter() - t0)
 

@@ -42,6 +42,7 @@ import dask.local
 import dask.threaded
 import numpy as np
 
+from bigeval.progress import Progress
 from bigeval.defaults import ROUNDS
 from bigeval.reliability.distributed import blocks as _blocks
 from bigeval.reliability.distributed.blocks import BlockInput, BlockPlan, Partition
@@ -353,7 +354,7 @@ class DaskIteration:
         ``on_round(k, change)`` is called as each round k completes (with ``tol``, rounds of a
         batch past the stopping round are reported too, then discarded).
         """
-        from bigeval.reliability.engine import IterationResult, _Progress
+        from bigeval.reliability.engine import IterationResult
 
         if self._resident is not None:
             return self._resident(d0, alpha, rounds=rounds, tol=tol, fixed_animal=fixed_animal,
@@ -374,7 +375,8 @@ class DaskIteration:
         self.runner.run(init, [], start_keys, lambda i, c: None)
         state = {b.index: self.runner.ref(k) for b, k in zip(part.blocks, start_keys)}
         held = list(start_keys)
-        prog = _Progress(rounds, label, progress)
+        prog = Progress(progress)
+        show = prog.rounds(label, rounds)
         changes: list[float] = []
         converged = False
         k = 0
@@ -383,7 +385,7 @@ class DaskIteration:
                 k1 = min(rounds, k + max(1, int(self.rounds_per_batch)))
 
                 def report(j, c):
-                    prog.update(j, c)
+                    show(j, c)
                     if on_round is not None:
                         on_round(j, c)
 
@@ -406,7 +408,7 @@ class DaskIteration:
         finally:
             self.runner.forget(held)
             self.runner.forget(list(in_keys))
-            prog.close()
+            prog.done()
         return IterationResult(d=part.join(pieces), rounds=k, max_change=np.array(changes),
                                converged=converged, seconds=time.perf_counter() - t0)
 

@@ -57,6 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from bigeval.progress import Progress
 from bigeval.defaults import ROUNDS
 from bigeval.reliability.distributed import blocks as _blocks
 from bigeval.reliability.distributed.blocks import BlockPlan, Partition
@@ -475,17 +476,18 @@ class ResidentIteration:
                  progress: bool | None = None, on_round=None):
         """Run the iteration; same arguments and result as
         :func:`bigeval.reliability.engine.iterate` (caller's numbering)."""
-        from bigeval.reliability.engine import IterationResult, _Progress
+        from bigeval.reliability.engine import IterationResult
 
         t0 = time.perf_counter()
         part = self.part
         pieces = _blocks.block_inputs(part, d0, fixed_animal, fixed_erc)
         inputs = dict(enumerate(pieces))
         checkpoint = {X: x.d0 for X, x in inputs.items()}
-        prog = _Progress(rounds, label, progress)
+        prog = Progress(progress)
+        show = prog.rounds(label, rounds)
 
         def report(k, c):
-            prog.update(k, c)
+            show(k, c)
             if on_round is not None:
                 on_round(k, c)
 
@@ -533,7 +535,7 @@ class ResidentIteration:
                 k += len(got)
                 converged = tol is not None and got[-1] <= tol
         finally:
-            prog.close()
+            prog.done()
         d = part.join([checkpoint[X] for X in range(part.n_blocks)])
         return IterationResult(d=d, rounds=k, max_change=np.array(changes),
                                converged=converged, seconds=time.perf_counter() - t0)
