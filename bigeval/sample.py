@@ -127,7 +127,7 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     here). Returns the path of the sample's ``config.toml``.
     """
     from bigeval.pipeline.config import dump_config
-    from bigeval.pipeline.inputs import is_zarr_store
+    from bigeval.io.genotypes import is_zarr_store
 
     if fraction is None and herds is None:
         herds = cfg["sample.herds"]

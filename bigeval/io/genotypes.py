@@ -37,8 +37,8 @@ from bigeval.io import readers
 from bigeval.io.readers import damaged_gzip, first_not_utf8, not_utf8
 from bigeval.io.writers import atomic_dir, refuse_overwriting_inputs
 
-__all__ = ["import_genotypes", "open_genotypes", "write_genotypes", "GENOTYPES", "SAMPLE_ID",
-           "SNP_ID", "MISSING", "DEFAULT_CHUNKS", "FORMATS"]
+__all__ = ["import_genotypes", "is_zarr_store", "open_genotypes", "write_genotypes", "GENOTYPES",
+           "SAMPLE_ID", "SNP_ID", "MISSING", "DEFAULT_CHUNKS", "FORMATS"]
 
 GENOTYPES = "genotypes"  # array names in the store: one name per concept
 SAMPLE_ID = "sample_id"
@@ -55,6 +55,12 @@ Progress = Callable[[int, int | None], None]
 
 # ---------------------------------------------------------------------------------------------
 # Readers: each yields (ids, int8 block, lines) for consecutive blocks of ``rows`` animals.
+
+
+def is_zarr_store(path) -> bool:
+    """A Zarr (v3 or v2) group folder."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).exists() for f in ("zarr.json", ".zgroup"))
 
 
 def _open_text(path: Path) -> io.TextIOBase:

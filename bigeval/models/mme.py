@@ -25,12 +25,11 @@ import scipy.sparse as sp
 from bigeval.defaults import BLEND
 from bigeval.errors import InputError
 from bigeval.genomic import vanraden_g
-from bigeval.io.genotypes import import_genotypes, open_genotypes
+from bigeval.io.genotypes import import_genotypes, is_zarr_store, open_genotypes
 from bigeval.linalg import spd_inverse
 from bigeval.models.anova import factor_levels
 from bigeval.pedigree import a22_dense, ainv_sparse, inbreeding, mendelian_variance
 from bigeval.genomic.relationships import g_star
-from bigeval.pipeline.inputs import is_zarr_store
 
 
 def dense_block(values, index, n: int) -> sp.csc_matrix:
