@@ -1,4 +1,9 @@
-"""Genomic stage: the genomic relationship matrix G.
+"""Genomic stage: G, G* and the inverses the single-step and Part II need.
+
+This module: VanRaden's G and its tuning and blending, in memory (the dense twins).
+:mod:`bigeval.genomic.qc` checks genotypes, :mod:`bigeval.genomic.grm` builds G blockwise from a
+genotype store (Dask), and :mod:`bigeval.genomic.relationships` gives A22, A22⁻¹ and G* (blended
+with, then tuned to, A22: :func:`bigeval.genomic.relationships.g_star`) without a dense A.
 
 :func:`vanraden_g` is the plain in-memory float64 computation, the dense twin against which
 chunked and distributed versions are tested.

@@ -1,4 +1,9 @@
-"""Dense symmetric positive-definite inverses through LAPACK Cholesky (potrf + potri).
+"""Linear algebra shared by every stage.
+
+This module: dense symmetric positive-definite inverses through LAPACK Cholesky (potrf +
+potri). The sparse side: :mod:`bigeval.linalg.cholesky` (sparse Cholesky, CHOLMOD or SuperLU),
+:mod:`bigeval.linalg.selinv` (selected inversion, Takahashi) and :mod:`bigeval.linalg.schur`
+(the sparse factor with a dense trailing block: exact reliabilities, ``solve --se``, REML).
 
 Never ``numpy.linalg.inv`` of a general matrix: potrf + potri works in place on one
 triangle, needs about one n × n array, and is 2-3× faster (shared/notes: n = 20 000 takes
