@@ -50,13 +50,18 @@ from bigeval.linalg import cholesky_lower
 from bigeval.prepare import Population
 from bigeval.sample import ancestors, draw_herds, herd_of
 
-__all__ = ["CAVEAT", "ExactSample", "HerdSample", "draw_exact_sample", "exact_sample_check",
+__all__ = ["CAVEAT", "ExactSample", "HerdSample", "SampleDoesNotFit", "describe_sample",
+           "draw_exact_sample", "exact_sample_check",
            "inverse_of_sub_block", "sub_population"]
 
 #: What the figures of a sample check mean (summary.txt, report.html, the manifest).
 CAVEAT = ("the sample's animals lose the information from relatives outside the sample "
           "(both sides alike), so these figures measure the method on a population of the "
           "sample's size, not the published reliabilities themselves")
+
+
+class SampleDoesNotFit(InputError):
+    """Not even one herd (with its animals' ancestors) fits the sample's target size."""
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,27 @@ class ExactSample:
 
     @property
     def text(self) -> str:
-        """One line saying what the sample is."""
-        c = self.counts
-        return (f"seeded sample (seed {c['seed']}): {c['herds']:,} of {c['herds_total']:,} "
-                f"herds, {c['animals']:,} of {c['animals_total']:,} animals with all their "
-                f"ancestors, {c['genotyped']:,} of {c['genotyped_total']:,} genotyped, "
-                f"{c['records']:,} records, {c['equations']:,} equations")
+        """One line saying what the sample is (:func:`describe_sample`)."""
+        return describe_sample(self.counts)
+
+
+def describe_sample(counts: dict) -> str:
+    """What a sample is, in words, from :attr:`ExactSample.counts`.
+
+    Examples
+    --------
+    >>> text = describe_sample({"seed": 1, "herds": 2, "herds_total": 10, "animals": 118,
+    ...                         "animals_total": 1152, "genotyped": 15, "genotyped_total": 100,
+    ...                         "records": 320, "equations": 278})
+    >>> print(text.replace("), ", "),\\n"))
+    seeded sample (seed 1): 2 of 10 herds, 118 of 1,152 animals (with all their ancestors),
+    15 of 100 genotyped, 320 records, 278 equations
+    """
+    c = counts
+    return (f"seeded sample (seed {c['seed']}): {c['herds']:,} of {c['herds_total']:,} herds, "
+            f"{c['animals']:,} of {c['animals_total']:,} animals (with all their ancestors), "
+            f"{c['genotyped']:,} of {c['genotyped_total']:,} genotyped, {c['records']:,} "
+            f"records, {c['equations']:,} equations")
 
 
 def _size(pop: Population, rec: np.ndarray, keep: np.ndarray, with_pe: bool) -> tuple[int, int]:
@@ -127,7 +147,9 @@ def draw_exact_sample(pop: Population, *, max_equations: int, max_genotyped: int
     Raises
     ------
     InputError
-        No record, or not even one herd (with its animals' ancestors) fits the target.
+        No record, or the herd pattern does not match a group code.
+    SampleDoesNotFit
+        Not even one herd (with its animals' ancestors) fits the target.
     """
     if pop.n_records == 0:
         raise InputError("a sample is drawn by herd from the records, and there are none",
@@ -158,7 +180,7 @@ def draw_exact_sample(pop: Population, *, max_equations: int, max_genotyped: int
             hi = mid
     if best is None:
         rec, keep, (neq, ng) = masks(1)
-        raise InputError(
+        raise SampleDoesNotFit(
             "no herd sample fits the exact check's target: one herd with its animals' "
             f"ancestors already has {neq:,} equations and {ng:,} genotyped animals",
             value=f"target {target_eq:,} equations, {target_g:,} genotyped "

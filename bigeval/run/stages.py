@@ -672,10 +672,15 @@ def reliabilities(ctx: StageContext) -> dict:
     n_eq = exact_equations(pop, opts.tau is not None)
     check = cfg["exact.check"]
     n_g = 0 if pop.genotyped is None else len(pop.genotyped)
-    run_exact = check is True or (check == "auto" and n_eq <= cfg["exact.max_equations"]
-                                  and n_g <= cfg["exact.max_genotyped"])
+    fits = n_eq <= cfg["exact.max_equations"] and n_g <= cfg["exact.max_genotyped"]
+    sample = cfg["exact.sample"]
+    on_sample = check is not False and (sample is True or (sample == "auto" and check == "auto"
+                                                          and not fits))
+    run_exact = not on_sample and (check is True or (check == "auto" and fits))
     summary["exact"] = {"ran": bool(run_exact), "equations": n_eq}
     rel_exact = None
+    if on_sample:  # the whole does not fit (or exact.sample = true): a seeded sample
+        summary["exact"].update(_exact_on_sample(ctx, pop, opts))
     if run_exact:
         # Both sides with the same information: the exact model has no Interbull.
         base = dataclasses.replace(pop, interbull_animal=None, interbull_value=None)
@@ -712,6 +717,27 @@ def reliabilities(ctx: StageContext) -> dict:
     table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
     write_parquet(table, ctx.work / "reliability.parquet")
     return summary
+
+
+def _exact_on_sample(ctx: StageContext, pop, opts) -> dict:
+    """The exact check on a seeded herd sample (:mod:`bigeval.reliability.sample_check`):
+    writes its rows as exact.parquet; the stage summary says what the sample is."""
+    from bigeval.reliability.sample_check import CAVEAT, SampleDoesNotFit, exact_sample_check
+
+    cfg = ctx.config
+    ctx.progress.phase("exact check on a seeded herd sample (the whole is over the limits)")
+    try:
+        res = exact_sample_check(pop, opts, max_equations=cfg["exact.max_equations"],
+                                 max_genotyped=cfg["exact.max_genotyped"],
+                                 seed=cfg["exact.sample_seed"],
+                                 herd_pattern=cfg["sample.herd_pattern"],
+                                 a22inv_method=cfg["genomics.a22inv_method"])
+    except SampleDoesNotFit as exc:
+        return {"ran": False, "on": "sample", "reason": exc.message}
+    table = res.table.assign(animal=pd.array(res.table["animal"], dtype="string"))
+    write_parquet(table, ctx.work / "exact.parquet")
+    return {"ran": True, "on": "sample", "sample": {**res.counts, "note": CAVEAT},
+            "agreement": res.agreement, "interbull_left_out": pop.interbull_animal is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -801,7 +827,10 @@ def _reliability_params(cfg: RunConfig) -> dict:
             "rounds": o.rounds, "tol": o.tol, "genomic_method": o.genomic_method,
             "exact.check": cfg["exact.check"],
             "exact.max_equations": cfg["exact.max_equations"],
-            "exact.max_genotyped": cfg["exact.max_genotyped"]}
+            "exact.max_genotyped": cfg["exact.max_genotyped"],
+            "exact.sample": cfg["exact.sample"], "exact.sample_seed": cfg["exact.sample_seed"],
+            "sample.herd_pattern": cfg["sample.herd_pattern"],
+            "genomics.a22inv_method": cfg["genomics.a22inv_method"]}
 
 
 def _files(*names):
