@@ -484,6 +484,7 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         lines.append(f"exact check on a {describe_sample(sample)}; Parts I-III and the exact "
                      "values both computed on the sample, no Interbull; exact_check.csv holds "
                      "the sample's animals:")
+        lines.append(f"  because {sample['why']}")
         lines.append(f"  note: {sample['note']}")
     elif exact is not None:
         lines.append("exact check (same information on both sides, no Interbull):")
@@ -500,11 +501,11 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
                     lines.append("  " + agreement_line("Part III vs exact ssGBLUP" + label,
                                                        exact["rel_final"][mask],
                                                        exact["rel_exact_ssgblup"][mask]))
-    elif rel["exact"].get("on") == "sample":
-        lines.append(f"exact check not run, not even on a sample: {rel['exact']['reason']}")
     elif not rel["exact"]["ran"]:
         lines.append(f"exact check not run ({rel['exact']['equations']:,} equations; "
                      "[exact] check / max_equations / max_genotyped / sample)")
+        if "reason" in rel["exact"]:
+            lines.append(f"  not on a seeded sample either: {rel['exact']['reason']}")
     return "\n".join(lines)
 
 
@@ -659,8 +660,8 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
     if exact is not None and sample is not None:
         parts.append(f"<p class=\"warn\">The check ran on a {html.escape(describe_sample(sample))}"
                      f" (the herds are drawn as <code>bigeval sample --herds {sample['herds']} "
-                     f"--seed {sample['seed']}</code> draws them), because the whole population "
-                     f"is over the limits. Note: {html.escape(sample['note'])}. "
+                     f"--seed {sample['seed']}</code> draws them), because "
+                     f"{html.escape(sample['why'])}. Note: {html.escape(sample['note'])}. "
                      "<code>exact_check.csv</code> holds the sample's animals.</p>")
     if exact is not None:
         parts.append(_table(exact_rows(table, exact), header=EXACT_HEADER))
@@ -668,15 +669,15 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
                      "pedigree, genomics); Interbull is left out because the exact model has "
                      "none.</p>")
         parts.append(_fig_exact(exact))
-    elif rel["exact"].get("on") == "sample":
-        parts.append("<p class=\"note\">The check did not run, not even on a seeded sample: "
-                     f"{html.escape(rel['exact']['reason'])}.</p>")
     else:
         parts.append(f"<p class=\"note\">The check did not run: the exact MME has "
                      f"{rel['exact']['equations']:,} equations (limits with check = auto: "
                      f"[exact] max_equations = {cfg['exact.max_equations']:,}, "
                      f"max_genotyped = {cfg['exact.max_genotyped']:,}). Set [exact] check = "
                      "true, or run it on a sample (<code>bigeval sample</code>).</p>")
+        if "reason" in rel["exact"]:
+            parts.append("<p class=\"note\">Nor on a seeded sample ([exact] sample): "
+                         f"{html.escape(rel['exact']['reason'])}.</p>")
     parts.append("<h2 id=\"qc\">Genotype quality control</h2>")
     qc = _read(up.get("relationships"), "qc.parquet")
     rsum = info.get("relationships", {}).get("summary", {})

@@ -7,8 +7,9 @@ into ``ctx.work`` and returns a small JSON-able summary. Stages are thin: the wo
 library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.grm.grm`,
 :func:`bigeval.reliability.reliability`, :func:`bigeval.models.fit_mixed`, ...). Where the
 library's API is expected to change (out-of-core prepare, the distributed engine, sparse exact
-reliabilities), the call goes through one small adapter function here (``_prepare``,
-``_reliability``, ``_exact``) so it is re-pointed in one place.
+reliabilities), the call goes through one small adapter function (``_prepare``,
+``_reliability`` here, ``_exact`` in :mod:`bigeval.run.exact_check`) so it is re-pointed in one
+place.
 
 Outputs per stage (``OUT/stages/<stage>/``)::
 
@@ -144,17 +145,6 @@ def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool)
         res = reliability(pop, opts, interbull_source=interbull_source, progress=progress,
                           iterator=engine.iterator)
     return res, engine.description
-
-
-def _exact(pop, alpha: float, tau, *, genomic: bool) -> np.ndarray:
-    """Exact reliabilities from the dense MME inverse (a sparse selected inversion plugs in
-    here for populations too large for the dense twin)."""
-    from bigeval.reliability.exact import exact_reliability
-
-    if genomic:
-        return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau,
-                                 genotyped=pop.genotyped, ginv=pop.ginv, a22inv=pop.a22inv)
-    return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,11 +626,8 @@ def _options(cfg: RunConfig):
 
 def reliabilities(ctx: StageContext) -> dict:
     """Parts I-III, the convergence record, and the check against exact values."""
-    import dataclasses
-
     from bigeval.reliability.engine import result_table
-    from bigeval.reliability.exact import publishable
-    from bigeval.workflow import agreement
+    from bigeval.run.exact_check import exact_check
 
     cfg = ctx.config
     pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
@@ -668,76 +655,14 @@ def reliabilities(ctx: StageContext) -> dict:
         if len(res.genomic.flags):
             write_parquet(flags_frame(res.genomic.flags, pop.ids[pop.genotyped]),
                           ctx.work / "genomic_flags.parquet")
-    genomic = pop.genotyped is not None
-    n_eq = exact_equations(pop, opts.tau is not None)
-    check = cfg["exact.check"]
-    n_g = 0 if pop.genotyped is None else len(pop.genotyped)
-    fits = n_eq <= cfg["exact.max_equations"] and n_g <= cfg["exact.max_genotyped"]
-    sample = cfg["exact.sample"]
-    on_sample = check is not False and (sample is True or (sample == "auto" and check == "auto"
-                                                          and not fits))
-    run_exact = not on_sample and (check is True or (check == "auto" and fits))
-    summary["exact"] = {"ran": bool(run_exact), "equations": n_eq}
-    rel_exact = None
-    if on_sample:  # the whole does not fit (or exact.sample = true): a seeded sample
-        summary["exact"].update(_exact_on_sample(ctx, pop, opts))
-    if run_exact:
-        # Both sides with the same information: the exact model has no Interbull.
-        base = dataclasses.replace(pop, interbull_animal=None, interbull_value=None)
-        ctx.progress.phase(f"exact check: approximation without Interbull, "
-                           f"MME inverse ({n_eq:,} equations)")
-        res_ni = res if pop.interbull_animal is None else _reliability(
-            cfg, base, opts, interbull_source=None, progress=False)[0]
-        ex_a = _exact(base, opts.alpha, opts.tau, genomic=False)
-        exact = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
-                              "rel_pedigree": res_ni.rel_pedigree, "rel_exact_pblup": ex_a})
-        summary["exact"]["part1_vs_pblup"] = agreement(res_ni.rel_pedigree, ex_a)
-        rel_exact = ex_a
-        if genomic:
-            ex_h = _exact(base, opts.alpha, opts.tau, genomic=True)
-            exact["rel_final"] = res_ni.rel_final
-            exact["rel_exact_ssgblup"] = ex_h
-            summary["exact"]["part3_vs_ssgblup"] = agreement(res_ni.rel_final, ex_h)
-            g = np.zeros(pop.n_animals, bool)
-            g[pop.genotyped] = True
-            summary["exact"]["part3_vs_ssgblup_genotyped"] = agreement(res_ni.rel_final[g],
-                                                                       ex_h[g])
-            rel_exact = ex_h
-        summary["exact"]["interbull_left_out"] = pop.interbull_animal is not None
-        below = np.zeros(pop.n_animals, bool)
-        for col, what in (("rel_exact_pblup", "exact PBLUP"),
-                          ("rel_exact_ssgblup", "exact ssGBLUP")):
-            if col in exact:
-                exact[col], b = publishable(exact[col].to_numpy(), what)
-                below |= b
-        exact["exact_below_zero"] = below
-        rel_exact = exact["rel_exact_ssgblup" if genomic else "rel_exact_pblup"].to_numpy()
-        write_parquet(exact, ctx.work / "exact.parquet")
+    summary["exact"], rel_exact = exact_check(
+        ctx, pop, res, opts, rerun=lambda base: _reliability(cfg, base, opts,
+                                                            interbull_source=None,
+                                                            progress=False)[0])
     table = result_table(pop, res, rel_exact)
     table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
     write_parquet(table, ctx.work / "reliability.parquet")
     return summary
-
-
-def _exact_on_sample(ctx: StageContext, pop, opts) -> dict:
-    """The exact check on a seeded herd sample (:mod:`bigeval.reliability.sample_check`):
-    writes its rows as exact.parquet; the stage summary says what the sample is."""
-    from bigeval.reliability.sample_check import CAVEAT, SampleDoesNotFit, exact_sample_check
-
-    cfg = ctx.config
-    ctx.progress.phase("exact check on a seeded herd sample (the whole is over the limits)")
-    try:
-        res = exact_sample_check(pop, opts, max_equations=cfg["exact.max_equations"],
-                                 max_genotyped=cfg["exact.max_genotyped"],
-                                 seed=cfg["exact.sample_seed"],
-                                 herd_pattern=cfg["sample.herd_pattern"],
-                                 a22inv_method=cfg["genomics.a22inv_method"])
-    except SampleDoesNotFit as exc:
-        return {"ran": False, "on": "sample", "reason": exc.message}
-    table = res.table.assign(animal=pd.array(res.table["animal"], dtype="string"))
-    write_parquet(table, ctx.work / "exact.parquet")
-    return {"ran": True, "on": "sample", "sample": {**res.counts, "note": CAVEAT},
-            "agreement": res.agreement, "interbull_left_out": pop.interbull_animal is not None}
 
 
 # ---------------------------------------------------------------------------------------------
