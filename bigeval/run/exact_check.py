@@ -23,7 +23,7 @@ import pandas as pd
 
 from bigeval.run.inputs import write_parquet
 
-__all__ = ["exact_check", "plan"]
+__all__ = ["exact_check", "manifest_entry", "plan"]
 
 
 def _exact(pop, alpha: float, tau, *, genomic: bool) -> np.ndarray:
@@ -155,3 +155,24 @@ def _on_sample(ctx, pop, opts, n_eq: int, n_g: int) -> dict:
                        "holds the sample's animals (approximation and exact values both "
                        "computed on the sample)"},
             "agreement": res.agreement, "interbull_left_out": pop.interbull_animal is not None}
+
+
+def manifest_entry(stage_summary: dict) -> dict:
+    """What ``manifest.json`` says of the exact check (``exact_check``), from the
+    ``reliabilities`` stage's summary: where it ran (``whole``, ``sample`` or None), and for a
+    sample what it is, why, and what its figures mean.
+
+    Examples
+    --------
+    >>> manifest_entry({"exact": {"ran": False, "equations": 10}})
+    {'ran': False, 'on': None, 'equations': 10}
+    """
+    ex = stage_summary.get("exact", {})
+    on = ex.get("on", "whole") if ex.get("ran") else None
+    entry = {"ran": bool(ex.get("ran")), "on": on, "equations": ex.get("equations")}
+    if on == "sample":
+        entry["sample"] = ex["sample"]
+        entry["agreement"] = ex["agreement"]
+    elif "reason" in ex:
+        entry["sample_not_run"] = ex["reason"]
+    return entry
