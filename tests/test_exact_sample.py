@@ -305,3 +305,23 @@ def test_reliability_exact__over_the_limits_points_at_the_sample_check(monkeypat
         assert wf.warn_exact_over_limits(wf.EXACT_MAX_EQUATIONS + 1, 0)
     with pytest.warns(BigevalWarning, match="1,000,000 equations and 20,001 genotyped"):
         wf.warn_exact_over_limits(1_000_000, wf.EXACT_MAX_GENOTYPED + 1)
+
+
+def test_reliability_exact__cli_warns_and_still_computes_the_whole(pop_config, tmp_path,
+                                                                    monkeypatch):
+    import bigeval.workflow as wf
+
+    data = pop_config.parent / "data"
+    argv = ["reliability", "--pedigree", str(data / "pedigree.txt"), "--records",
+            str(data / "records.txt"), "--alpha", "3", "--exact", "--no-progress"]
+    rc, err = _runkit.cli_in_process(argv + ["--out", str(tmp_path / "a")])
+    assert rc == 0 and "[exact] sample" not in err  # within the limits: no warning
+    monkeypatch.setattr(wf, "EXACT_MAX_EQUATIONS", 100)  # as if the population were large
+    rc, err = _runkit.cli_in_process(argv + ["--out", str(tmp_path / "b")])
+    assert rc == 0
+    assert "over the limits of an automatic check (100 equations" in err
+    assert "[exact] sample" in err and "bigeval sample" in err
+    # the values asked for are still the whole population's, the same as without the warning
+    a, b = (pd.read_csv(tmp_path / d / "reliability.csv") for d in "ab")
+    pd.testing.assert_frame_equal(a, b)
+    assert b["rel_exact"].notna().all()
