@@ -185,6 +185,10 @@ def test_sub_population__g_star_and_a22_of_the_sample_equal_their_dense_twins(po
     # ... which, with every ancestor kept, is the sample's block of the national A22
     a22_all = a22_dense(pop.sire, pop.dam, pop.genotyped)
     np.testing.assert_allclose(a22, a22_all[np.ix_(g_keep, g_keep)], rtol=0, atol=1e-12)
+    # A22⁻¹ given as triplets: the Schur complement of the given inverse, the same here
+    other = sub_population(pop, s.records, s.animals, a22_from_pedigree=False)
+    np.testing.assert_allclose(other.a22inv, sub.a22inv, rtol=1e-8, atol=1e-8)
+    np.testing.assert_array_equal(other.ginv, sub.ginv)
 
 
 def test_exact_sample_check__table_and_agreement(pop):

@@ -238,15 +238,18 @@ def inverse_of_sub_block(minv: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def sub_population(pop: Population, records: np.ndarray, animals: np.ndarray, *,
-                   a22inv_method: str = "auto") -> Population:
+                   a22inv_method: str = "auto", a22_from_pedigree: bool = True) -> Population:
     """The population of a sample: the kept records and animals, renumbered.
 
     ``animals`` must hold every ancestor of a kept animal (:func:`bigeval.sample.ancestors`).
     Animals keep the population's order (parents before progeny), groups are renumbered in
     their order, genotyped animals keep the order of ``pop.genotyped``; the sample's G*⁻¹ is
-    :func:`inverse_of_sub_block` of ``pop.ginv`` and its A22⁻¹ is computed from the sample's
-    pedigree (:func:`bigeval.relationships.a22_inverse` with ``a22inv_method``). Interbull
-    values are left out (the exact model has none).
+    :func:`inverse_of_sub_block` of ``pop.ginv``. Its A22⁻¹ is computed from the sample's
+    pedigree (:func:`bigeval.relationships.a22_inverse` with ``a22inv_method``), which is
+    the inverse of the national A22's block when ``pop.a22inv`` is the pedigree's (a run's
+    relationships stage); with ``a22_from_pedigree=False`` (A22⁻¹ given as triplets, whose
+    A22 may be another than the pedigree's) it is :func:`inverse_of_sub_block` of
+    ``pop.a22inv``. Interbull values are left out (the exact model has none).
     """
     from bigeval.relationships import a22_inverse
 
@@ -272,7 +275,8 @@ def sub_population(pop: Population, records: np.ndarray, animals: np.ndarray, *,
         genotyped = rank[pop.genotyped[g_keep]]
         if pop.ginv is not None and genotyped.size:
             ginv = inverse_of_sub_block(pop.ginv, g_keep)
-            a22inv = a22_inverse(sire, dam, genotyped, method=a22inv_method)
+            a22inv = a22_inverse(sire, dam, genotyped, method=a22inv_method) \
+                if a22_from_pedigree else inverse_of_sub_block(pop.a22inv, g_keep)
         elif not genotyped.size:
             genotyped = None
     return Population(ids=pop.ids[idx], sire=sire, dam=dam, generation=pop.generation[idx],
@@ -302,7 +306,7 @@ def _groups(table: pd.DataFrame, approx: str, exact: str) -> dict:
 def exact_sample_check(pop: Population, opts, *, max_equations: int, max_genotyped: int,
                        seed: int = SAMPLE_SEED, herd_pattern: str | None = None,
                        share: float = EXACT_SAMPLE_SHARE, a22inv_method: str = "auto",
-                       method: str = "auto") -> ExactSample:
+                       a22_from_pedigree: bool = True, method: str = "auto") -> ExactSample:
     """Approximate against exact reliabilities on a seeded herd sample of ``pop``.
 
     Parameters
@@ -314,8 +318,8 @@ def exact_sample_check(pop: Population, opts, *, max_equations: int, max_genotyp
         pe effect of the exact model, as in the whole check).
     max_equations, max_genotyped, seed, herd_pattern, share
         The sample's size and draw (:func:`draw_exact_sample`).
-    a22inv_method
-        How the sample's A22⁻¹ is computed (:func:`bigeval.relationships.a22_inverse`).
+    a22inv_method, a22_from_pedigree
+        How the sample's A22⁻¹ is computed (:func:`sub_population`).
     method
         The exact path (:func:`bigeval.reliability.exact.exact_reliability`).
 
@@ -337,7 +341,8 @@ def exact_sample_check(pop: Population, opts, *, max_equations: int, max_genotyp
     drawn = draw_exact_sample(pop, max_equations=max_equations, max_genotyped=max_genotyped,
                               with_pe=opts.tau is not None, seed=seed,
                               herd_pattern=herd_pattern, share=share)
-    sub = sub_population(pop, drawn.records, drawn.animals, a22inv_method=a22inv_method)
+    sub = sub_population(pop, drawn.records, drawn.animals, a22inv_method=a22inv_method,
+                         a22_from_pedigree=a22_from_pedigree)
     genomic = sub.genotyped is not None and sub.ginv is not None
     res = reliability(sub, opts, interbull_source=None)
     g = np.zeros(sub.n_animals, bool)

@@ -145,7 +145,8 @@ def _on_sample(ctx, pop, opts, n_eq: int, n_g: int) -> dict:
                                  max_genotyped=cfg["exact.max_genotyped"],
                                  seed=cfg["exact.sample_seed"],
                                  herd_pattern=cfg["sample.herd_pattern"],
-                                 a22inv_method=cfg["genomics.a22inv_method"])
+                                 a22inv_method=cfg["genomics.a22inv_method"],
+                                 a22_from_pedigree=cfg["inputs.a22inv"] is None)
     except SampleDoesNotFit as exc:
         return {"on": "sample", "reason": exc.message}
     table = res.table.assign(animal=pd.array(res.table["animal"], dtype="string"))
