@@ -26,7 +26,8 @@ Outputs per stage (``OUT/stages/<stage>/``)::
                     fixed.parquet        effect, level, estimate, se
     reliabilities   reliability.parquet  the per-animal table of `bigeval reliability`
                     convergence.parquet  part, round, max_change
-                    exact.parquet        approximate vs exact (when the check ran)
+                    exact.parquet        approximate vs exact (when the check ran: every
+                                         animal, or a seeded sample's, bigeval.run.exact_check)
     report          reliability.csv/.parquet, report.html, summary.txt (published to OUT/)
 """
 
