@@ -329,3 +329,23 @@ def test_reliability_exact__cli_warns_and_still_computes_the_whole(pop_config, t
     a, b = (pd.read_csv(tmp_path / d / "reliability.csv") for d in "ab")
     pd.testing.assert_frame_equal(a, b)
     assert b["rel_exact"].notna().all()
+
+
+def test_run__a_sample_that_does_not_fit_in_memory_is_reported_not_run(ref, pop_config,
+                                                                       tmp_path, monkeypatch):
+    import bigeval.reliability.sample_check as sc
+    from bigeval._resources import check_dense
+
+    def tiny(n, **kw):  # as if 1 KiB were all the memory there is
+        return check_dense(n, available=2**10, **kw)
+
+    monkeypatch.setattr(sc, "check_dense", tiny)
+    out = _runkit.copy_run(ref, tmp_path / "out")
+    _run(pop_config, out, overrides={"exact.max_equations": 1_000})
+    summary = _stage_summary(out)["exact"]
+    assert not summary["ran"] and "genotyped animals outside the sample" in summary["reason"]
+    assert not (out / "exact_check.csv").exists()
+    text = (out / "summary.txt").read_text()
+    assert "exact check not run" in text and "not on a seeded sample either" in text
+    assert "Nor on a seeded sample" in (out / "report.html").read_text()
+    assert _manifest(out)["exact_check"]["sample_not_run"] == summary["reason"]

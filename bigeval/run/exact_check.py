@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from bigeval.errors import ResourceError
 from bigeval.run.inputs import write_parquet
 
 __all__ = ["exact_check", "manifest_entry", "plan"]
@@ -149,6 +150,8 @@ def _on_sample(ctx, pop, opts, n_eq: int, n_g: int) -> dict:
                                  a22_from_pedigree=cfg["inputs.a22inv"] is None)
     except SampleDoesNotFit as exc:
         return {"on": "sample", "reason": exc.message}
+    except ResourceError as exc:  # G*⁻¹ of the genotyped outside the sample: too large
+        return {"on": "sample", "reason": str(exc)}
     table = res.table.assign(animal=pd.array(res.table["animal"], dtype="string"))
     write_parquet(table, ctx.work / "exact.parquet")
     return {"ran": True, "on": "sample",
