@@ -311,24 +311,26 @@ def test_reliability_exact__over_the_limits_points_at_the_sample_check(monkeypat
         wf.warn_exact_over_limits(1_000_000, wf.EXACT_MAX_GENOTYPED + 1)
 
 
-def test_reliability_exact__cli_warns_and_still_computes_the_whole(pop_config, tmp_path,
-                                                                    monkeypatch):
+def test_reliability_exact__cli_warns_and_still_computes_the_whole(tmp_path, monkeypatch):
     import bigeval.workflow as wf
 
-    data = pop_config.parent / "data"
-    argv = ["reliability", "--pedigree", str(data / "pedigree.txt"), "--records",
-            str(data / "records.txt"), "--alpha", "3", "--exact", "--no-progress"]
+    # two founders with a son and a daughter: 4 animals + 2 groups = 6 equations
+    (tmp_path / "ped.txt").write_text("s1 0 0\nd1 0 0\nkid1 s1 d1\nkid2 s1 d1\n")
+    (tmp_path / "rec.txt").write_text("kid1 g1\nkid2 g1\nkid1 g2\nd1 g2\n")
+    argv = ["reliability", "--pedigree", str(tmp_path / "ped.txt"), "--records",
+            str(tmp_path / "rec.txt"), "--alpha", "3", "--exact", "--no-progress"]
     rc, err = _runkit.cli_in_process(argv + ["--out", str(tmp_path / "a")])
     assert rc == 0 and "[exact] sample" not in err  # within the limits: no warning
-    monkeypatch.setattr(wf, "EXACT_MAX_EQUATIONS", 100)  # as if the population were large
+    monkeypatch.setattr(wf, "EXACT_MAX_EQUATIONS", 5)  # as if the population were large
     rc, err = _runkit.cli_in_process(argv + ["--out", str(tmp_path / "b")])
     assert rc == 0
-    assert "over the limits of an automatic check (100 equations" in err
+    assert "6 equations and 0 genotyped animals, over the limits of an automatic check (5 " \
+           "equations" in err
     assert "[exact] sample" in err and "bigeval sample" in err
     # the values asked for are still the whole population's, the same as without the warning
     a, b = (pd.read_csv(tmp_path / d / "reliability.csv") for d in "ab")
     pd.testing.assert_frame_equal(a, b)
-    assert b["rel_exact"].notna().all()
+    assert len(b) == 4 and b["rel_exact"].notna().all()
 
 
 def test_run__a_sample_that_does_not_fit_in_memory_is_reported_not_run(ref, pop_config,
