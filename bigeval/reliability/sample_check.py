@@ -7,9 +7,10 @@ checked on a sample instead:
 
 1. herds are drawn as ``bigeval sample`` draws them (:func:`bigeval.sample.herd_of`,
    :func:`bigeval.sample.draw_herds`: the herd of a record is the match of the herd pattern
-   in its group code, herds drawn at random with a seed); the number of herds is the largest
-   (found by bisection, deterministic) whose sample stays within a target share
-   (:data:`bigeval.defaults.EXACT_SAMPLE_SHARE`) of both limits;
+   in its group code, herds drawn at random with a seed); the number of herds ``k`` is found
+   by bisection (deterministic): the draw of ``k`` herds stays within a target share
+   (:data:`bigeval.defaults.EXACT_SAMPLE_SHARE`) of both limits and that of ``k + 1`` does
+   not (or ``k`` is every herd);
 2. the sample is every record of the drawn herds, the animals with those records and **every
    ancestor** of theirs (:func:`bigeval.sample.ancestors`), renumbered in the population's
    order (parents stay before progeny), and the genotyped animals among them;
@@ -140,9 +141,9 @@ def draw_exact_sample(pop: Population, *, max_equations: int, max_genotyped: int
     Returns
     -------
     HerdSample
-        The largest number of herds ``k`` (bisection over ``k``; each ``k`` is the draw of
-        ``bigeval sample --herds k --seed seed``) whose sample has at most ``share`` of both
-        limits.
+        ``k`` herds, found by bisection over ``k`` (each ``k`` is the draw of ``bigeval sample
+        --herds k --seed seed``): the sample of ``k`` herds has at most ``share`` of both
+        limits, that of ``k + 1`` more (or ``k`` is every herd).
 
     Raises
     ------
