@@ -134,6 +134,25 @@ def test_draw__no_herd_fits_a_tiny_target(pop):
                           herd_pattern=HERDS)
 
 
+def test_draw__is_the_sample_bigeval_sample_writes(pop, pop_config, tmp_path):
+    # the same herds, records and animals as `bigeval sample --herds k --seed s` of the run's
+    # configuration, read back and prepared
+    from bigeval.prepare import prepare
+    from bigeval.sample import draw_sample
+
+    s = draw_exact_sample(pop, max_equations=2_000, max_genotyped=60, with_pe=True, seed=8,
+                          herd_pattern=HERDS)
+    sub = sub_population(pop, s.records, s.animals)
+    files = draw_sample(load_config(pop_config), tmp_path / "s", herds=s.herds.size, seed=8,
+                        herd_pattern=HERDS)
+    assert files.counts["herds"] == s.herds.size
+    drawn = prepare(tmp_path / "s" / "pedigree.txt", tmp_path / "s" / "records.txt")
+    assert sorted(drawn.ids) == sorted(sub.ids)
+    pairs = sorted(zip(drawn.ids[drawn.rec_animal], drawn.cg_ids[drawn.rec_cg]))
+    assert pairs == sorted(zip(sub.ids[sub.rec_animal], sub.cg_ids[sub.rec_cg]))
+    assert files.counts["genotyped"] == len(sub.genotyped)
+
+
 # ---------------------------------------------------------------------------------------------
 # the sample's population and its genomic relationships (dense twins)
 
