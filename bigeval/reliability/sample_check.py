@@ -228,8 +228,8 @@ def inverse_of_sub_block(minv: np.ndarray, keep: np.ndarray) -> np.ndarray:
     out = w[np.ix_(s, s)].copy()
     if r.size == 0 or s.size == 0:
         return out
-    check_dense(r.size, copies=1, what=f"the Schur complement of {r.size:,} genotyped animals "
-                                       "outside the sample")
+    check_dense(r.size, copies=1 + 2 * s.size / r.size,  # W_RR, W_RS and L⁻¹ W_RS
+                what=f"the Schur complement of {r.size:,} genotyped animals outside the sample")
     wrr = np.asfortranarray(w[np.ix_(r, r)])
     L = cholesky_lower(wrr, what="G*⁻¹ outside the sample")
     x = solve_triangular(L, w[np.ix_(r, s)], lower=True, check_finite=False)  # L⁻¹ W_RS
