@@ -33,7 +33,7 @@ def population(n_animals: int, n_genotyped: int, seed: int):
 
     from bigeval.pedigree import generations
     from bigeval.prepare import Population
-    from bigeval.relationships import a22_inverse
+    from bigeval.genomic.relationships import a22_inverse
 
     sim, sire, dam, rec_animal, _, _, g = renumbered_simulation(n_animals, n_genotyped, 0,
                                                                 seed)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         exact_sample_check,
         sub_population,
     )
-    from bigeval.workflow import exact_size
+    from bigeval.pipeline.workflow import exact_size
 
     t = time.perf_counter()
     pop = population(args.animals, args.genotyped, args.seed)

@@ -1,5 +1,5 @@
 """The exact check on a seeded herd sample (bigeval.reliability.sample_check) and its place in
-``bigeval run`` (bigeval.run.exact_check) and ``bigeval reliability --exact``.
+``bigeval run`` (bigeval.pipeline.exact_check) and ``bigeval reliability --exact``.
 
 The population is the run tests' simulated one (tests/_runkit.py: ~1 150 animals in 10
 herds, 100 genotyped), with G*⁻¹ and A22⁻¹ from the reference run's checkpoints. Every
@@ -28,10 +28,10 @@ from bigeval.reliability.sample_check import (
     inverse_of_sub_block,
     sub_population,
 )
-from bigeval.run import load_config, run_pipeline
-from bigeval.run.stages import load_population
+from bigeval.pipeline import load_config, run_pipeline
+from bigeval.pipeline.stages import load_population
 from bigeval.sample import ancestors, draw_herds, herd_of
-from bigeval.workflow import agreement, exact_size
+from bigeval.pipeline.workflow import agreement, exact_size
 
 pytestmark = [pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO),
               # a few simulated genotyped animals with G*_ii > 1 and no information
@@ -321,7 +321,7 @@ def test_run__sample_off_over_the_limits_skips_the_check(ref, pop_config, tmp_pa
 
 
 def test_reliability_exact__over_the_limits_points_at_the_sample_check(monkeypatch):
-    import bigeval.workflow as wf
+    import bigeval.pipeline.workflow as wf
 
     assert not wf.warn_exact_over_limits(wf.EXACT_MAX_EQUATIONS, wf.EXACT_MAX_GENOTYPED)
     with pytest.warns(BigevalWarning, match=r"\[exact\] sample"):
@@ -331,7 +331,7 @@ def test_reliability_exact__over_the_limits_points_at_the_sample_check(monkeypat
 
 
 def test_reliability_exact__cli_warns_and_still_computes_the_whole(tmp_path, monkeypatch):
-    import bigeval.workflow as wf
+    import bigeval.pipeline.workflow as wf
 
     # two founders with a son and a daughter: 4 animals + 2 groups = 6 equations
     (tmp_path / "ped.txt").write_text("s1 0 0\nd1 0 0\nkid1 s1 d1\nkid2 s1 d1\n")

@@ -25,10 +25,10 @@ checked on a sample instead:
    the run paid to invert G* once). With all ancestors kept, the sample's A equals the
    national A on the sample's animals, so its A22 is the sub-block of the national A22 and
    its inverse is computed from the sample's own pedigree
-   (:func:`bigeval.relationships.a22_inverse`, sample-size work);
+   (:func:`bigeval.genomic.relationships.a22_inverse`, sample-size work);
 4. Parts I-III run on the sample with the run's options (no Interbull: the exact model has
    none), and the exact PBLUP (and ssGBLUP) reliabilities of the sample by the exact
-   machinery; the agreement (:func:`bigeval.workflow.agreement`) for all, genotyped and
+   machinery; the agreement (:func:`bigeval.pipeline.workflow.agreement`) for all, genotyped and
    non-genotyped animals is computed from the published per-animal values.
 
 The sample's animals lose the information of their relatives outside the sample (progeny
@@ -246,13 +246,13 @@ def sub_population(pop: Population, records: np.ndarray, animals: np.ndarray, *,
     Animals keep the population's order (parents before progeny), groups are renumbered in
     their order, genotyped animals keep the order of ``pop.genotyped``; the sample's G*⁻¹ is
     :func:`inverse_of_sub_block` of ``pop.ginv``. Its A22⁻¹ is computed from the sample's
-    pedigree (:func:`bigeval.relationships.a22_inverse` with ``a22inv_method``), which is
+    pedigree (:func:`bigeval.genomic.relationships.a22_inverse` with ``a22inv_method``), which is
     the inverse of the national A22's block when ``pop.a22inv`` is the pedigree's (a run's
     relationships stage); with ``a22_from_pedigree=False`` (A22⁻¹ given as triplets, whose
     A22 may be another than the pedigree's) it is :func:`inverse_of_sub_block` of
     ``pop.a22inv``. Interbull values are left out (the exact model has none).
     """
-    from bigeval.relationships import a22_inverse
+    from bigeval.genomic.relationships import a22_inverse
 
     animals = np.asarray(animals, dtype=bool)
     idx = np.flatnonzero(animals)
@@ -287,7 +287,7 @@ def sub_population(pop: Population, records: np.ndarray, animals: np.ndarray, *,
 
 
 def _groups(table: pd.DataFrame, approx: str, exact: str) -> dict:
-    from bigeval.workflow import agreement
+    from bigeval.pipeline.workflow import agreement
 
     out = {}
     g = table["genotyped"].to_numpy(bool)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import ResourceError
-from bigeval.run.inputs import write_parquet
+from bigeval.pipeline.inputs import write_parquet
 
 __all__ = ["exact_check", "manifest_entry", "plan"]
 
@@ -67,7 +67,7 @@ def exact_check(ctx, pop, res, opts, *, rerun) -> tuple[dict, np.ndarray | None]
     Parameters
     ----------
     ctx
-        The stage's :class:`bigeval.run.stages.StageContext`.
+        The stage's :class:`bigeval.pipeline.stages.StageContext`.
     pop, res, opts
         The population, its approximate reliabilities (with Interbull) and the options.
     rerun
@@ -80,7 +80,7 @@ def exact_check(ctx, pop, res, opts, *, rerun) -> tuple[dict, np.ndarray | None]
         The stage summary's ``exact`` entry, and the exact reliabilities of every animal for
         the per-animal table (None unless the whole population was checked).
     """
-    from bigeval.workflow import exact_size
+    from bigeval.pipeline.workflow import exact_size
 
     cfg = ctx.config
     n_eq = exact_size(pop, opts.tau is not None)
@@ -98,7 +98,7 @@ def exact_check(ctx, pop, res, opts, *, rerun) -> tuple[dict, np.ndarray | None]
 
 def _whole(ctx, pop, res, opts, n_eq, rerun, summary) -> np.ndarray:
     from bigeval.reliability.exact import publishable
-    from bigeval.workflow import agreement
+    from bigeval.pipeline.workflow import agreement
 
     genomic = pop.genotyped is not None
     # Both sides with the same information: the exact model has no Interbull.

@@ -41,7 +41,7 @@ from bigeval.defaults import (
 )
 from bigeval.errors import InputError
 from bigeval.io.columns import parse_record_columns
-from bigeval.qc import QCOptions
+from bigeval.genomic.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",

@@ -4,11 +4,11 @@ reliabilities → report.
 Each stage is a function of a :class:`StageContext` (the configuration, the committed
 folders of the stages it reads, a temporary folder for its outputs) that writes its outputs
 into ``ctx.work`` and returns a small JSON-able summary. Stages are thin: the work is done by
-library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.grm.grm`,
+library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.genomic.grm.grm`,
 :func:`bigeval.reliability.reliability`, :func:`bigeval.models.fit_mixed`, ...). Where the
 library's API is expected to change (out-of-core prepare, the distributed engine, sparse exact
 reliabilities), the call goes through one small adapter function (``_prepare``,
-``_reliability`` here, ``_exact`` in :mod:`bigeval.run.exact_check`) so it is re-pointed in one
+``_reliability`` here, ``_exact`` in :mod:`bigeval.pipeline.exact_check`) so it is re-pointed in one
 place.
 
 Outputs per stage (``OUT/stages/<stage>/``)::
@@ -27,7 +27,7 @@ Outputs per stage (``OUT/stages/<stage>/``)::
     reliabilities   reliability.parquet  the per-animal table of `bigeval reliability`
                     convergence.parquet  part, round, max_change
                     exact.parquet        approximate vs exact (when the check ran: every
-                                         animal, or a seeded sample's, bigeval.run.exact_check)
+                                         animal, or a seeded sample's, bigeval.pipeline.exact_check)
     report          reliability.csv/.parquet, report.html, summary.txt (published to OUT/)
 """
 
@@ -44,8 +44,8 @@ import pandas as pd
 from bigeval.errors import InputError
 from bigeval.io.columns import missing_mask
 from bigeval.io.writers import ensure_dir
-from bigeval.run.config import RunConfig
-from bigeval.run.inputs import (
+from bigeval.pipeline.config import RunConfig
+from bigeval.pipeline.inputs import (
     check_in_pedigree,
     genotype_ids,
     is_zarr_store,
@@ -55,7 +55,7 @@ from bigeval.run.inputs import (
     write_json,
     write_parquet,
 )
-from bigeval.run.progress import Progress
+from bigeval.pipeline.progress import Progress
 
 __all__ = ["StageContext", "Stage", "STAGES", "is_zarr_store", "load_population"]
 
@@ -97,7 +97,7 @@ class Stage:
 
 def _prepare(cfg: RunConfig, pedigree, records=None, **files):
     """Read, validate and renumber: in memory, or in blocks through a Zarr work folder
-    (:func:`bigeval.prepare_ooc.prepare_ooc`, the same numbering and errors) when
+    (:func:`bigeval.prepare.ooc.prepare_ooc`, the same numbering and errors) when
     ``[inputs] out_of_core`` says so."""
     import types
 
@@ -105,7 +105,7 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
 
     flag = cfg["inputs.out_of_core"]
     if flag is not False:
-        from bigeval.prepare_ooc import prepare_ooc, use_out_of_core
+        from bigeval.prepare.ooc import prepare_ooc, use_out_of_core
 
         job = types.SimpleNamespace(out_of_core=None if flag == "auto" else flag,
                                     pedigree=pedigree)
@@ -133,8 +133,9 @@ def _record_files(cfg: RunConfig, records) -> dict:
 
 def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool):
     """Parts I-III: the iteration in memory or partitioned on a Dask cluster
-    (:func:`bigeval.cluster.reliability_engine`, chosen by ``[cluster]``)."""
-    from bigeval.cluster import reliability_engine
+    (:func:`bigeval.reliability.distributed.cluster.reliability_engine`, chosen by
+    ``[cluster]``)."""
+    from bigeval.reliability.distributed.cluster import reliability_engine
     from bigeval.reliability.engine import reliability
 
     sched = cfg["cluster.scheduler"]
@@ -160,7 +161,7 @@ def _input_files(cfg: RunConfig) -> dict:
 
 def exact_equations(pop, with_pe: bool) -> int:
     """Equations of the exact check's MME: groups + animals (+ pe of animals with records)."""
-    from bigeval.workflow import exact_size
+    from bigeval.pipeline.workflow import exact_size
 
     return exact_size(pop, with_pe)
 
@@ -308,7 +309,7 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
         ib_animal, ib_value = ib["animal"].to_numpy(np.int64), ib["value"].to_numpy(np.float64)
     genotyped = ginv = a22inv = None
     if relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
-        from bigeval.grm import read_grm
+        from bigeval.genomic.grm import read_grm
 
         ginv, gids = read_grm(relationships_dir / "Ginv.h5", name="Ginv")
         a22inv, aids = read_grm(relationships_dir / "A22inv.h5", name="A22inv")
@@ -330,7 +331,7 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
 
 
 def _qc_options(cfg: RunConfig):
-    from bigeval.qc import QCOptions
+    from bigeval.genomic.qc import QCOptions
 
     return QCOptions(min_call_rate_snp=cfg["genomics.min_call_rate_snp"],
                      min_call_rate_animal=cfg["genomics.min_call_rate_animal"],
@@ -340,11 +341,12 @@ def _qc_options(cfg: RunConfig):
 
 
 def relationships(ctx: StageContext) -> dict:
-    """G*⁻¹ and A22⁻¹ of the genotyped animals (:mod:`bigeval.relationships`): from a genotype
+    """G*⁻¹ and A22⁻¹ of the genotyped animals (:mod:`bigeval.genomic.relationships`): from a
+    genotype
     store (QC, G with Dask, tuning to and blending with A22, the inverses), from a ready G,
     or read from G⁻¹/A22⁻¹ triplets. A genotype file is imported into a store first."""
-    from bigeval.grm import write_grm
-    from bigeval.relationships import genomic_inverses, inverses_from_store, \
+    from bigeval.genomic.grm import write_grm
+    from bigeval.genomic.relationships import genomic_inverses, inverses_from_store, \
         positions_in_pedigree
 
     cfg = ctx.config
@@ -366,7 +368,7 @@ def relationships(ctx: StageContext) -> dict:
 
             keep = read_genotyped(cfg["inputs.genotyped"])["animal"].to_numpy(str)
         if cfg["inputs.grm"] is not None:
-            from bigeval.grm import read_grm
+            from bigeval.genomic.grm import read_grm
 
             G, ids = read_grm(cfg["inputs.grm"])
             if keep is not None:
@@ -562,7 +564,7 @@ def solve(ctx: StageContext) -> dict:
     rel = relationship_a(ids, sire, dam)
     kind = _model_relationship(cfg)
     if kind == "H":
-        from bigeval.grm import read_grm
+        from bigeval.genomic.grm import read_grm
 
         folder = ctx.upstream["relationships"]
         ginv, gids = read_grm(folder / "Ginv.h5", name="Ginv")
@@ -628,7 +630,7 @@ def _options(cfg: RunConfig):
 def reliabilities(ctx: StageContext) -> dict:
     """Parts I-III, the convergence record, and the check against exact values."""
     from bigeval.reliability.engine import result_table
-    from bigeval.run.exact_check import exact_check
+    from bigeval.pipeline.exact_check import exact_check
 
     cfg = ctx.config
     pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
@@ -697,7 +699,7 @@ def final_table(upstream: dict) -> pd.DataFrame:
 
 def report(ctx: StageContext) -> dict:
     """The per-animal CSV and Parquet, summary.txt and the HTML report."""
-    from bigeval.run.report import write_report, summary_text
+    from bigeval.pipeline.report import write_report, summary_text
 
     up = ctx.upstream
     table = final_table(up)
