@@ -32,7 +32,7 @@ from bigeval.errors import InputError
 from bigeval.io import read_genotyped, read_interbull, read_pedigree, read_records
 from bigeval.io.writers import atomic_path, claim_output, refuse_overwriting_inputs
 
-__all__ = ["SampleResult", "draw_sample", "herd_of", "ancestors"]
+__all__ = ["SampleResult", "draw_sample", "draw_herds", "herd_of", "ancestors"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,19 @@ def herd_of(cg: np.ndarray, pattern: str | None, *, path=None, lines=None) -> np
                              remedy="fix [sample] herd_pattern (--herd-pattern)")
         herds.append(m.group(0))
     return np.asarray(herds, dtype=object)[inv].astype(str)
+
+
+def draw_herds(all_herds: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` of ``all_herds`` drawn at random without replacement with ``seed``, sorted:
+    the draw of ``bigeval sample --herds k --seed seed`` (the same herds for the same inputs).
+
+    Examples
+    --------
+    >>> draw_herds(np.array(["a", "b", "c", "d"]), 2, 1).tolist()
+    ['b', 'c']
+    """
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(all_herds, size=k, replace=False))
 
 
 def ancestors(keep: np.ndarray, sire: np.ndarray, dam: np.ndarray) -> np.ndarray:
@@ -155,8 +168,7 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
         raise InputError(f"cannot draw {k:,} herds: the records have {len(all_herds):,}",
                          file=rec_path, value=k, expected=f"at most {len(all_herds):,}",
                          remedy="draw fewer herds, or check [sample] herd_pattern")
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(all_herds, size=k, replace=False))
+    chosen = draw_herds(all_herds, k, seed)
     rec_keep = np.isin(herd, chosen)
 
     # 2. animals with those records and all their ancestors

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigeval.defaults import BLEND, ROUNDS
+from bigeval.defaults import (
+    BLEND,
+    EXACT_MAX_EQUATIONS,
+    EXACT_MAX_GENOTYPED,
+    ROUNDS,
+    SAMPLE_SEED,
+)
 from bigeval.errors import InputError
 from bigeval.io.columns import parse_record_columns
 from bigeval.genomic.qc import QCOptions
@@ -222,14 +228,22 @@ SCHEMA: tuple[Key, ...] = (
         help="compare with exact reliabilities from the MME inverse (auto: when the MME has "
              "at most max_equations equations and at most max_genotyped genotyped animals)",
         cli=("reliability --exact",)),
-    Key("exact", "max_equations", "int", default=250_000,
+    Key("exact", "max_equations", "int", default=EXACT_MAX_EQUATIONS,
         help="largest MME the check inverts with check = \"auto\" (dense up to 5 000 "
              "equations, then sparse selected inversion; 1 M animals with 20 000 genotyped "
-             "take about 2 minutes on two cores); run it on a `bigeval sample` of larger "
-             "data"),
-    Key("exact", "max_genotyped", "int", default=20_000,
+             "take about 2 minutes on two cores); larger data is checked on a seeded "
+             "sample (exact.sample)"),
+    Key("exact", "max_genotyped", "int", default=EXACT_MAX_GENOTYPED,
         help="with check = \"auto\", the single-step check runs only up to this many "
              "genotyped animals (its dense block: 8 n² bytes, n³ flops)"),
+    Key("exact", "sample", "auto-bool", default="auto",
+        help="run the check on a seeded herd sample (as `bigeval sample` draws it: all "
+             "records of the drawn herds, every ancestor, the G* and A22 of the genotyped "
+             "among them) sized to half the limits; auto: when check = \"auto\" and the "
+             "whole population is over the limits; true: always instead of the whole; "
+             "the figures are those of a sample-size population"),
+    Key("exact", "sample_seed", "int", default=SAMPLE_SEED,
+        help="seed of the herd draw of the sample check (the herds are sample.herd_pattern)"),
     # [cluster]
     Key("cluster", "scheduler", "str", default="threads",
         help="threads (local, default), synchronous, local-cluster, or a Dask scheduler "
@@ -277,7 +291,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("sample", "herd_pattern", "str", example="^[^Y]+",
         help="regular expression whose match in the cg code is the herd (default: the whole "
              "cg, i.e. groups are drawn)", cli=("sample --herd-pattern",)),
-    Key("sample", "seed", "int", default=1, help="seed of the draw", cli=("sample --seed",)),
+    Key("sample", "seed", "int", default=SAMPLE_SEED, help="seed of the draw",
+        cli=("sample --seed",)),
 )
 
 _BY_DOTTED = {k.dotted: k for k in SCHEMA}
@@ -643,7 +658,7 @@ def _check(cfg: RunConfig) -> None:
         if v[dotted] is not None and not v[dotted] > 0:
             raise err(dotted, f"{dotted} must be positive", value=v[dotted],
                       expected="a variance > 0")
-    for dotted in ("exact.max_equations", "report.young_years"):
+    for dotted in ("exact.max_equations", "exact.sample_seed", "report.young_years"):
         if v[dotted] < 0:
             raise err(dotted, f"{dotted} must not be negative", value=v[dotted])
     for dotted in ("cluster.workers", "cluster.threads_per_worker", "cluster.block_size",

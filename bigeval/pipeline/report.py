@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval import __version__
+from bigeval.reliability.sample_check import describe_sample
 
 __all__ = ["write_report", "summary_text"]
 
@@ -478,8 +479,16 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         if used:
             lines.append(f"solve: variances used {', '.join(used)}")
     exact = _read(up.get("reliabilities"), "exact.parquet")
-    if exact is not None:
+    sample = rel["exact"].get("sample")
+    if exact is not None and sample is not None:
+        lines.append(f"exact check on a {describe_sample(sample)}; Parts I-III and the exact "
+                     "values both computed on the sample, no Interbull; exact_check.csv holds "
+                     "the sample's animals:")
+        lines.append(f"  because {sample['why']}")
+        lines.append(f"  note: {sample['note']}")
+    elif exact is not None:
         lines.append("exact check (same information on both sides, no Interbull):")
+    if exact is not None:
         lines.append("  " + agreement_line("Part I vs exact PBLUP", exact["rel_pedigree"],
                                            exact["rel_exact_pblup"]))
         if "rel_exact_ssgblup" in exact:
@@ -494,7 +503,9 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
                                                        exact["rel_exact_ssgblup"][mask]))
     elif not rel["exact"]["ran"]:
         lines.append(f"exact check not run ({rel['exact']['equations']:,} equations; "
-                     "[exact] check / max_equations / max_genotyped)")
+                     "[exact] check / max_equations / max_genotyped / sample)")
+        if "reason" in rel["exact"]:
+            lines.append(f"  not on a seeded sample either: {rel['exact']['reason']}")
     return "\n".join(lines)
 
 
@@ -645,6 +656,13 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
     parts.append(fig or "<p class=\"note\">No rounds were run.</p>")
     parts.append("<h2 id=\"exact\">Approximate vs exact reliabilities</h2>")
     exact = _read(up.get("reliabilities"), "exact.parquet")
+    sample = rel["exact"].get("sample")
+    if exact is not None and sample is not None:
+        parts.append(f"<p class=\"warn\">The check ran on a {html.escape(describe_sample(sample))}"
+                     f" (the herds are drawn as <code>bigeval sample --herds {sample['herds']} "
+                     f"--seed {sample['seed']}</code> draws them), because "
+                     f"{html.escape(sample['why'])}. Note: {html.escape(sample['note'])}. "
+                     "<code>exact_check.csv</code> holds the sample's animals.</p>")
     if exact is not None:
         parts.append(_table(exact_rows(table, exact), header=EXACT_HEADER))
         parts.append("<p class=\"note\">Both sides use the same information (records, "
@@ -657,6 +675,9 @@ def _report_parts(cfg, table: pd.DataFrame, up: dict, info: dict) -> list[str]:
                      f"[exact] max_equations = {cfg['exact.max_equations']:,}, "
                      f"max_genotyped = {cfg['exact.max_genotyped']:,}). Set [exact] check = "
                      "true, or run it on a sample (<code>bigeval sample</code>).</p>")
+        if "reason" in rel["exact"]:
+            parts.append("<p class=\"note\">Nor on a seeded sample ([exact] sample): "
+                         f"{html.escape(rel['exact']['reason'])}.</p>")
     parts.append("<h2 id=\"qc\">Genotype quality control</h2>")
     qc = _read(up.get("relationships"), "qc.parquet")
     rsum = info.get("relationships", {}).get("summary", {})

@@ -22,6 +22,7 @@ published file); ``STAGE:after:SECONDS`` kills after that many seconds of the st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -234,6 +235,12 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
                         shutil.rmtree(store.folder(stage.name))  # e.g. [model] removed
                         manifest.stage({"name": stage.name, "status": "not configured",
                                         "reason": "removed its old checkpoint"})
+                exact = store.folder("reliabilities") / "stage.json"
+                if exact.exists():  # executed or reused: what the exact check was
+                    from bigeval.pipeline.exact_check import manifest_entry
+
+                    manifest.data["exact_check"] = manifest_entry(
+                        json.loads(exact.read_text())["summary"])
                 report = None
                 if until in (None, "report"):
                     _publish(store, out, lambda p: _point("report", p), manifest)

@@ -7,8 +7,9 @@ into ``ctx.work`` and returns a small JSON-able summary. Stages are thin: the wo
 library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.genomic.grm.grm`,
 :func:`bigeval.reliability.reliability`, :func:`bigeval.models.fit_mixed`, ...). Where the
 library's API is expected to change (out-of-core prepare, the distributed engine, sparse exact
-reliabilities), the call goes through one small adapter function here (``_prepare``,
-``_reliability``, ``_exact``) so it is re-pointed in one place.
+reliabilities), the call goes through one small adapter function (``_prepare``,
+``_reliability`` here, ``_exact`` in :mod:`bigeval.pipeline.exact_check`) so it is re-pointed in one
+place.
 
 Outputs per stage (``OUT/stages/<stage>/``)::
 
@@ -25,7 +26,8 @@ Outputs per stage (``OUT/stages/<stage>/``)::
                     fixed.parquet        effect, level, estimate, se
     reliabilities   reliability.parquet  the per-animal table of `bigeval reliability`
                     convergence.parquet  part, round, max_change
-                    exact.parquet        approximate vs exact (when the check ran)
+                    exact.parquet        approximate vs exact (when the check ran: every
+                                         animal, or a seeded sample's, bigeval.pipeline.exact_check)
     report          reliability.csv/.parquet, report.html, summary.txt (published to OUT/)
 """
 
@@ -146,17 +148,6 @@ def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool)
         res = reliability(pop, opts, interbull_source=interbull_source, progress=progress,
                           iterator=engine.iterator)
     return res, engine.description
-
-
-def _exact(pop, alpha: float, tau, *, genomic: bool) -> np.ndarray:
-    """Exact reliabilities from the dense MME inverse (a sparse selected inversion plugs in
-    here for populations too large for the dense twin)."""
-    from bigeval.reliability.exact import exact_reliability
-
-    if genomic:
-        return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau,
-                                 genotyped=pop.genotyped, ginv=pop.ginv, a22inv=pop.a22inv)
-    return exact_reliability(pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, alpha, tau=tau)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,11 +630,8 @@ def _options(cfg: RunConfig):
 
 def reliabilities(ctx: StageContext) -> dict:
     """Parts I-III, the convergence record, and the check against exact values."""
-    import dataclasses
-
     from bigeval.reliability.engine import result_table
-    from bigeval.reliability.exact import publishable
-    from bigeval.pipeline.workflow import agreement
+    from bigeval.pipeline.exact_check import exact_check
 
     cfg = ctx.config
     pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
@@ -671,46 +659,10 @@ def reliabilities(ctx: StageContext) -> dict:
         if len(res.genomic.flags):
             write_parquet(flags_frame(res.genomic.flags, pop.ids[pop.genotyped]),
                           ctx.work / "genomic_flags.parquet")
-    genomic = pop.genotyped is not None
-    n_eq = exact_equations(pop, opts.tau is not None)
-    check = cfg["exact.check"]
-    n_g = 0 if pop.genotyped is None else len(pop.genotyped)
-    run_exact = check is True or (check == "auto" and n_eq <= cfg["exact.max_equations"]
-                                  and n_g <= cfg["exact.max_genotyped"])
-    summary["exact"] = {"ran": bool(run_exact), "equations": n_eq}
-    rel_exact = None
-    if run_exact:
-        # Both sides with the same information: the exact model has no Interbull.
-        base = dataclasses.replace(pop, interbull_animal=None, interbull_value=None)
-        ctx.progress.phase(f"exact check: approximation without Interbull, "
-                           f"MME inverse ({n_eq:,} equations)")
-        res_ni = res if pop.interbull_animal is None else _reliability(
-            cfg, base, opts, interbull_source=None, progress=False)[0]
-        ex_a = _exact(base, opts.alpha, opts.tau, genomic=False)
-        exact = pd.DataFrame({"animal": pd.array(pop.ids.astype(str), dtype="string"),
-                              "rel_pedigree": res_ni.rel_pedigree, "rel_exact_pblup": ex_a})
-        summary["exact"]["part1_vs_pblup"] = agreement(res_ni.rel_pedigree, ex_a)
-        rel_exact = ex_a
-        if genomic:
-            ex_h = _exact(base, opts.alpha, opts.tau, genomic=True)
-            exact["rel_final"] = res_ni.rel_final
-            exact["rel_exact_ssgblup"] = ex_h
-            summary["exact"]["part3_vs_ssgblup"] = agreement(res_ni.rel_final, ex_h)
-            g = np.zeros(pop.n_animals, bool)
-            g[pop.genotyped] = True
-            summary["exact"]["part3_vs_ssgblup_genotyped"] = agreement(res_ni.rel_final[g],
-                                                                       ex_h[g])
-            rel_exact = ex_h
-        summary["exact"]["interbull_left_out"] = pop.interbull_animal is not None
-        below = np.zeros(pop.n_animals, bool)
-        for col, what in (("rel_exact_pblup", "exact PBLUP"),
-                          ("rel_exact_ssgblup", "exact ssGBLUP")):
-            if col in exact:
-                exact[col], b = publishable(exact[col].to_numpy(), what)
-                below |= b
-        exact["exact_below_zero"] = below
-        rel_exact = exact["rel_exact_ssgblup" if genomic else "rel_exact_pblup"].to_numpy()
-        write_parquet(exact, ctx.work / "exact.parquet")
+    summary["exact"], rel_exact = exact_check(
+        ctx, pop, res, opts, rerun=lambda base: _reliability(cfg, base, opts,
+                                                            interbull_source=None,
+                                                            progress=False)[0])
     table = result_table(pop, res, rel_exact)
     table["animal"] = pd.array(table["animal"].astype(str), dtype="string")
     write_parquet(table, ctx.work / "reliability.parquet")
@@ -804,7 +756,10 @@ def _reliability_params(cfg: RunConfig) -> dict:
             "rounds": o.rounds, "tol": o.tol, "genomic_method": o.genomic_method,
             "exact.check": cfg["exact.check"],
             "exact.max_equations": cfg["exact.max_equations"],
-            "exact.max_genotyped": cfg["exact.max_genotyped"]}
+            "exact.max_genotyped": cfg["exact.max_genotyped"],
+            "exact.sample": cfg["exact.sample"], "exact.sample_seed": cfg["exact.sample_seed"],
+            "sample.herd_pattern": cfg["sample.herd_pattern"],
+            "genomics.a22inv_method": cfg["genomics.a22inv_method"]}
 
 
 def _files(*names):

@@ -21,7 +21,7 @@ import pandas as pd
 
 from bigeval import __version__
 from bigeval._resources import check_dense
-from bigeval.defaults import BLEND, ROUNDS
+from bigeval.defaults import BLEND, EXACT_MAX_EQUATIONS, EXACT_MAX_GENOTYPED, ROUNDS
 from bigeval.errors import BigevalWarning, InputError
 from bigeval.io import ooc
 from bigeval.io.columns import parse_record_columns
@@ -186,6 +186,27 @@ def describe(pop: Population, res: ReliabilityResult, opts: ReliabilityOptions,
     return "\n".join(lines)
 
 
+def warn_exact_over_limits(n_eq: int, n_genotyped: int) -> bool:
+    """Warn when ``--exact`` asks for the whole MME inverse of a population over the limits
+    of ``bigeval run``'s automatic check (:data:`bigeval.defaults.EXACT_MAX_EQUATIONS`,
+    :data:`bigeval.defaults.EXACT_MAX_GENOTYPED`); True if it warned.
+
+    ``bigeval reliability`` writes one exact value per animal of the population, so it
+    computes them for the whole population as asked; ``bigeval run`` checks such a population
+    on a seeded herd sample instead ([exact] sample).
+    """
+    if n_eq <= EXACT_MAX_EQUATIONS and n_genotyped <= EXACT_MAX_GENOTYPED:
+        return False
+    warnings.warn(
+        f"--exact: the exact MME has {n_eq:,} equations and {n_genotyped:,} genotyped "
+        f"animals, over the limits of an automatic check ({EXACT_MAX_EQUATIONS:,} equations, "
+        f"{EXACT_MAX_GENOTYPED:,} genotyped): its inverse may take hours or not fit in "
+        "memory. `bigeval run` with [exact] check = \"auto\" checks such a population on a "
+        "seeded herd sample instead ([exact] sample, sample_seed); or draw one with "
+        "`bigeval sample` and run --exact on it", BigevalWarning, stacklevel=3)
+    return True
+
+
 def agreement(approx: np.ndarray, exact: np.ndarray) -> dict:
     """Correlation, regression slope of exact on approximate, and mean absolute difference."""
     approx = np.asarray(approx, float)
@@ -267,6 +288,7 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
     warn_single_record_groups(lonely, job, stacklevel=2)
     if job.exact:
         n_eq = exact_size(pop, job.tau is not None)
+        warn_exact_over_limits(n_eq, 0 if pop.genotyped is None else len(pop.genotyped))
         from bigeval.reliability.exact import exact_method
 
         if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
