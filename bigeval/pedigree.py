@@ -34,6 +34,7 @@ from bigeval.errors import InputError
 
 __all__ = [
     "a22_dense",
+    "ancestors",
     "a_matrix_dense",
     "ainv_dense",
     "ainv_sparse",
@@ -739,3 +740,23 @@ def a22_dense(sire, dam, genotyped, f=None) -> np.ndarray:
         cols = rows[lo:lo + block]
         out[:, lo:lo + block] = _colleau_columns(s, d, b_sorted, cols)[rows]
     return out
+
+
+def ancestors(keep: np.ndarray, sire: np.ndarray, dam: np.ndarray) -> np.ndarray:
+    """``keep`` (boolean, per animal) extended by every ancestor (parents as row numbers,
+    -1 unknown); one vectorised pass per generation.
+
+    Examples
+    --------
+    >>> ancestors(np.array([False, False, False, True]), np.array([-1, -1, 0, 2]),
+    ...           np.array([-1, -1, 1, -1])).tolist()
+    [True, True, True, True]
+    """
+    keep = np.array(keep, dtype=bool)
+    frontier = np.flatnonzero(keep)
+    while frontier.size:
+        parents = np.concatenate([sire[frontier], dam[frontier]])
+        parents = np.unique(parents[parents >= 0])
+        frontier = parents[~keep[parents]]
+        keep[frontier] = True
+    return keep

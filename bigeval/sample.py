@@ -19,7 +19,6 @@ The same configuration and seed give the same files, byte for byte.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,8 +30,10 @@ import pandas as pd
 from bigeval.errors import InputError
 from bigeval.io import read_genotyped, read_interbull, read_pedigree, read_records
 from bigeval.io.writers import atomic_path, claim_output, refuse_overwriting_inputs
+from bigeval.pedigree import ancestors
+from bigeval.prepare.sampling import draw_herds, herd_of
 
-__all__ = ["SampleResult", "draw_sample", "draw_herds", "herd_of", "ancestors"]
+__all__ = ["SampleResult", "draw_sample"]
 
 
 @dataclass(frozen=True)
@@ -42,65 +43,6 @@ class SampleResult:
     config: Path
     counts: dict
     text: str
-
-
-def herd_of(cg: np.ndarray, pattern: str | None, *, path=None, lines=None) -> np.ndarray:
-    """The herd of each contemporary-group code: the match of ``pattern`` (whole code if None).
-
-    Examples
-    --------
-    >>> herd_of(np.array(["H0012Y2019S2", "H0012Y2020S1", "H7Y2019S1"]), "^[^Y]+").tolist()
-    ['H0012', 'H0012', 'H7']
-    """
-    cg = np.asarray(cg, dtype=object)
-    if pattern is None:
-        return cg.astype(str)
-    rx = re.compile(pattern)
-    uniq, inv = np.unique(cg.astype(str), return_inverse=True)
-    herds = []
-    for k, code in enumerate(uniq):
-        m = rx.search(code)
-        if m is None or not m.group(0):
-            i = int(np.flatnonzero(inv == k)[0])
-            raise InputError("the herd pattern does not match a contemporary group", file=path,
-                             line=None if lines is None else int(lines[i]), value=code,
-                             expected=f"a match of {pattern!r} in every cg code",
-                             remedy="fix [sample] herd_pattern (--herd-pattern)")
-        herds.append(m.group(0))
-    return np.asarray(herds, dtype=object)[inv].astype(str)
-
-
-def draw_herds(all_herds: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """``k`` of ``all_herds`` drawn at random without replacement with ``seed``, sorted:
-    the draw of ``bigeval sample --herds k --seed seed`` (the same herds for the same inputs).
-
-    Examples
-    --------
-    >>> draw_herds(np.array(["a", "b", "c", "d"]), 2, 1).tolist()
-    ['b', 'c']
-    """
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(all_herds, size=k, replace=False))
-
-
-def ancestors(keep: np.ndarray, sire: np.ndarray, dam: np.ndarray) -> np.ndarray:
-    """``keep`` (boolean, per animal) extended by every ancestor (parents as row numbers,
-    -1 unknown); one vectorised pass per generation.
-
-    Examples
-    --------
-    >>> ancestors(np.array([False, False, False, True]), np.array([-1, -1, 0, 2]),
-    ...           np.array([-1, -1, 1, -1])).tolist()
-    [True, True, True, True]
-    """
-    keep = np.array(keep, dtype=bool)
-    frontier = np.flatnonzero(keep)
-    while frontier.size:
-        parents = np.concatenate([sire[frontier], dam[frontier]])
-        parents = np.unique(parents[parents >= 0])
-        frontier = parents[~keep[parents]]
-        keep[frontier] = True
-    return keep
 
 
 def _copy_lines(src: Path, dst: Path, keep_lines: np.ndarray, header: bool) -> int:

@@ -30,8 +30,10 @@ from bigeval.reliability.sample_check import (
 )
 from bigeval.pipeline import load_config, run_pipeline
 from bigeval.pipeline.stages import load_population
-from bigeval.sample import ancestors, draw_herds, herd_of
-from bigeval.pipeline.workflow import agreement, exact_size
+from bigeval.pedigree import ancestors
+from bigeval.prepare.sampling import draw_herds, herd_of
+from bigeval.pipeline.workflow import exact_size
+from bigeval.reliability.exact import agreement
 
 pytestmark = [pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO),
               # a few simulated genotyped animals with G*_ii > 1 and no information

@@ -135,7 +135,7 @@ def test_gain__negative_mean_is_said_with_its_causes():
 
 
 def test_exact_rows__all_genotyped_and_not_genotyped_by_agreement():
-    from bigeval.pipeline.workflow import agreement
+    from bigeval.reliability.exact import agreement
 
     t = _table(odd=False)
     exact = t[["animal", "rel_pedigree", "rel_final"]].iloc[::-1].reset_index(drop=True)

@@ -14,7 +14,9 @@ from bigeval.cli import main
 from bigeval.errors import InputError
 from bigeval.io.genotypes import open_genotypes
 from bigeval.pipeline import config_from_dict, load_config
-from bigeval.sample import ancestors, draw_sample, herd_of
+from bigeval.pedigree import ancestors
+from bigeval.prepare.sampling import herd_of
+from bigeval.sample import draw_sample
 
 pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
 

@@ -98,7 +98,7 @@ def exact_check(ctx, pop, res, opts, *, rerun) -> tuple[dict, np.ndarray | None]
 
 def _whole(ctx, pop, res, opts, n_eq, rerun, summary) -> np.ndarray:
     from bigeval.reliability.exact import publishable
-    from bigeval.pipeline.workflow import agreement
+    from bigeval.reliability.exact import agreement
 
     genomic = pop.genotyped is not None
     # Both sides with the same information: the exact model has no Interbull.

@@ -442,7 +442,7 @@ def _read(folder: Path | None, name: str) -> pd.DataFrame | None:
 
 def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
     """The run's summary as text (``summary.txt``)."""
-    from bigeval.pipeline.workflow import agreement_line
+    from bigeval.reliability.exact import agreement_line
 
     val = json.loads((up["validate"] / "validation.json").read_text())
     rel = info["reliabilities"]["summary"]
@@ -550,7 +550,7 @@ def warnings_section(info: dict, own=()) -> str:
 def exact_rows(table: pd.DataFrame, exact: pd.DataFrame) -> list[tuple]:
     """Rows of the approximate-vs-exact table: each comparison for all, genotyped and
     non-genotyped animals (joined by ID), by :func:`bigeval.pipeline.workflow.agreement`."""
-    from bigeval.pipeline.workflow import agreement
+    from bigeval.reliability.exact import agreement
 
     gx = table.set_index("animal")["genotyped"].reindex(exact["animal"]).eq(True).to_numpy()
     rows = []

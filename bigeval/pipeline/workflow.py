@@ -39,6 +39,7 @@ from bigeval.reliability.engine import (
     reliability,
     result_table,
 )
+from bigeval.reliability.exact import agreement_line
 from bigeval.reliability.ooc import reliability_ooc, result_chunks
 
 
@@ -205,28 +206,6 @@ def warn_exact_over_limits(n_eq: int, n_genotyped: int) -> bool:
         "seeded herd sample instead ([exact] sample, sample_seed); or draw one with "
         "`bigeval sample` and run --exact on it", BigevalWarning, stacklevel=3)
     return True
-
-
-def agreement(approx: np.ndarray, exact: np.ndarray) -> dict:
-    """Correlation, regression slope of exact on approximate, and mean absolute difference."""
-    approx = np.asarray(approx, float)
-    exact = np.asarray(exact, float)
-    c = np.cov(approx, exact)
-    return {
-        "n": len(approx),
-        "corr": float(c[0, 1] / np.sqrt(c[0, 0] * c[1, 1])),
-        "slope": float(c[0, 1] / c[0, 0]),
-        "mad": float(np.mean(np.abs(approx - exact))),
-        "mean_approx": float(approx.mean()),
-        "mean_exact": float(exact.mean()),
-    }
-
-
-def agreement_line(label: str, approx, exact) -> str:
-    a = agreement(approx, exact)
-    return (f"{label}: n {a['n']:,}  correlation {a['corr']:.4f}  slope (exact on approx) "
-            f"{a['slope']:.3f}  mean |diff| {a['mad']:.4f}  means {a['mean_approx']:.3f} / "
-            f"{a['mean_exact']:.3f}")
 
 
 def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> RunSummary:

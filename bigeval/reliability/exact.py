@@ -38,7 +38,8 @@ from bigeval.errors import InputError
 from bigeval.linalg import spd_inverse_diag
 from bigeval.pedigree import _as_f, _as_pedigree, ainv_sparse
 
-__all__ = ["exact_pev", "exact_reliability", "exact_method", "publishable"]
+__all__ = ["agreement", "agreement_line", "exact_pev", "exact_reliability", "exact_method",
+           "publishable"]
 
 # The OpenBLAS bundled with the numpy/scipy wheels was measured to crash in multithreaded
 # dpotrf for n >= ~16 300 (shared notes, "More measured facts"); above this size the
@@ -418,3 +419,26 @@ def publishable(rel: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
                       "(inbred, or G*_ii > 1) with almost no information; published as 0 and "
                       "marked in the column exact_below_zero", BigevalWarning, stacklevel=2)
     return np.where(below, 0.0, rel), below
+
+
+def agreement(approx: np.ndarray, exact: np.ndarray) -> dict:
+    """Correlation, regression slope of exact on approximate, and mean absolute difference."""
+    approx = np.asarray(approx, float)
+    exact = np.asarray(exact, float)
+    c = np.cov(approx, exact)
+    return {
+        "n": len(approx),
+        "corr": float(c[0, 1] / np.sqrt(c[0, 0] * c[1, 1])),
+        "slope": float(c[0, 1] / c[0, 0]),
+        "mad": float(np.mean(np.abs(approx - exact))),
+        "mean_approx": float(approx.mean()),
+        "mean_exact": float(exact.mean()),
+    }
+
+
+def agreement_line(label: str, approx, exact) -> str:
+    """:func:`agreement` as one line of a summary."""
+    a = agreement(approx, exact)
+    return (f"{label}: n {a['n']:,}  correlation {a['corr']:.4f}  slope (exact on approx) "
+            f"{a['slope']:.3f}  mean |diff| {a['mad']:.4f}  means {a['mean_approx']:.3f} / "
+            f"{a['mean_exact']:.3f}")

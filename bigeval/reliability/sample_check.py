@@ -49,7 +49,8 @@ from bigeval.defaults import EXACT_SAMPLE_SHARE, SAMPLE_SEED
 from bigeval.errors import InputError
 from bigeval.linalg import cholesky_lower
 from bigeval.prepare import Population
-from bigeval.sample import ancestors, draw_herds, herd_of
+from bigeval.pedigree import ancestors
+from bigeval.prepare.sampling import draw_herds, herd_of
 
 __all__ = ["CAVEAT", "ExactSample", "HerdSample", "SampleDoesNotFit", "describe_sample",
            "draw_exact_sample", "exact_sample_check",
@@ -287,7 +288,7 @@ def sub_population(pop: Population, records: np.ndarray, animals: np.ndarray, *,
 
 
 def _groups(table: pd.DataFrame, approx: str, exact: str) -> dict:
-    from bigeval.pipeline.workflow import agreement
+    from bigeval.reliability.exact import agreement
 
     out = {}
     g = table["genotyped"].to_numpy(bool)
