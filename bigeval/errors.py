@@ -6,7 +6,50 @@ the offending value, what was expected and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import re
+
+#: ``{opt:section.name}`` in a message: an option, shown as the front end names it
+_OPTION = re.compile(r"\{opt:([a-z_]+\.[a-z0-9_]+)\}")
+_option_style = contextvars.ContextVar("bigeval_option_style", default=None)
+
+
+def opt(key: str) -> str:
+    """An option named in an error message, by its configuration key (``parameters.h2``).
+
+    The front end that shows the error renders it: a ``bigeval`` command as its flag
+    (``--h2``), ``bigeval run`` as the key of its config file (:func:`option_style`); without
+    a front end the key itself is shown.
+
+    Examples
+    --------
+    >>> print(InputError("h2 outside (0, 1)", remedy=f"give {opt('parameters.h2')} = 0.25"))
+    h2 outside (0, 1); what to do: give parameters.h2 = 0.25
+    >>> with option_style(lambda key: "--" + key.split(".")[1]):
+    ...     print(InputError("h2 outside (0, 1)", remedy=f"give {opt('parameters.h2')} 0.25"))
+    h2 outside (0, 1); what to do: give --h2 0.25
+    """
+    return "{opt:" + key + "}"
+
+
+def show_options(text):
+    """``text`` with its :func:`opt` placeholders rendered in the current style."""
+    if not isinstance(text, str) or "{opt:" not in text:
+        return text
+    style = _option_style.get()
+    return _OPTION.sub(lambda m: style(m.group(1)) if style else m.group(1), text)
+
+
+@contextlib.contextmanager
+def option_style(style):
+    """Render :func:`opt` placeholders with ``style(key) -> str`` while in the block."""
+    token = _option_style.set(style)
+    try:
+        yield
+    finally:
+        _option_style.reset(token)
 
 
 class BigevalError(Exception):
@@ -30,13 +73,13 @@ class _Located:
             where = self.file + (f", line {self.line}" if self.line is not None else "") + ": "
         elif self.line is not None:
             where = f"line {self.line}: "
-        parts = [where + self.message]
+        parts = [where + show_options(self.message)]
         if self.value is not None:
             parts.append(f"value: {self.value!r}")
         if self.expected:
-            parts.append(f"expected: {self.expected}")
+            parts.append(f"expected: {show_options(self.expected)}")
         if self.remedy:
-            parts.append(f"what to do: {self.remedy}")
+            parts.append(f"what to do: {show_options(self.remedy)}")
         return "; ".join(parts)
 
 

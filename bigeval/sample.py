@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.io import read_genotyped, read_interbull, read_pedigree, read_records
 from bigeval.io.writers import atomic_path, claim_output, refuse_overwriting_inputs
 from bigeval.pedigree import ancestors
@@ -95,7 +95,8 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
                          remedy="give the run the genotypes (or G) instead of G⁻¹ and A22⁻¹")
     if herds is not None and herds < 1 or not 0 < fraction <= 1:
         raise InputError("the sample size must be positive", value=herds or fraction,
-                         expected="--herds N >= 1 or --fraction in (0, 1]")
+                         expected=f"{opt('sample.herds')} N >= 1 or {opt('sample.fraction')} "
+                                  "in (0, 1]")
     refuse_overwriting_inputs(cfg.input_paths, folders=[out])
     out = claim_output(out)
     ped_path, rec_path = Path(cfg["inputs.pedigree"]), Path(cfg["inputs.records"])
@@ -218,8 +219,8 @@ def _sample_store(src: Path, dst: Path, kept_ids: set) -> int:
         if dst.exists():
             shutil.rmtree(dst)
         raise InputError("no genotyped animal is in the sample", file=src,
-                         remedy="draw more herds (--herds) so that genotyped animals or their "
-                                "relatives are included")
+                         remedy=f"draw more herds ({opt('sample.herds')}) so that genotyped "
+                                "animals or their relatives are included")
     chunk_rows = min(int(X.chunksize[0]), len(rows))
 
     def blocks():
@@ -253,6 +254,6 @@ def _sample_grm(src: Path, dst: Path, kept_ids: set) -> int:
                 sub[r0:r0 + 256] = f["G"][idx[r0:r0 + 256], :][:, idx]
     if not len(idx):
         raise InputError("no genotyped animal is in the sample", file=src,
-                         remedy="draw more herds (--herds)")
+                         remedy=f"draw more herds ({opt('sample.herds')})")
     write_grm(sub, ids[idx], dst, name="G")
     return len(idx)

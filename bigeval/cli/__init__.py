@@ -24,7 +24,7 @@ import warnings
 
 from bigeval import __version__
 from bigeval.defaults import ROUNDS
-from bigeval.errors import BigevalError
+from bigeval.errors import BigevalError, option_style
 from bigeval.io.writers import command_outputs
 
 
@@ -232,15 +232,40 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"bigeval: warning: {message}", file=sys.stderr if file is None else file)
 
 
+def option_namer(command: str):
+    """How the errors of ``command`` name an option (:func:`bigeval.errors.opt`): ``bigeval
+    run`` reads a config file, so by its key (``[parameters] h2``); the other commands by the
+    flag of the schema (:data:`bigeval.pipeline.config.SCHEMA`) that sets it for this command
+    (or for ``reliability``), else by the key."""
+    from bigeval.pipeline.config import SCHEMA
+
+    flags = {}
+    for key in SCHEMA:
+        found = {c.rsplit(" ", 1)[0]: c.rsplit(" ", 1)[1] for c in key.cli
+                 if c.rsplit(" ", 1)[1].startswith("--")}
+        if found:
+            flags[key.dotted] = found.get(command) or found.get("reliability") \
+                or next(iter(found.values()))
+
+    def name(dotted: str) -> str:
+        if command != "run" and dotted in flags:
+            return flags[dotted]
+        section, _, key = dotted.partition(".")
+        return f"[{section}] {key}"
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        with command_outputs():  # output folders claimed by the command stay locked
+        with option_style(option_namer(args.command)), command_outputs():
+            # (output folders claimed by the command stay locked until it ends)
             return args.func(args)
     except BigevalError as exc:
-        print(f"bigeval {args.command}: error: {exc}", file=sys.stderr)
+        with option_style(option_namer(args.command)):
+            print(f"bigeval {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted; nothing was written for the unfinished step", file=sys.stderr)

@@ -41,7 +41,7 @@ from numba import njit
 
 from bigeval._resources import check_dense
 from bigeval.defaults import BLEND
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.genomic import tune_g_means
 from bigeval.linalg import mirror_lower, spd_inverse
 from bigeval.progress import Progress
@@ -460,9 +460,10 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     g_star(work, sire, dam, genotyped, blend=blend, tune=tune, f=f,
            progress=_counter("blending G with A22", progress))
     if not blend:
-        remedy = "blend G with A22 (e.g. --blend 0.05: G* = 0.95 G + 0.05 A22)"
+        remedy = f"blend G with A22 (e.g. {opt('genomics.blend')} 0.05: G* = 0.95 G + 0.05 A22)"
     else:
-        remedy = "blend more A22 into G (a larger --blend), or check the genotypes (QC)"
+        remedy = (f"blend more A22 into G (a larger {opt('genomics.blend')}), or check the "
+                  "genotypes (QC)")
     ginv = spd_inverse(work, overwrite=True, what="G" if not (tune or blend) else "G*",
                        remedy=remedy, file=file, ids=ids)
     a22inv = a22_inverse(sire, dam, genotyped, f, method=method,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.io.readers import UNKNOWN_PARENT, is_csv, read_table
 
 __all__ = ["RecordColumns", "DEFAULT_MISSING", "missing_mask", "parse_record_columns"]
@@ -150,7 +150,7 @@ class RecordColumns:
                     expected=f"a number, or one of the missing codes "
                              f"{', '.join(repr(m) for m in self.missing)}",
                     remedy="fix the value, or add its code to the missing codes "
-                           "(--missing CODE; inputs.records_missing)")
+                           f"({opt('inputs.records_missing')} CODE)")
             dropped = int(gone.sum())
             out = out[~gone].reset_index(drop=True)
         bad_id = out["animal"].isin(UNKNOWN_PARENT).to_numpy()

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 
 #: Tokens that mean "parent unknown".
 UNKNOWN_PARENT = ("0", "NA", ".", "")
@@ -780,8 +780,7 @@ def records_rows(df: pd.DataFrame, path) -> pd.DataFrame:
                          expected="a contemporary-group code (herd-year-season or test day)",
                          remedy="fill in the group or remove the record; if the group is in "
                                 "another column (a BLUPF90 data file), say which: "
-                                "--records-columns animal=1,cg=N[+M],trait=K "
-                                "(inputs.records_columns)")
+                                f"{opt('inputs.records_columns')} animal=1,cg=N[+M],trait=K")
     return df
 
 
@@ -815,17 +814,19 @@ def check_interbull(df: pd.DataFrame, kind: str, path) -> None:
         bad = (value < 0) | (value >= 1)
         what, expected = "reliability outside [0, 1)", "0 ≤ reliability < 1"
         remedy = ("give reliabilities as fractions (0.85, not 85); a bull with reliability 1 "
-                  "is known exactly: give 0.99; or use --interbull-kind erc for ready ERC "
+                  f"is known exactly: give 0.99; or use {opt('inputs.interbull_kind')} erc for "
+                  "ready ERC "
                   "values")
     elif kind == "erc":
         bad = (value < 0) | (value > MAX_ERC)
         what = "ERC is negative or beyond any bull's"
         expected = f"an effective record contribution, 0 ≤ ERC ≤ {MAX_ERC:g}"
-        remedy = "fix the value, or use --interbull-kind reliability for reliabilities"
+        remedy = (f"fix the value, or use {opt('inputs.interbull_kind')} reliability for "
+                  "reliabilities")
     else:
         raise InputError("unknown Interbull kind", value=kind,
-                         expected="'reliability' or 'erc'", remedy="--interbull-kind "
-                                                                   "reliability|erc")
+                         expected="'reliability' or 'erc'",
+                         remedy=f"{opt('inputs.interbull_kind')} reliability|erc")
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"Interbull {what} ({int(bad.sum())} such row(s))", file=path,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bigeval.errors import InputError, OutputError
+from bigeval.errors import InputError, OutputError, opt
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -118,14 +118,15 @@ def output_error(exc: OSError, path: str | os.PathLike) -> OutputError | None:
             "is unchanged", errno=exc.errno, file=path,
             expected="free space on the output's file system (and a file-size limit, "
                      "ulimit -f, or quota large enough for the file)",
-            remedy="free some space or raise the limit, or write to another folder (--out), "
-                   "then run again")
+            remedy=f"free some space or raise the limit, or write to another folder "
+                   f"({opt('output.folder')}), then run again")
     if exc.errno in _NO_PERMISSION:
         return OutputError(
             f"this file cannot be written ({why}); the previous version, if any, is unchanged",
             errno=exc.errno, file=path,
             expected="a folder this user may create files in",
-            remedy="choose a folder you can write to (--out), or fix its permissions")
+            remedy=f"choose a folder you can write to ({opt('output.folder')}), or fix its "
+                   "permissions")
     return None
 
 
@@ -175,7 +176,7 @@ def refuse_overwriting_inputs(inputs, outputs=(), *, folders=()) -> None:
     Traceback (most recent call last):
     ...
     bigeval.errors.InputError: data/ped.txt: the output data/ped.txt would overwrite this input; \
-expected: outputs apart from the inputs; what to do: write to another folder (--out)
+expected: outputs apart from the inputs; what to do: write to another folder (output.folder)
     """
     ins = [(p, _real(p)) for p in inputs if p is not None]
     for out in outputs:
@@ -186,7 +187,7 @@ expected: outputs apart from the inputs; what to do: write to another folder (--
                                                     else "replace")
                 raise InputError(f"the output {out} would {how} this input", file=given,
                                  expected="outputs apart from the inputs",
-                                 remedy="write to another folder (--out)")
+                                 remedy=f"write to another folder ({opt('output.folder')})")
     for folder in folders:
         rf = _real(folder)
         for given, ri in ins:
@@ -194,7 +195,7 @@ expected: outputs apart from the inputs; what to do: write to another folder (--
                 raise InputError(f"the output folder {folder} holds this input, and its files "
                                  "would be written over it", file=given,
                                  expected="an output folder apart from the inputs",
-                                 remedy="write to a new or empty folder (--out)")
+                                 remedy=f"write to a new or empty folder ({opt('output.folder')})")
 
 
 @contextlib.contextmanager
@@ -273,12 +274,13 @@ def ensure_dir(path: str | os.PathLike) -> Path:
             detail = f" ({blocker} is a file, not a folder)"
         raise InputError(f"cannot create the output folder: {exc.strerror}{detail}", file=path,
                          value=str(path), expected="a folder, or a path where one can be made",
-                         remedy="choose a folder you can write to (--out)") from None
+                         remedy=f"choose a folder you can write to "
+                                f"({opt('output.folder')})") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError("the output folder is not writable", file=path, value=str(path),
                          expected="a folder this user may create files in",
-                         remedy="choose a folder you can write to (--out), or fix its "
-                                "permissions")
+                         remedy=f"choose a folder you can write to ({opt('output.folder')}), "
+                                "or fix its permissions")
     return path
 
 

@@ -606,7 +606,7 @@ def _check(cfg: RunConfig) -> None:
         file, line = cfg.where(dotted)
         return InputError(f"[parameters] {dotted.split('.')[1]}: {exc.message}", file=file,
                           line=line, value=exc.value, expected=exc.expected,
-                          remedy=exc.remedy and exc.remedy.replace("--", ""))
+                          remedy=exc.remedy)  # options named by opt(): the run shows keys
 
     if v["parameters.h2"] is not None:
         try:

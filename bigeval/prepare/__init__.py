@@ -17,7 +17,7 @@ import pandas as pd
 
 from bigeval import io
 from bigeval._resources import check_dense
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.io.readers import format_birth
 from bigeval.linalg import cholesky_lower
 from bigeval.pedigree import generations
@@ -377,11 +377,12 @@ def prepare_extras(index: pd.Index, *, genotyped=None, interbull=None, ginv=None
     g_dense = a22_dense = None
     if (ginv is None) != (a22inv is None):
         raise InputError("G⁻¹ and A22⁻¹ must be given together", file=ginv or a22inv,
-                         remedy="give both --ginv and --a22inv, or neither")
+                         remedy=f"give both {opt('inputs.ginv')} and {opt('inputs.a22inv')}, or "
+                                "neither")
     if ginv is not None:
         if g_idx is None:
             raise InputError("G⁻¹ and A22⁻¹ need the list of genotyped animals", file=ginv,
-                             remedy="give --genotyped FILE as well")
+                             remedy=f"give {opt('inputs.genotyped')} FILE as well")
         gindex = pd.Index(index[g_idx])
         g_dense = _dense_from_triplets(io.read_triplets(ginv, kind="G⁻¹ triplet"), gindex,
                                        path=ginv, kind="G⁻¹ triplet")

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 
 __all__ = ["draw_herds", "herd_of"]
 
@@ -33,7 +33,7 @@ def herd_of(cg: np.ndarray, pattern: str | None, *, path=None, lines=None) -> np
             raise InputError("the herd pattern does not match a contemporary group", file=path,
                              line=None if lines is None else int(lines[i]), value=code,
                              expected=f"a match of {pattern!r} in every cg code",
-                             remedy="fix [sample] herd_pattern (--herd-pattern)")
+                             remedy=f"fix {opt('sample.herd_pattern')}")
         herds.append(m.group(0))
     return np.asarray(herds, dtype=object)[inv].astype(str)
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bigeval._resources import check_dense
 from bigeval.defaults import ROUNDS
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.linalg import symmetric_inverse_diag
 from bigeval.pedigree import parents_first_order
 from bigeval.reliability import erc as _erc
@@ -64,21 +64,23 @@ class ReliabilityOptions:
         if not (np.isfinite(self.alpha) and self.alpha > 0):
             raise InputError("alpha must be positive", value=self.alpha,
                              expected="α = σe²/σa² > 0",
-                             remedy="give --alpha > 0 or --h2 in (0, 1)")
+                             remedy=f"give {opt('parameters.alpha')} > 0 or "
+                                    f"{opt('parameters.h2')} in (0, 1)")
         if not ALPHA_RANGE[0] <= self.alpha <= ALPHA_RANGE[1]:
             raise InputError("alpha is too small or too large to compute reliabilities with",
                              value=self.alpha,
                              expected=f"{ALPHA_RANGE[0]:g} ≤ α ≤ {ALPHA_RANGE[1]:g} (a "
                                       "heritability between about 1e-6 and 1 - 1e-6)",
-                             remedy="check --alpha / --h2 (α = (1-h2)/h2: 3 for h2 0.25)")
+                             remedy=f"check {opt('parameters.alpha')} / "
+                                    f"{opt('parameters.h2')} (α = (1-h2)/h2: 3 for h2 0.25)")
         if self.tau is not None and not (np.isfinite(self.tau) and self.tau > 0):
             raise InputError("tau must be positive", value=self.tau, expected="τ = σe²/σpe² > 0",
-                             remedy="give --tau > 0 or leave it out")
+                             remedy=f"give {opt('parameters.tau')} > 0 or leave it out")
         if int(self.rounds) != self.rounds or self.rounds < 0:
             raise InputError("rounds must be a whole number ≥ 0", value=self.rounds)
         if self.tol is not None and not self.tol > 0:
             raise InputError("tol must be positive", value=self.tol,
-                             remedy="give --tol > 0 (e.g. 1e-6) or leave it out")
+                             remedy=f"give {opt('parameters.tol')} > 0 (e.g. 1e-6) or leave it out")
         _genomic._check_method(self.genomic_method)
         if self.interbull_kind not in ("reliability", "erc"):
             raise InputError("unknown Interbull kind", value=self.interbull_kind,
@@ -131,12 +133,14 @@ def alpha_from(h2: float, repeatability: float | None = None) -> float:
     """
     if not 0 < h2 < 1:
         raise InputError("heritability must be in (0, 1)", value=h2, expected="0 < h2 < 1",
-                         remedy="give --h2 as a fraction (0.25, not 25), or α with --alpha")
+                         remedy=f"give {opt('parameters.h2')} as a fraction (0.25, not 25), or α "
+                                f"with {opt('parameters.alpha')}")
     if not H2_RANGE[0] <= h2 <= H2_RANGE[1]:
         raise InputError("heritability is too close to 0 or 1 to compute reliabilities with "
                          "(α = (1-h2)/h2 would overflow them)", value=h2,
                          expected=f"{H2_RANGE[0]:g} ≤ h2 ≤ 1 - {1 - H2_RANGE[1]:.0e}",
-                         remedy="give the trait's heritability (--h2), e.g. 0.25")
+                         remedy=f"give the trait's heritability ({opt('parameters.h2')}), "
+                                "e.g. 0.25")
     if repeatability is None:
         return (1 - h2) / h2
     if not h2 <= repeatability < 1:

@@ -12,7 +12,7 @@ import warnings
 import numba
 import numpy as np
 
-from bigeval.errors import BigevalWarning, InputError
+from bigeval.errors import BigevalWarning, InputError, opt
 
 
 def cg_sizes(rec_cg: np.ndarray, n_cg: int) -> np.ndarray:
@@ -117,7 +117,8 @@ def own_record_erc(
     if tau is not None:
         if not tau > 0:
             raise InputError("tau must be positive", value=tau,
-                             expected="σe²/σpe² > 0", remedy="give --tau > 0 or leave it out")
+                             expected="σe²/σpe² > 0",
+                             remedy=f"give {opt('parameters.tau')} > 0 or leave it out")
         z = tau * z / (tau + z)
     return z
 

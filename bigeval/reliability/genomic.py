@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval._resources import check_dense
-from bigeval.errors import BigevalWarning, InputError
+from bigeval.errors import BigevalWarning, InputError, opt
 from bigeval.io.writers import atomic_files
 from bigeval.linalg import spd_inverse_diag
 from bigeval.reliability import kernel
@@ -111,7 +111,8 @@ def _check_method(method: str) -> str:
     if method not in METHODS:
         raise InputError("unknown genomic method", value=method,
                          expected=" or ".join(METHODS),
-                         remedy="give --genomic-method erc-gblup (default) or certified")
+                         remedy=f"give {opt('parameters.genomic_method')} erc-gblup (default) or "
+                                "certified")
     return method
 
 

@@ -62,7 +62,7 @@ import numpy as np
 
 from bigeval.defaults import ROUNDS
 from bigeval.progress import Progress
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 from bigeval.reliability import kernel
 
 #: Default animals per block: large blocks keep the per-round overhead of a distributed run
@@ -852,7 +852,7 @@ def own_record_erc_blocks(n_animals: int, rec_animal, rec_cg, n_cg: int, *, sire
         raise ValueError("sib_adjust needs sire and dam")
     if tau is not None and not tau > 0:
         raise InputError("tau must be positive", value=tau, expected="σe²/σpe² > 0",
-                         remedy="give --tau > 0 or leave it out")
+                         remedy=f"give {opt('parameters.tau')} > 0 or leave it out")
     n_rec = len(rec_animal)
     rchunk = max(1, int(record_chunk))
     ra = da.from_array(rec_animal, chunks=rchunk) if not isinstance(rec_animal, da.Array) \

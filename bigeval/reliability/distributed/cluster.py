@@ -29,7 +29,7 @@ from pathlib import Path
 import dask
 import numpy as np
 
-from bigeval.errors import InputError
+from bigeval.errors import InputError, opt
 
 #: Above this many animals ``engine="auto"`` runs on Dask even without a cluster.
 AUTO_DASK_ANIMALS = 20_000_000
@@ -71,7 +71,7 @@ def choose_engine(n_animals: int, engine: str | None = "auto", *, scheduler: str
     engine = engine or _config("engine", "auto")
     if engine not in ENGINES:
         raise InputError("unknown engine", value=engine, expected=" | ".join(ENGINES),
-                         remedy="give --engine auto, memory or dask")
+                         remedy=f"give {opt('cluster.engine')} auto, memory or dask")
     if engine != "auto":
         return engine, "asked for"
     if scheduler or configured_scheduler():
