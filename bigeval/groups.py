@@ -41,7 +41,7 @@ from bigeval.pedigree import (_as_pedigree, inbreeding_dense, mendelian_variance
                               topological_order)
 
 __all__ = ["PedigreeGroups", "ainv_qp_dense", "ainv_qp_sparse", "group_contributions",
-           "group_mask", "pedigree_groups", "split_groups", "zero_groups"]
+           "group_mask", "order_groups", "pedigree_groups", "split_groups", "zero_groups"]
 
 _EXPECTED = ("a regular expression (e.g. \"^G\" or \"^-[0-9]+$\") or a list of group codes; "
              "false for none")
@@ -112,7 +112,7 @@ def split_groups(df: pd.DataFrame, path=None, groups=None) -> pd.DataFrame:
     return out
 
 
-def _group_order(codes) -> np.ndarray:
+def order_groups(codes) -> np.ndarray:
     """Group codes sorted: integers by their absolute value (-1, -2, ..., -10), others as
     text."""
     codes = np.asarray(sorted(set(codes)), dtype=object)
@@ -167,7 +167,7 @@ def pedigree_groups(ped: pd.DataFrame, ids, *, path=None) -> PedigreeGroups | No
     used = [c for c in np.concatenate([sg, dg]) if c != ""]
     if not used:
         return None
-    codes = _group_order(used)
+    codes = order_groups(used)
     gidx = pd.Index(codes)
     pos = pd.Index(np.asarray(ids, dtype=object)).get_indexer(ped["animal"].to_numpy())
     n = len(ids)
