@@ -137,6 +137,7 @@ def _from_run_config(path: Path, show: Printer):
     spec = ModelSpec(data=cfg["inputs.records"], trait="trait", factors=factors,
                      covariates=covariates, intercept=intercept, animal="animal",
                      relationship=kind, pedigree=cfg["inputs.pedigree"],
+                     groups=cfg["inputs.pedigree_groups"],
                      genotypes=genotypes if kind == "H" else None,
                      genotypes_format=cfg["inputs.genotypes_format"], pe=pe, source=path,
                      **var)

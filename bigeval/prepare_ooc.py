@@ -27,6 +27,7 @@ just those rows.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -166,9 +167,10 @@ class _PedigreeRows:
     birth: np.ndarray | None
 
 
-def _read_pedigree(path, chunk_rows: int, log: _Log) -> _PedigreeRows:
+def _read_pedigree(path, chunk_rows: int, log: _Log, groups=None) -> _PedigreeRows:
     reader = ooc.ChunkReader(path, readers.PEDIGREE_COLUMNS, kind="pedigree",
-                             rows_fn=readers.pedigree_rows, chunk_rows=chunk_rows,
+                             rows_fn=functools.partial(readers.pedigree_rows, groups=groups),
+                             chunk_rows=chunk_rows,
                              optional={"birth": readers.BIRTH_COLUMNS})
     cols = {"animal": [], "sire": [], "dam": []}
     lines, births = [], []
@@ -255,9 +257,11 @@ class IdLookup:
 
 
 def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
-                          log: _Log | None = None) -> tuple[int, IdLookup]:
+                          log: _Log | None = None, groups=None) -> tuple[int, IdLookup]:
     """Read, validate and renumber a pedigree file into ``group`` (``ids``, ``sire``, ``dam``,
-    ``generation``, ``order``), as :func:`bigeval.prepare.renumber_pedigree` would.
+    ``generation``, ``order``), as :func:`bigeval.prepare.renumber_pedigree` would. Parents
+    that are unknown parent groups (``groups``, :func:`bigeval.groups.group_mask`) are unknown
+    (the summary of the groups is the in-memory path's only).
 
     Returns
     -------
@@ -265,7 +269,7 @@ def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFA
         The number of animals and an :class:`IdLookup` from ID keys to internal numbers.
     """
     log = log or _Log(False)
-    rows = _read_pedigree(path, chunk_rows, log)
+    rows = _read_pedigree(path, chunk_rows, log, groups)
     n_rows = len(rows.line)
     # Rows that break a rule; the whole-file checker then runs on just these rows.
     viol = np.zeros(n_rows, dtype=bool)
@@ -455,6 +459,7 @@ def prepare_ooc(
     chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
     record_columns=None,
+    groups=None,
 ) -> OocPopulation:
     """Read, validate and renumber the input files into a Zarr work folder, in blocks.
 
@@ -483,7 +488,8 @@ def prepare_ooc(
                          remedy="give a new or empty folder (it is overwritten)")
     _check_disk(work.parent if not work.exists() else work, pedigree, records)
     group = zarr.open_group(work, mode="w")
-    n, lookup = renumber_pedigree_ooc(pedigree, group, chunk_rows=chunk_rows, log=log)
+    n, lookup = renumber_pedigree_ooc(pedigree, group, chunk_rows=chunk_rows, log=log,
+                                      groups=groups)
     n_rec = n_cg = 0
     if records is not None:
         n_rec, n_cg = _records_ooc(records, group, lookup, chunk_rows=chunk_rows, log=log,
@@ -687,7 +693,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
                           interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
                           interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
-                          record_columns=job.resolved_record_columns(),
+                          record_columns=job.resolved_record_columns(), groups=job.groups,
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
         warn_single_record_groups(lonely, job, stacklevel=3)

@@ -119,8 +119,9 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
             with tempfile.TemporaryDirectory(prefix=".prepare-ooc.", suffix=".tmp",
                                              dir=root) as work:
                 return prepare_ooc(pedigree, records, work=Path(work) / "work.zarr",
+                                   groups=cfg["inputs.pedigree_groups"],
                                    **files).to_population()
-    return prepare(pedigree, records, **files)
+    return prepare(pedigree, records, groups=cfg["inputs.pedigree_groups"], **files)
 
 
 def _record_files(cfg: RunConfig, records) -> dict:
