@@ -65,12 +65,13 @@ def group_mask(values, groups=None, *, file=None) -> np.ndarray:
         groups = GROUP_CODES
     if isinstance(groups, str):
         try:
-            re.compile(groups)
+            rx = re.compile(groups)
         except re.error as exc:
             raise InputError(f"group codes: not a regular expression ({exc})", file=file,
                              value=groups, expected=_EXPECTED,
                              remedy="correct the pattern") from None
-        return (v.str.contains(groups, regex=True) & (v != "")).to_numpy()
+        return np.fromiter((x != "" and rx.search(x) is not None for x in v), dtype=bool,
+                           count=len(v))
     if isinstance(groups, (list, tuple, set, np.ndarray)):
         return (v.isin([str(g) for g in groups]) & (v != "")).to_numpy()
     raise InputError("group codes: not a pattern or a list", file=file, value=groups,
