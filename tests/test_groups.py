@@ -387,3 +387,26 @@ def test_reliability__group_codes_are_unknown_parents_and_never_animals(tmp_path
     # --no-groups: the old behaviour, the codes are animals (and change the reliabilities)
     old = pd.read_csv(outs["as_animals"] / "reliability.csv", dtype={"animal": str})
     assert set(old["animal"]) - set(plain["animal"]) == {"-1", "-2", "-3"}
+
+
+def test_blupf90_add_an_upg__converted_and_solved_as_blupf90_prints_it(tmp_path, capsys):
+    """The tutorial's parameter file (add_an_upg, groups 9 and 10 numbered after the 8
+    animals) through `config from-blupf90` and `solve`: BLUPF90's solutions with group 9
+    (the tutorial's "replace 9 with 0" run) set to zero."""
+    src = DATA / "blupf90-tutorial" / "mrode_ex3_4"
+    model = tmp_path / "model.toml"
+    assert main(["config", "from-blupf90", str(src / "param_mr03d.txt"),
+                 "--out", str(model)]) == 0
+    text = model.read_text()
+    assert 'groups = ["9", "10"]' in text and "inbreeding = false" in text
+    out = tmp_path / "out"
+    assert main(["solve", str(model), "--out", str(out), "--no-progress"]) == 0
+    sol = pd.read_csv(out / "solutions.csv", dtype={"level": str})
+    got = sol["estimate"].to_numpy()  # sex 1, 2, animals 1-8, groups 9, 10
+    assert list(sol["level"].iloc[-2:]) == ["9", "10"]
+    np.testing.assert_allclose(got, _ex34_exact(), rtol=0, atol=1e-12)
+    tol = np.full(12, PRINTED_8)
+    tol[1] = FSPAK_FEMALE
+    assert (np.abs(got - BLUPF90_G1_ZERO) <= tol).all(), got - BLUPF90_G1_ZERO
+    animals = pd.read_csv(out / "animals.csv", dtype={"animal": str})
+    assert list(animals["animal"]) == [str(i) for i in range(1, 9)]
