@@ -410,3 +410,23 @@ def test_blupf90_add_an_upg__converted_and_solved_as_blupf90_prints_it(tmp_path,
     assert (np.abs(got - BLUPF90_G1_ZERO) <= tol).all(), got - BLUPF90_G1_ZERO
     animals = pd.read_csv(out / "animals.csv", dtype={"animal": str})
     assert list(animals["animal"]) == [str(i) for i in range(1, 9)]
+
+
+def test_run__mrode_example_3_4_groups_in_the_solve_stage_unknown_for_the_method(tmp_path):
+    """`bigeval run` on Mrode's Example 3.4 (sex the contemporary group, the run's routine
+    model without an intercept): the solve stage's EBVs are BLUPF90's (group 1 set to zero),
+    the groups are no animals of the results, and the summary says what each part did."""
+    for name in ("records.csv",):
+        (tmp_path / name).write_bytes((EXAMPLES / "mrode-ex3.1" / name).read_bytes())
+    (tmp_path / "pedigree.csv").write_bytes((MRODE / "ex3_4_pedigree.csv").read_bytes())
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[inputs]\npedigree = "pedigree.csv"\nrecords = "records.csv"\n'
+                   '[parameters]\nalpha = 2.0\n[model]\ntrait = "wwg_kg"\nsigma_a2 = 20.0\n'
+                   'sigma_e2 = 40.0\n[output]\nfolder = "out"\n')
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "reliability.csv", dtype={"animal": str})
+    assert list(table["animal"]) == [str(i) for i in range(1, 9)]
+    np.testing.assert_allclose(table["ebv"], _ex34_exact()[2:10], atol=1e-9)
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "2 unknown parent group(s) in the pedigree, not animals" in summary
+    assert "solve: 2 unknown parent group(s) as Quaas-Pollak equations" in summary

@@ -19,8 +19,10 @@ set to zero (:func:`bigeval.groups.zero_groups`: among dependent groups the firs
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from bigeval.groups import PedigreeGroups, ainv_qp_sparse, group_contributions, zero_groups
@@ -88,3 +90,55 @@ def constrain_groups(md):
                               dense=dense, n_groups=int((~zero).sum()), q=rel.q[:, ~zero],
                               groups_zero=tuple(rel.ids[n:][zero]))
     return dataclasses.replace(md, rel=new)
+
+
+# ------------------------------------------------------------ the run's checkpoints
+
+GROUP_CODES_FILE = "group_codes.parquet"  # the codes, in group-number order
+ANIMAL_GROUPS_FILE = "animal_groups.parquet"  # per animal: sire_group, dam_group (-1: none)
+
+
+def write_groups(pg: PedigreeGroups | None, folder: Path) -> None:
+    """Keep the pedigree's groups beside the prepare stage's animals (nothing without)."""
+    from bigeval.run.inputs import write_parquet
+
+    if pg is None:
+        return
+    write_parquet(pd.DataFrame({"group": pd.array(pg.codes.astype(str), dtype="string")}),
+                  folder / GROUP_CODES_FILE)
+    write_parquet(pd.DataFrame({"sire_group": pg.sire.astype(np.int64),
+                                "dam_group": pg.dam.astype(np.int64)}),
+                  folder / ANIMAL_GROUPS_FILE)
+
+
+def read_groups(folder: Path) -> PedigreeGroups | None:
+    """The groups :func:`write_groups` kept, or None."""
+    from bigeval.run.inputs import read_parquet
+
+    if not (folder / GROUP_CODES_FILE).exists():
+        return None
+    codes = read_parquet(folder / GROUP_CODES_FILE)["group"].to_numpy(dtype=object)
+    per = read_parquet(folder / ANIMAL_GROUPS_FILE)
+    return PedigreeGroups(codes.astype(str), per["sire_group"].to_numpy(np.int64),
+                          per["dam_group"].to_numpy(np.int64))
+
+
+def with_groups(rel: Relationship, sire, dam, pg: PedigreeGroups | None) -> Relationship:
+    """``rel`` (A⁻¹, or H⁻¹ = A⁻¹ + [0 0; 0 G⁻¹ − A22⁻¹]) with the groups' Quaas-Pollak
+    equations after the animals: A⁻¹ replaced by A*⁻¹, the genomic part kept (groups in
+    A⁻¹ only). ``rel`` itself without groups."""
+    if pg is None:
+        return rel
+    qa = relationship_a_groups(rel.ids, sire, dam, pg)
+    m = qa.kinv.shape[0]
+    n = len(sire)
+    kinv = qa.kinv
+    diag = qa.diag
+    if rel.kind == "H":
+        base = relationship_a(rel.ids, sire, dam)
+        extra = sp.csr_matrix(rel.kinv - base.kinv)
+        extra.resize((m, m))
+        kinv = (kinv + extra).tocsr()
+        diag = np.concatenate([rel.diag[:n], np.full(pg.n_groups, np.nan)])
+    return dataclasses.replace(qa, kind=rel.kind, kinv=kinv, diag=diag, dense=rel.dense,
+                               logdet=rel.logdet)
