@@ -281,64 +281,116 @@ def ainv_qp_dense(sire, dam, sire_group, dam_group, n_groups: int) -> np.ndarray
 
 
 @njit(cache=True)
-def _contributions(order, sire, dam, sg, dg, q):  # pragma: no cover - compiled
+def _q_columns(order, sire, dam, sg, dg, lo, hi):  # pragma: no cover - compiled
+    """Columns lo..hi-1 of Q, parents first."""
+    q = np.zeros((sire.shape[0], hi - lo))
     for i in order:
         for p, g in ((sire[i], sg[i]), (dam[i], dg[i])):
             if p >= 0:
                 q[i, :] += 0.5 * q[p, :]
-            elif g >= 0:
-                q[i, g] += 0.5
+            elif lo <= g < hi:
+                q[i, g - lo] += 0.5
     return q
 
 
-def group_contributions(sire, dam, sire_group, dam_group, n_groups: int) -> np.ndarray:
-    """Q: the expected fraction of each animal's genes from each group (n × n_groups dense).
+@njit(cache=True)
+def _qt_times(order, sire, dam, sg, dg, y, n_groups):  # pragma: no cover - compiled
+    """Q' y = P_g' (I − P)⁻ᵀ y, progeny first: y_s += ½ y_i, y_d += ½ y_i (in a copy)."""
+    y = y.copy()
+    out = np.zeros((n_groups, y.shape[1]))
+    for k in range(order.shape[0] - 1, -1, -1):
+        i = order[k]
+        for p, g in ((sire[i], sg[i]), (dam[i], dg[i])):
+            if p >= 0:
+                y[p, :] += 0.5 * y[i, :]
+            elif g >= 0:
+                out[g, :] += 0.5 * y[i, :]
+    return out
+
+
+def _blocks(n: int, n_groups: int):
+    """Group ranges whose Q columns (n × block doubles) take at most 256 MiB."""
+    step = max(1, min(n_groups, 2**25 // max(n, 1)))
+    return [(lo, min(lo + step, n_groups)) for lo in range(0, n_groups, step)]
+
+
+def group_contributions(sire, dam, sire_group, dam_group, n_groups: int,
+                        rows=None) -> np.ndarray:
+    """Q: the expected fraction of each animal's genes from each group (n × n_groups dense),
+    or only its ``rows``.
 
     ``Q_i = ½ (Q_s or e_gs) + ½ (Q_d or e_gd)``, an unknown parent contributing 0, computed
     parents first; Q = (I − P)⁻¹ P_g (Westell et al. 1988). A row sums to 1 when every
-    unknown parent of the animal's ancestry is a group. Memory: n × n_groups doubles.
+    unknown parent of the animal's ancestry is a group. With ``rows`` the columns are made a
+    block of groups at a time (at most 256 MiB of work space).
 
     >>> group_contributions([-1, -1, 0], [-1, -1, 1], [0, 0, -1], [1, -1, -1], 2).tolist()
     [[0.5, 0.5], [0.5, 0.0], [0.5, 0.25]]
     """
     sire, dam, sg, dg = _members(sire, dam, sire_group, dam_group, n_groups)
-    q = np.zeros((sire.shape[0], n_groups))
-    return _contributions(topological_order(sire, dam), sire, dam, sg, dg, q)
+    order = topological_order(sire, dam)
+    if rows is None:
+        return _q_columns(order, sire, dam, sg, dg, 0, n_groups)
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), n_groups))
+    for lo, hi in _blocks(len(sire), n_groups):
+        out[:, lo:hi] = _q_columns(order, sire, dam, sg, dg, lo, hi)[rows]
+    return out
 
 
-def zero_groups(X, animal_index, Q, weights=None, *, tol: float = 1e-9) -> np.ndarray:
+def zero_groups(X, animal_index, sire, dam, sire_group, dam_group, n_groups: int,
+                weights=None, *, tol: float = 1e-9) -> np.ndarray:
     """Groups to set to zero so that the group equations of the MME have full rank.
 
     The groups enter the model as the fixed regressions ZQ; with the fixed design X (full
     column rank) the MME are singular exactly when [X, ZQ] is (every animal traced to groups:
     ZQ 1 = 1, the intercept). The part of ZQ that X does not explain is
-    ``S = (ZQ)'W ZQ − (ZQ)'W X (X'W X)⁻¹ X'W ZQ``; the groups are taken from the last to the
+    ``S = Q'(Z'WZ)Q − Q'Z'WX (X'WX)⁻¹ X'WZQ``; the groups are taken from the last to the
     first, and a group whose column of S lies (to ``tol`` of its own square) in the span of
     the kept ones is set to zero: among dependent groups the first is the one set to zero,
     the rule of the fixed factors and of Mrode (2014, Example 3.4). A group without records
-    among its descendants is set to zero.
+    among its descendants is set to zero. Q is never held whole: a block of its columns at a
+    time, with ``Q'y`` by a pass from the youngest animal.
+
+    Parameters
+    ----------
+    X
+        Fixed design (records × p), full column rank.
+    animal_index
+        The animal of each record (internal numbers).
+    sire, dam, sire_group, dam_group, n_groups
+        The pedigree and its groups, as :func:`ainv_qp_sparse` takes them.
+    weights
+        Residual weights of the records (default 1).
 
     Returns
     -------
     numpy.ndarray
         bool, one per group: True = set to zero.
     """
+    import scipy.sparse.linalg as spla
+
+    sire, dam, sg, dg = _members(sire, dam, sire_group, dam_group, n_groups)
+    n = sire.shape[0]
     X = sp.csr_matrix(X)
-    n = X.shape[0]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    zq = Q[np.asarray(animal_index, dtype=np.int64)]
-    wzq = w[:, None] * zq
-    s = zq.T @ wzq
+    idx = np.asarray(animal_index, dtype=np.int64)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    c = np.bincount(idx, weights=w, minlength=n)  # diag(Z'WZ)
+    xwz = sp.csr_matrix((w, (np.arange(len(idx)), idx)), shape=(len(idx), n))
+    xwz = (X.T @ xwz).tocsr()  # X'WZ, p × n
+    order = topological_order(sire, dam)
+    s = np.empty((n_groups, n_groups))
+    xq = np.empty((X.shape[1], n_groups))
+    for lo, hi in _blocks(n, n_groups):
+        qj = _q_columns(order, sire, dam, sg, dg, lo, hi)
+        s[:, lo:hi] = _qt_times(order, sire, dam, sg, dg, c[:, None] * qj, n_groups)
+        xq[:, lo:hi] = xwz @ qj
     own = np.diag(s).copy()
     if X.shape[1]:
-        import scipy.sparse.linalg as spla
-        xtx = (X.T @ sp.diags(w) @ X).tocsc()
-        xtzq = np.asarray(X.T @ wzq)
-        s = s - xtzq.T @ spla.splu(xtx).solve(xtzq)
-    ng = Q.shape[1]
-    zero = np.zeros(ng, dtype=bool)
+        s = s - xq.T @ spla.splu((X.T @ sp.diags(w) @ X).tocsc()).solve(xq)
+    zero = np.zeros(n_groups, dtype=bool)
     kept: list[int] = []
-    for g in range(ng - 1, -1, -1):
+    for g in range(n_groups - 1, -1, -1):
         if own[g] <= 0.0:
             zero[g] = True
             continue

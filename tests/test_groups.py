@@ -430,3 +430,24 @@ def test_run__mrode_example_3_4_groups_in_the_solve_stage_unknown_for_the_method
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert "2 unknown parent group(s) in the pedigree, not animals" in summary
     assert "solve: 2 unknown parent group(s) as Quaas-Pollak equations" in summary
+
+
+@pytest.mark.parametrize("dams", [True, False])
+def test_zero_groups__by_blocks_equals_the_rank_of_the_dense_design(tmp_path, dams):
+    """The groups set to zero leave [X, ZQ] of full column rank with the rank of the whole
+    [X, ZQ] (Q whole and dense here; blockwise in zero_groups)."""
+    from bigeval.groups import zero_groups
+
+    ids, sire, dam, pg = _renumbered(_gryphon_with_groups(tmp_path, dams=dams))
+    df = pd.read_csv(GRYPHON / "gryphon.csv").dropna(subset=["bwt", "sex"])
+    X = design_matrix(df, ("sex",), (), False).Xk
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    rec = pd.Index(ids).get_indexer(df["animal"].astype(str))
+    zero = zero_groups(X, rec, sire, dam, pg.sire, pg.dam, pg.n_groups)
+    zq = group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups)[rec]
+    full = np.linalg.matrix_rank(np.hstack([X, zq]))
+    kept = np.hstack([X, zq[:, ~zero]])
+    assert np.linalg.matrix_rank(kept) == kept.shape[1] == full
+    assert zero.tolist() == ([True, False, False] if dams else [False, False])
+    np.testing.assert_array_equal(
+        group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups, rows=rec), zq)

@@ -63,8 +63,9 @@ class Relationship:
     logdet : log|K| (for the REML likelihood); dense : the rows of kinv's dense block (the
     genotyped animals of H, every animal of G; None for A), which the PEVs keep apart
     (:mod:`bigeval.models.schur`). With unknown parent groups (:mod:`bigeval.models.upg`)
-    the last ``n_groups`` of ``ids`` are groups, ``q`` their contributions to the animals
-    (animals × groups) and ``groups_zero`` the groups set to zero (no equation).
+    the last ``n_groups`` of ``ids`` are groups, ``groups`` the pedigree they come from
+    (sire, dam, :class:`bigeval.groups.PedigreeGroups`) and ``groups_zero`` the groups set to
+    zero (no equation).
     """
 
     kind: str
@@ -74,7 +75,7 @@ class Relationship:
     diag: np.ndarray  # diag(K): 1 + F for A, diag(G) for G, both for H (reliabilities)
     dense: np.ndarray | None = None
     n_groups: int = 0
-    q: np.ndarray | None = None
+    groups: tuple | None = None
     groups_zero: tuple = ()
 
 

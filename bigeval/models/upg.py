@@ -40,10 +40,9 @@ def relationship_a_groups(ids, sire, dam, pg: PedigreeGroups, *,
     f = inbreeding(sire, dam) if with_inbreeding else np.zeros(len(sire))
     a = relationship_a(ids, sire, dam, with_inbreeding=with_inbreeding)
     kinv = ainv_qp_sparse(sire, dam, pg.sire, pg.dam, pg.n_groups, f)
-    q = group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups)
     return Relationship("A", np.concatenate([a.ids, pg.codes.astype(str)]), kinv, a.logdet,
                         np.concatenate([a.diag, np.full(pg.n_groups, np.nan)]),
-                        n_groups=pg.n_groups, q=q)
+                        n_groups=pg.n_groups, groups=(np.asarray(sire), np.asarray(dam), pg))
 
 
 def relationship_h_groups(ids, sire, dam, pg: PedigreeGroups, genotyped, G, *, blend,
@@ -59,7 +58,8 @@ def relationship_h_groups(ids, sire, dam, pg: PedigreeGroups, genotyped, G, *, b
     n, m = len(sire), len(sire) + pg.n_groups
     delta = (h.kinv - a.kinv)[genotyped][:, genotyped].toarray()
     if genomic:
-        t = np.hstack([np.eye(len(genotyped)), -qa.q[genotyped]])  # [I, −Q2]
+        q2 = group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups, rows=genotyped)
+        t = np.hstack([np.eye(len(genotyped)), -q2])  # [I, −Q2]
         rows = np.concatenate([genotyped, n + np.arange(pg.n_groups)])
         block = t.T @ delta @ t
     else:
@@ -67,7 +67,7 @@ def relationship_h_groups(ids, sire, dam, pg: PedigreeGroups, genotyped, G, *, b
     kinv = (qa.kinv + dense_block(block, rows, m)).tocsr()
     diag = np.concatenate([h.diag, np.full(pg.n_groups, np.nan)])
     return Relationship("H", qa.ids, kinv, h.logdet, diag, rows, n_groups=pg.n_groups,
-                        q=qa.q)
+                        groups=qa.groups)
 
 
 def constrain_groups(md):
@@ -76,7 +76,9 @@ def constrain_groups(md):
     rel = md.rel
     if rel is None or not rel.n_groups:
         return md
-    zero = zero_groups(md.design.Xk, md.animal_index, rel.q, md.weights)
+    sire, dam, pg = rel.groups
+    zero = zero_groups(md.design.Xk, md.animal_index, sire, dam, pg.sire, pg.dam, pg.n_groups,
+                       md.weights)
     if not zero.any():
         return md
     n = len(rel.ids) - rel.n_groups
@@ -87,7 +89,7 @@ def constrain_groups(md):
     if dense is not None:
         dense = pos[dense[keep[dense]]]
     new = dataclasses.replace(rel, ids=rel.ids[keep], kinv=kinv, diag=rel.diag[keep],
-                              dense=dense, n_groups=int((~zero).sum()), q=rel.q[:, ~zero],
+                              dense=dense, n_groups=int((~zero).sum()),
                               groups_zero=tuple(rel.ids[n:][zero]))
     return dataclasses.replace(md, rel=new)
 
