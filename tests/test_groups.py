@@ -451,3 +451,31 @@ def test_zero_groups__by_blocks_equals_the_rank_of_the_dense_design(tmp_path, da
     assert zero.tolist() == ([True, False, False] if dams else [False, False])
     np.testing.assert_array_equal(
         group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups, rows=rec), zq)
+
+
+def test_reml__groups_by_the_cli_equal_the_explicit_model(tmp_path, capsys):
+    """`bigeval reml` with groups (gryphon, unknown sires as two groups) gives the estimates
+    of AI-REML on the explicit model y = Xb + ZQg + Zu + e (ZQ as covariates, A⁻¹ without
+    groups)."""
+    from bigeval.models.reml import reml
+
+    ped = _gryphon_with_groups(tmp_path, dams=False)
+    cfg = tmp_path / "reml.toml"
+    cfg.write_text(f'[data]\nfile = "{GRYPHON / "gryphon.csv"}"\ntrait = "bwt"\n[fixed]\n'
+                   f'factors = ["sex"]\n[animal]\ncolumn = "animal"\npedigree = "{ped}"\n'
+                   '[variance]\nsigma_a2 = 1.0\nsigma_e2 = 1.0\n')
+    out = tmp_path / "out"
+    assert main(["reml", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    got = pd.read_csv(out / "variances.csv").set_index("component")["estimate"]
+    spec = ModelSpec.from_toml(cfg)
+    df = read_data(spec)
+    ids, sire, dam, pg = _renumbered(ped)
+    q = group_contributions(sire, dam, pg.sire, pg.dam, pg.n_groups)
+    rec = pd.Index(ids).get_indexer(df["animal"].astype(str))
+    cov = tuple(f"q{g}" for g in range(pg.n_groups))
+    df2 = df.assign(**{c: q[rec, g] for g, c in enumerate(cov)})
+    md2 = model_data(spec.replace(covariates=cov, groups=False), df2,
+                     relationship_a(ids, sire, dam))
+    ref = reml(md2, {"sigma_a2": 1.0, "sigma_e2": 1.0})
+    for name, value in zip(ref.names, ref.theta):
+        assert got[name] == pytest.approx(value, rel=1e-6)
