@@ -43,7 +43,8 @@ BLUPF90 data file); numbers work with a header too (a header name that is a numb
 taken as the name: set ``header = true`` for such a file).
 
 What is supported: one trait; fixed class effects and covariates; the animal effect with A,
-G or H; a permanent-environment effect of the animal (repeated records); residual weights.
+G or H, with unknown parent groups of the pedigree (:mod:`bigeval.models.upg`); a
+permanent-environment effect of the animal (repeated records); residual weights.
 Several traits, other random effects (a ``[random]`` section) and maternal effects are
 refused with an error saying so.
 """
