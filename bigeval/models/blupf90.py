@@ -14,13 +14,14 @@ What maps: one trait; fixed class effects (``cross``) and covariates (``cov``), 
 intercept (BLUPF90 fits none); the animal effect (``add_animal`` / ``RANDOM animal``; with
 unknown parent groups ``add_an_upg`` / ``add_an_upginb``, the groups found by
 :func:`upg_codes`) with its pedigree, A⁻¹ without inbreeding as BLUPF90 builds it from three
-pedigree columns (H with a marker file: ``SNP_FILE`` / ``OPTION SNP_file``); a permanent-
-environment effect (``diagonal`` on the animal's column, or ``OPTIONAL pe``); residual
-weights; the variances (the values of ``solve``, the starting values of ``reml``); the
-missing observation code (BLUPF90's ``0``, or ``OPTION missing``). Everything else (several
-traits, nested covariates, other random effects, options with no equivalent) is listed in
-the converted file's comments and by the command, never dropped silently; several traits and
-other random effects are an error, since the model would not be the one the file describes.
+pedigree columns (H with a marker file: ``SNP_FILE`` / ``OPTION SNP_file``); a
+permanent-environment effect (``diagonal`` on the animal's column, or ``OPTIONAL pe``);
+residual weights; the variances (the values of ``solve``, the starting values of ``reml``);
+the missing observation code (BLUPF90's ``0``, or ``OPTION missing``). Everything else
+(several traits, nested covariates, other random effects, options with no equivalent) is
+listed in the converted file's comments and by the command, never dropped silently; several
+traits and other random effects are an error, since the model would not be the one the file
+describes.
 """
 
 from __future__ import annotations
