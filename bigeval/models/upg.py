@@ -102,7 +102,7 @@ ANIMAL_GROUPS_FILE = "animal_groups.parquet"  # per animal: sire_group, dam_grou
 
 def write_groups(pg: PedigreeGroups | None, folder: Path) -> None:
     """Keep the pedigree's groups beside the prepare stage's animals (nothing without)."""
-    from bigeval.run.inputs import write_parquet
+    from bigeval.pipeline.inputs import write_parquet
 
     if pg is None:
         return
@@ -115,7 +115,7 @@ def write_groups(pg: PedigreeGroups | None, folder: Path) -> None:
 
 def read_groups(folder: Path) -> PedigreeGroups | None:
     """The groups :func:`write_groups` kept, or None."""
-    from bigeval.run.inputs import read_parquet
+    from bigeval.pipeline.inputs import read_parquet
 
     if not (folder / GROUP_CODES_FILE).exists():
         return None
