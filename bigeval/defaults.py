@@ -7,7 +7,7 @@ these values; none writes its own copy.
 from __future__ import annotations
 
 __all__ = ["ROUNDS", "BLEND", "SAMPLE_SEED", "EXACT_MAX_EQUATIONS", "EXACT_MAX_GENOTYPED",
-           "EXACT_SAMPLE_SHARE"]
+           "EXACT_SAMPLE_SHARE", "GROUP_CODES"]
 
 #: Rounds of the reliability iteration (Parts I and III), as the certified methodology runs it.
 ROUNDS = 100
@@ -26,3 +26,6 @@ EXACT_MAX_GENOTYPED = 20_000
 #: The exact check on a sample aims at this share of its limits (exact.max_equations and
 #: exact.max_genotyped), leaving room for the sample's spread around the target.
 EXACT_SAMPLE_SHARE = 0.5
+#: Pedigree parent codes that are unknown parent groups, not animals (a regular expression):
+#: negative integers, BLUPF90's convention.
+GROUP_CODES = r"^-[0-9]+$"

@@ -93,8 +93,8 @@ def test_from_blupf90__several_traits_and_other_random_effects_are_errors(tmp_pa
     maternal.write_text("DATAFILE\nd.txt\nNUMBER_OF_TRAITS\n1\nNUMBER_OF_EFFECTS\n2\n"
                         "OBSERVATION(S)\n3\nWEIGHT(S)\n\nEFFECTS:\n2 10 cross\n1 50 cross\n"
                         "RANDOM_RESIDUAL VALUES\n1.0\nRANDOM_GROUP\n2\nRANDOM_TYPE\n"
-                        "add_an_upginb\nFILE\nped.txt\n(CO)VARIANCES\n1.0\n")
-    with pytest.raises(InputError, match="add_an_upginb on effect"):
+                        "add_sire\nFILE\nped.txt\n(CO)VARIANCES\n1.0\n")
+    with pytest.raises(InputError, match="add_sire on effect"):  # add_an_upg(inb): groups
         read_parameter_file(maternal)
 
 

@@ -37,6 +37,13 @@ def _add_reliability(sub):
                     "and A22⁻¹, Part III for the whole population. Writes DIR/reliability.csv.",
     )
     p.add_argument("--pedigree", required=True, metavar="FILE", help="animal sire dam")
+    gg = p.add_mutually_exclusive_group()
+    gg.add_argument("--groups", metavar="PATTERN", default=None,
+                    help="parent codes that are unknown parent groups, not animals: a regular "
+                         "expression (default: negative integers, BLUPF90's codes); such a "
+                         "parent is unknown for the method (b = 0)")
+    gg.add_argument("--no-groups", dest="groups", action="store_const", const=False,
+                    help="no parent code is a group (negative codes are animals)")
     p.add_argument("--records", required=True, metavar="FILE",
                    help="animal cg, one row per record (other layouts: --records-columns)")
     p.add_argument("--records-columns", metavar="MAP", default=None,
@@ -130,7 +137,7 @@ def _cmd_reliability(args) -> int:
         out_of_core=args.out_of_core if args.work_dir is None else True,
         work_dir=args.work_dir, engine=args.engine, scheduler=args.scheduler,
         cluster=args.cluster, block_size=args.block_size, workers=args.workers,
-        exact_sums=args.exact_sums, **_genomic_job_options(args))
+        exact_sums=args.exact_sums, groups=args.groups, **_genomic_job_options(args))
     summary = run_reliability(job, progress=args.progress)
     print(summary.text)
     return 0

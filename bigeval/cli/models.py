@@ -137,6 +137,7 @@ def _from_run_config(path: Path, show: Printer):
     spec = ModelSpec(data=cfg["inputs.records"], trait="trait", factors=factors,
                      covariates=covariates, intercept=intercept, animal="animal",
                      relationship=kind, pedigree=cfg["inputs.pedigree"],
+                     groups=cfg["inputs.pedigree_groups"],
                      genotypes=genotypes if kind == "H" else None,
                      genotypes_format=cfg["inputs.genotypes_format"], pe=pe, source=path,
                      **var)
@@ -189,7 +190,8 @@ def describe_model(m: Loaded, md) -> list[str]:
     neq = p
     counts.append(f"{_n(p)} fixed")
     if md.rel is not None:
-        q = md.rel.kinv.shape[0]
+        ng = md.rel.n_groups
+        q = md.rel.kinv.shape[0] - ng
         what = {"A": "pedigree A", "G": "genomic G", "H": "single-step H"}[md.rel.kind]
         inb = "" if md.rel.kind == "G" else (", with inbreeding" if spec.inbreeding
                                               else ", without inbreeding")
@@ -197,6 +199,13 @@ def describe_model(m: Loaded, md) -> list[str]:
                      f"{_n(len(np.unique(md.animal_index)))} with records)")
         counts.append(f"{_n(q)} animal")
         neq += q
+        if ng or md.rel.groups_zero:
+            nz = len(md.rel.groups_zero)
+            both = spec.groups_in_genomic and md.rel.kind == "H"
+            terms.append(f"unknown parent groups ({_n(ng + nz)}, fixed, Quaas-Pollak in "
+                         f"{'A⁻¹ and G⁻¹ − A22⁻¹' if both else 'A⁻¹'})")
+            counts.append(f"{_n(ng)} group")
+            neq += ng
     if md.pe_ids is not None:
         terms.append(f"pe ({_n(len(md.pe_ids))} animals)")
         counts.append(f"{_n(len(md.pe_ids))} pe")
@@ -208,6 +217,9 @@ def describe_model(m: Loaded, md) -> list[str]:
     lines.append(f"{_n(len(md.y))} records, {_n(neq)} equations ({', '.join(counts)})"
                  + (f"; {_n(dropped)} fixed level(s) set to zero (dependent on the columns "
                     "before them)" if dropped else ""))
+    if md.rel is not None and md.rel.groups_zero:
+        lines.append(f"group(s) set to zero (dependent on the fixed effects and the other "
+                     f"groups): {', '.join(md.rel.groups_zero)}")
     return lines
 
 
@@ -286,7 +298,8 @@ def _model(m: Loaded, show: Printer):
         show.step(f"building {what}")
         show.phase(f"building {what}")
         rel = load_relationship(spec)
-        show.step(f"{what}: {rel.kinv.shape[0]:,} animals in {time.perf_counter() - t0:.1f} s")
+        show.step(f"{what}: {rel.kinv.shape[0] - rel.n_groups:,} animals in "
+                  f"{time.perf_counter() - t0:.1f} s")
     md = model_data(spec, m.df, rel)
     for line in describe_model(m, md):
         show.say(line)
@@ -314,6 +327,9 @@ def _solutions(r) -> pd.DataFrame:
                                                "level": r.animals["animal"],
                                                "estimate": r.animals["ebv"],
                                                "se": np.sqrt(r.animals["pev"])}), "level"))
+    if r.groups is not None:
+        parts.append(pd.DataFrame({"effect": "group", "level": r.groups["group"],
+                                   "estimate": r.groups["estimate"], "se": np.nan}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -341,13 +357,20 @@ def _solve(args) -> int:
     a = in_id_order(r.animals, "animal")
     with_se = bool(np.isfinite(a["pev"]).any())
     show.say(f"{how}, {time.perf_counter() - t0:.1f} s; standard errors and reliabilities: "
-             f"{'yes' if with_se else 'no'}")
+             f"{'yes' if with_se else 'no'}"
+             + (" (not with unknown parent groups: the PEV of Qĝ + û depends on the group set "
+                "to zero; fit without groups for them)" if r.groups is not None else ""))
     ebv = a["ebv"].to_numpy()
     show.say(f"EBV of {len(a):,} animals: mean {_num(ebv.mean())}, SD "
              f"{_num(ebv.std(ddof=1) if len(ebv) > 1 else 0.0)}, from {_num(ebv.min())} to "
              f"{_num(ebv.max())}" + (f"; mean reliability {a['rel'].mean():.3f}"
                                       if with_se else ""))
     frames = {"solutions.csv": _solutions(r), "animals.csv": a}
+    if r.groups is not None:
+        frames["groups.csv"] = r.groups
+        show.say("solutions of the groups: " + ", ".join(
+            f"{g} {_num(v)}" + (" (set to zero)" if z else "")
+            for g, v, z in r.groups[["group", "estimate", "zero"]].itertuples(index=False)))
     _write(m.out, frames)
     _wrote(show, m.out, frames)
     return 0

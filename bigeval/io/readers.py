@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError, opt
+from bigeval.groups import split_groups
 
 #: Tokens that mean "parent unknown".
 UNKNOWN_PARENT = ("0", "NA", ".", "")
@@ -698,8 +699,12 @@ def format_birth(key: int) -> str:
     return str(year) if md == 0 else f"{year:04d}-{md // 100:02d}-{md % 100:02d}"
 
 
-def read_pedigree(path, *, birth: bool | None = None) -> pd.DataFrame:
+def read_pedigree(path, *, birth: bool | None = None, groups=None) -> pd.DataFrame:
     """Pedigree: ``animal sire dam [birth]``; unknown parents become ``""``.
+
+    Parents that are unknown parent groups (``groups``: see
+    :func:`bigeval.groups.group_mask`; default negative integer codes) become unknown too,
+    their codes kept in the columns ``sire_group`` and ``dam_group`` (:func:`pedigree_rows`).
 
     The birth date or year is optional: the fourth column of a whitespace file, or a column
     named ``birth`` (or ``birth_date``, ``birth_year``, ``yob``) in a ``.csv``. With
@@ -713,7 +718,7 @@ def read_pedigree(path, *, birth: bool | None = None) -> pd.DataFrame:
     """
     optional = {"birth": BIRTH_COLUMNS} if birth is not False else None
     df = pedigree_rows(read_table(path, PEDIGREE_COLUMNS, kind="pedigree", optional=optional),
-                       path)
+                       path, groups=groups)
     if "birth" in df:
         keys = parse_birth(df["birth"].to_numpy())
         given = ~df["birth"].isin(UNKNOWN_PARENT).to_numpy()
@@ -747,12 +752,15 @@ def birth_column_kept(n_bad: int, n_given: int, first_bad: tuple[int, str] | Non
     return not n_bad
 
 
-def pedigree_rows(df: pd.DataFrame, path) -> pd.DataFrame:
+def pedigree_rows(df: pd.DataFrame, path, *, groups=None) -> pd.DataFrame:
     """Pedigree steps after :func:`read_table` (whole file or a chunk): unknown parents to
-    ``""``; an error for an animal ID that is an unknown-parent code."""
+    ``""``; group codes out of the parent columns and group rows dropped
+    (:func:`bigeval.groups.split_groups`); an error for an animal ID that is an
+    unknown-parent code."""
     for c in ("sire", "dam"):
         col = df[c]
         df[c] = col.where(~col.isin(UNKNOWN_PARENT), "")
+    df = split_groups(df, path, groups)
     bad = df["animal"].isin(UNKNOWN_PARENT).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

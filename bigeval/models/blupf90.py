@@ -11,15 +11,17 @@ Both layouts are read:
   ``OPTIONAL pe``, ``FILE``, ``SNP_FILE``, ``(CO)VARIANCES``; ``OPTION`` lines.
 
 What maps: one trait; fixed class effects (``cross``) and covariates (``cov``), without an
-intercept (BLUPF90 fits none); the animal effect (``add_animal`` / ``RANDOM animal``) with
-its pedigree, A⁻¹ without inbreeding as BLUPF90 builds it from three pedigree columns (H with
-a marker file: ``SNP_FILE`` / ``OPTION SNP_file``); a permanent-environment effect
-(``diagonal`` on the animal's column, or ``OPTIONAL pe``); residual weights; the variances (the
-values of ``solve``, the starting values of ``reml``); the missing observation code (BLUPF90's
-``0``, or ``OPTION missing``). Everything else (several traits, nested covariates, other
-random effects, options with no equivalent) is listed in the converted file's comments and
-by the command, never dropped silently; several traits and other random effects are an
-error, since the model would not be the one the file describes.
+intercept (BLUPF90 fits none); the animal effect (``add_animal`` / ``RANDOM animal``; with
+unknown parent groups ``add_an_upg`` / ``add_an_upginb``, the groups found by
+:func:`upg_codes`) with its pedigree, A⁻¹ without inbreeding as BLUPF90 builds it from three
+pedigree columns (H with a marker file: ``SNP_FILE`` / ``OPTION SNP_file``); a
+permanent-environment effect (``diagonal`` on the animal's column, or ``OPTIONAL pe``);
+residual weights; the variances (the values of ``solve``, the starting values of ``reml``);
+the missing observation code (BLUPF90's ``0``, or ``OPTION missing``). Everything else
+(several traits, nested covariates, other random effects, options with no equivalent) is
+listed in the converted file's comments and by the command, never dropped silently; several
+traits and other random effects are an error, since the model would not be the one the file
+describes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from bigeval.errors import InputError
 
@@ -70,6 +74,8 @@ class Blupf90Model:
     sigma_pe2: float | None = None
     sigma_e2: float | None = None
     missing: str = "0"
+    groups: list | None = None  # add_an_upg: the unknown parent group codes of the pedigree
+    inbreeding: bool = False  # add_an_upginb
     notes: list = field(default_factory=list)  # options and keywords with an equivalent
     unsupported: list = field(default_factory=list)  # what has none
 
@@ -196,18 +202,24 @@ def _blupf90(path: Path, blocks) -> Blupf90Model:
         cols = [effects[e - 1][0] for e in g["effects"]]
         var = _numbers(g.get("(CO)VARIANCES", []), path, g["line"], "(CO)VARIANCES")
         random.update(g["effects"])
-        if kind == "add_animal" and len(cols) == 1:
+        if kind in ("add_animal", "add_an_upg", "add_an_upginb") and len(cols) == 1:
             m.animal = cols[0]
             ped = _first(g.get("FILE", []))
             m.pedigree = base / ped if ped else None
             m.sigma_a2 = var[0] if var else None
+            if kind != "add_animal" and m.pedigree is not None:
+                m.groups = upg_codes(m.pedigree)
+                m.inbreeding = kind == "add_an_upginb"
+                m.notes.append(f"RANDOM_TYPE {kind}: unknown parent groups "
+                               f"{', '.join(m.groups)} ([animal] groups; Quaas-Pollak A⁻¹)")
         elif kind == "diagonal" and len(cols) == 1 and m.animal is not None \
                 and cols[0] == m.animal:
             m.pe, m.sigma_pe2 = True, (var[0] if var else None)
         else:
             raise InputError(f"random group of type {kind or '?'} on effect(s) "
                              f"{g['effects']} has no equivalent", file=path, line=g["line"],
-                             value=kind, expected="add_animal (the animal effect), and a "
+                             value=kind, expected="add_animal or add_an_upg(inb) (the animal "
+                             "effect), and a "
                              "diagonal effect on the animal's column (permanent environment)",
                              remedy="the model commands fit the animal effect and pe only")
     for k, (col, kind) in enumerate(effects, start=1):
@@ -296,6 +308,24 @@ def _renumf90(path: Path, blocks) -> Blupf90Model:
     return m
 
 
+def upg_codes(pedigree: Path) -> list[str]:
+    """The unknown parent groups of a BLUPF90 pedigree for ``add_an_upg``: the parent codes
+    without a row of their own that are numbered after the last animal (BLUPF90's rule)."""
+    from bigeval.io import read_pedigree
+
+    ped = read_pedigree(pedigree, groups=False, birth=False)
+    animals = pd.to_numeric(ped["animal"], errors="coerce")
+    parents = pd.unique(pd.concat([ped["sire"], ped["dam"]]))
+    last = animals.max()
+    codes = [p for p in parents if p != "" and p not in set(ped["animal"])
+             and p.isdigit() and int(p) > last]
+    if not codes:
+        raise InputError("RANDOM_TYPE add_an_upg, but the pedigree has no group codes",
+                         file=pedigree, expected="parent codes numbered after the last "
+                         "animal, without a row", remedy="use add_animal, or add the groups")
+    return sorted(codes, key=int)
+
+
 def _rel(target: Path, start: Path) -> str:
     return Path(os.path.relpath(target, start)).as_posix()
 
@@ -326,8 +356,15 @@ def model_toml(m: Blupf90Model, out: Path) -> str:
                              remedy="add the pedigree file under FILE")
         lines += ["", "[animal]", f"column = {m.animal}",
                   f'relationship = "{"H" if m.genotypes is not None else "A"}"',
-                  f'pedigree = "{_rel(m.pedigree, where)}"',
-                  "inbreeding = false  # as BLUPF90 builds A⁻¹ from three pedigree columns"]
+                  f'pedigree = "{_rel(m.pedigree, where)}"']
+        if m.groups is not None:
+            lines += ["groups = [" + ", ".join(f'"{c}"' for c in m.groups) + "]  # add_an_upg: "
+                      "parents without a row, numbered after the animals",
+                      f"inbreeding = {'true' if m.inbreeding else 'false'}  # add_an_upg"
+                      f"{'inb' if m.inbreeding else ''}"]
+        else:
+            lines.append("inbreeding = false  # as BLUPF90 builds A⁻¹ from three pedigree "
+                         "columns")
         if m.genotypes is not None:
             lines += [f'genotypes = "{_rel(m.genotypes, where)}"',
                       'genotypes_format = "blupf90"']

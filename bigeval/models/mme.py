@@ -62,7 +62,10 @@ class Relationship:
     ids : animal IDs (strings) in equation order; kinv : sparse inverse (q × q);
     logdet : log|K| (for the REML likelihood); dense : the rows of kinv's dense block (the
     genotyped animals of H, every animal of G; None for A), which the PEVs keep apart
-    (:mod:`bigeval.linalg.schur`).
+    (:mod:`bigeval.linalg.schur`). With unknown parent groups (:mod:`bigeval.models.upg`)
+    the last ``n_groups`` of ``ids`` are groups, ``groups`` the pedigree they come from
+    (sire, dam, :class:`bigeval.groups.PedigreeGroups`) and ``groups_zero`` the groups set to
+    zero (no equation).
     """
 
     kind: str
@@ -71,6 +74,9 @@ class Relationship:
     logdet: float
     diag: np.ndarray  # diag(K): 1 + F for A, diag(G) for G, both for H (reliabilities)
     dense: np.ndarray | None = None
+    n_groups: int = 0
+    groups: tuple | None = None
+    groups_zero: tuple = ()
 
 
 def _logdet_spd(M: np.ndarray, what: str) -> float:
@@ -222,7 +228,9 @@ def read_g_matrix(path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_relationship(spec) -> Relationship:
     """Build the relationship inverse a :class:`ModelSpec` asks for (reads its files)."""
+    from bigeval.groups import pedigree_groups
     from bigeval.io.readers import read_pedigree
+    from bigeval.models import upg
     from bigeval.prepare import renumber_pedigree
 
     if spec.relationship in ("G", "H"):
@@ -235,14 +243,22 @@ def load_relationship(spec) -> Relationship:
             G = genomic_matrix(M, spec.g_ridge)
         if spec.relationship == "G":
             return relationship_g(gids, G)
-    ids, sire, dam, _ = renumber_pedigree(read_pedigree(spec.pedigree), path=spec.pedigree)
+    ped = read_pedigree(spec.pedigree, groups=spec.groups)
+    ids, sire, dam, _ = renumber_pedigree(ped, path=spec.pedigree)
     ids = np.asarray(ids, dtype=object).astype(str)
+    pg = pedigree_groups(ped, ids, path=spec.pedigree)
     if spec.relationship == "A":
+        if pg is not None:
+            return upg.relationship_a_groups(ids, sire, dam, pg, with_inbreeding=spec.inbreeding)
         return relationship_a(ids, sire, dam, with_inbreeding=spec.inbreeding)
     pos = pd.Index(ids).get_indexer(gids)
     if (pos < 0).any():
         raise InputError("genotyped animal not in the pedigree", file=spec.genotypes,
                          value=gids[pos < 0][0], remedy="add it to the pedigree")
+    if pg is not None:
+        return upg.relationship_h_groups(ids, sire, dam, pg, pos, G, blend=spec.g_blend,
+                                         with_inbreeding=spec.inbreeding,
+                                         genomic=spec.groups_in_genomic)
     return relationship_h(ids, sire, dam, pos, G, blend=spec.g_blend,
                           with_inbreeding=spec.inbreeding)
 
@@ -270,7 +286,7 @@ def model_data(spec, df: pd.DataFrame, rel: Relationship | None) -> ModelData:
     if rel is None:
         return ModelData(y, design, w, None, None, None, None, None)
     animal = df[spec.animal].astype(str).to_numpy()
-    idx = pd.Index(rel.ids).get_indexer(animal)
+    idx = pd.Index(rel.ids[:len(rel.ids) - rel.n_groups]).get_indexer(animal)  # not groups
     if (idx < 0).any():
         i = int(np.flatnonzero(idx < 0)[0])
         what = "genotyped" if rel.kind == "G" else "in the pedigree"
@@ -280,7 +296,11 @@ def model_data(spec, df: pd.DataFrame, rel: Relationship | None) -> ModelData:
     pe_ids = pe_index = None
     if spec.pe:
         pe_index, pe_ids = factor_levels(animal)
-    return ModelData(y, design, w, rel, idx, pe_ids, pe_index, animal)
+    md = ModelData(y, design, w, rel, idx, pe_ids, pe_index, animal)
+    if rel.n_groups:
+        from bigeval.models.upg import constrain_groups
+        md = constrain_groups(md)
+    return md
 
 
 def assemble(md: ModelData, sigma_a2=None, sigma_pe2=None, sigma_e2=1.0) -> MME:

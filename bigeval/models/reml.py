@@ -149,13 +149,14 @@ def _pieces(md: ModelData, theta: dict, engine: str = "dense"):
     s = C.solve(m.rhs)
     y = md.y
     n = len(y)
-    p = m.blocks["fixed"].stop
+    ng = 0 if md.rel is None else md.rel.n_groups  # groups: fixed, in the animal block
+    p = m.blocks["fixed"].stop + ng
     w = np.ones(n) if md.weights is None else md.weights
     ypy = float(y @ (m.rinv * y) - s @ m.rhs)
     m2ll = (n - p) * np.log(2 * np.pi) + C.logdet + ypy \
         + n * np.log(theta["sigma_e2"]) - np.log(w).sum()
     if "animal" in m.blocks:
-        q = m.blocks["animal"].stop - m.blocks["animal"].start
+        q = m.blocks["animal"].stop - m.blocks["animal"].start - ng
         m2ll += q * np.log(theta["sigma_a2"]) + md.rel.logdet
     if "pe" in m.blocks:
         q = m.blocks["pe"].stop - m.blocks["pe"].start
@@ -187,7 +188,7 @@ def _round(md, th, names, method, engine="dense"):
         b = m.blocks[blk]
         u = s[b]
         K = md.rel.kinv if blk == "animal" else None
-        q = b.stop - b.start
+        q = b.stop - b.start - (md.rel.n_groups if blk == "animal" else 0)
         quad = float(u @ (K @ u)) if K is not None else float(u @ u)
         tr = C.trace(b, K)
         sk = th[name]

@@ -25,6 +25,7 @@ import scipy.sparse.linalg as spla
 from numba import njit
 
 from bigeval.errors import InputError
+from bigeval.groups import order_groups
 from bigeval.linalg.cholesky import HAVE_CHOLMOD, cholesky
 
 DENSE_MAX = 5000  # equations: above this the direct path never densifies
@@ -201,7 +202,8 @@ class BLUPResult:
     """Solutions of a mixed model.
 
     fixed : frame effect, level, estimate, se. animals : animal, ebv, pev, rel (pev/rel NaN
-    when standard errors were not computed). pe : animal, estimate, se (or None).
+    when standard errors were not computed). pe : animal, estimate, se (or None). groups :
+    group, estimate, zero (set to zero for the MME's rank), with unknown parent groups.
     """
 
     fixed: "object"
@@ -209,6 +211,7 @@ class BLUPResult:
     pe: "object"
     solution: Solution
     mme: "object"
+    groups: "object" = None
 
 
 def _schur_fit(m, e2: np.ndarray, method: str):
@@ -235,7 +238,15 @@ def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
     _check_variances(sigma_a2=sigma_a2, sigma_pe2=sigma_pe2, sigma_e2=sigma_e2)
     m = assemble(md, sigma_a2=sigma_a2, sigma_pe2=sigma_pe2, sigma_e2=sigma_e2)
     n = len(m.rhs)
-    se = (method != "pcg") if se is None else se
+    n_groups = 0 if md.rel is None else md.rel.n_groups + len(md.rel.groups_zero)
+    if n_groups and se:
+        raise InputError("no standard errors or reliabilities with unknown parent groups",
+                         value=f"{n_groups} group(s)",
+                         expected="the PEV of â* = Qĝ + û depends on which group is set to "
+                                  "zero",
+                         remedy="leave out --se, or fit the model without groups "
+                                "(groups = false) for the PEVs")
+    se = (method != "pcg" and not n_groups) if se is None else se
     d = np.full(n, np.nan)
     dense = None if md.rel is None else md.rel.dense
     if se and n > DENSE_MAX and method in ("auto", "cholmod", "superlu") and dense is not None:
@@ -258,13 +269,22 @@ def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
     fse[keep] = np.sqrt(d[fb])
     fixed = pd.DataFrame({"effect": md.design.effect, "level": md.design.level,
                           "estimate": est, "se": fse})
-    animals = pe = None
+    animals = pe = groups = None
     if "animal" in m.blocks:
         ab = m.blocks["animal"]
         pev = d[ab]
         animals = pd.DataFrame({"animal": md.rel.ids, "ebv": sol.x[ab], "pev": pev,
                                 "rel": 1.0 - pev / (md.rel.diag * sigma_a2)})
+        if n_groups:
+            k = md.rel.n_groups
+            gz = list(md.rel.groups_zero)
+            g = animals.iloc[len(animals) - k:]
+            groups = pd.DataFrame({"group": list(g["animal"]) + gz,
+                                   "estimate": list(g["ebv"]) + [0.0] * len(gz),
+                                   "zero": [False] * k + [True] * len(gz)})
+            groups = groups.set_index("group").loc[order_groups(groups["group"])].reset_index()
+            animals = animals.iloc[:len(animals) - k].reset_index(drop=True)
     if "pe" in m.blocks:
         pb = m.blocks["pe"]
         pe = pd.DataFrame({"animal": md.pe_ids, "estimate": sol.x[pb], "se": np.sqrt(d[pb])})
-    return BLUPResult(fixed, animals, pe, sol, m)
+    return BLUPResult(fixed, animals, pe, sol, m, groups)

@@ -27,6 +27,9 @@ A configuration file (paths are relative to the file)::
     g_blend = 0.05               # H only: G* = (1 - w) G + w A22, then tuned to A22
     pe = false                   # permanent-environment effect (repeated records)
     inbreeding = true            # A⁻¹ with inbreeding (false: as BLUPF90 without codes)
+    groups = "^-[0-9]+$"         # parent codes that are unknown parent groups: a pattern
+                                 # (default: negative integers), a list of codes, or false
+    groups_in_genomic = false    # H only: groups in A⁻¹ only (false) or in G⁻¹ − A22⁻¹ too
 
     [variance]
     sigma_a2 = 20.0
@@ -40,7 +43,8 @@ BLUPF90 data file); numbers work with a header too (a header name that is a numb
 taken as the name: set ``header = true`` for such a file).
 
 What is supported: one trait; fixed class effects and covariates; the animal effect with A,
-G or H; a permanent-environment effect of the animal (repeated records); residual weights.
+G or H, with unknown parent groups of the pedigree (:mod:`bigeval.models.upg`); a
+permanent-environment effect of the animal (repeated records); residual weights.
 Several traits, other random effects (a ``[random]`` section) and maternal effects are
 refused with an error saying so.
 """
@@ -93,6 +97,8 @@ class ModelSpec:
     g_blend: float = BLEND
     pe: bool = False
     inbreeding: bool = True
+    groups: object = None  # unknown parent group codes: None default, a pattern, a list, False
+    groups_in_genomic: bool = False
     sigma_a2: float | None = None
     sigma_pe2: float | None = None
     sigma_e2: float | None = None
@@ -180,7 +186,7 @@ class ModelSpec:
                  "fixed": {"intercept", "factors", "covariates"},
                  "animal": {"column", "relationship", "pedigree", "genotypes",
                             "genotypes_format", "g_matrix", "g_ridge", "g_blend", "pe",
-                            "inbreeding"},
+                            "inbreeding", "groups", "groups_in_genomic"},
                  "variance": {"sigma_a2", "sigma_pe2", "sigma_e2"}}
         refuse_unsupported(cfg, path)
         for sec, body in cfg.items():
@@ -217,6 +223,9 @@ class ModelSpec:
             g_matrix=rel(animal.get("g_matrix")), g_ridge=float(animal.get("g_ridge", 0.0)),
             g_blend=float(animal.get("g_blend", BLEND)), pe=bool(animal.get("pe", False)),
             inbreeding=bool(animal.get("inbreeding", True)),
+            groups=tuple(animal["groups"]) if isinstance(animal.get("groups"), list)
+            else animal.get("groups"),
+            groups_in_genomic=bool(animal.get("groups_in_genomic", False)),
             sigma_a2=var.get("sigma_a2"), sigma_pe2=var.get("sigma_pe2"),
             sigma_e2=var.get("sigma_e2"), source=path)
 

@@ -136,6 +136,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("inputs", "records_missing", "strings", example=["0"],
         help="trait values that mean no observation: such a row is not a record (default "
              "NA and .; BLUPF90 data files: [\"0\"])", cli=("reliability --missing",)),
+    Key("inputs", "pedigree_groups", "str", example="^G",
+        help="parent codes of the pedigree that are unknown parent groups, not animals: a "
+             "regular expression (default: negative integers, BLUPF90's codes; \"\": none); "
+             "unknown parents for the method, Quaas-Pollak groups in the models",
+        cli=("reliability --groups",)),
     Key("inputs", "birth_year_column", "column", example=4,
         help="column of the pedigree with the birth year (1-based number, or a CSV header "
              "name); used by the report and the output"),

@@ -459,6 +459,9 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         f"Part I: {rel['rounds_part1']} rounds; mean reliability "
         f"{table['rel_pedigree'].mean():.3f}",
     ]
+    if val.get("unknown_parent_groups"):
+        lines.insert(2, val["unknown_parent_groups"] + "; unknown parents for Parts I–III "
+                     "(b = 0)")
     if g.any():
         method = genomic_method(cfg, info)
         lines.append(f"Part II{f' ({method})' if method else ''}: mean genomic reliability of "
@@ -474,6 +477,10 @@ def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
         lines.append(f"solve: {'ssGBLUP (H)' if s['relationship'] == 'H' else 'PBLUP (A)'}"
                      f"{' with pe' if s['pe'] else ''}, {s['equations']:,} equations, solver "
                      f"{s['solver']}; EBV in the column ebv")
+        if s.get("groups"):
+            lines.append(f"solve: {s['groups']:,} unknown parent group(s) as Quaas-Pollak "
+                         "equations (EBV = Qĝ + û; solutions in stages/solve/groups.parquet; "
+                         "no PEV with groups)")
         used = [f"{sym} {s[k]:.6g}" for k, sym in (("sigma_a2", "σa²"), ("sigma_pe2", "σpe²"),
                                                    ("sigma_e2", "σe²")) if s.get(k)]
         if used:

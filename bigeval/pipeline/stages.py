@@ -122,8 +122,9 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
             with tempfile.TemporaryDirectory(prefix=".prepare-ooc.", suffix=".tmp",
                                              dir=root) as work:
                 return prepare_ooc(pedigree, records, work=Path(work) / "work.zarr",
+                                   groups=cfg["inputs.pedigree_groups"],
                                    **files).to_population()
-    return prepare(pedigree, records, **files)
+    return prepare(pedigree, records, groups=cfg["inputs.pedigree_groups"], **files)
 
 
 def _record_files(cfg: RunConfig, records) -> dict:
@@ -257,6 +258,7 @@ def validate(ctx: StageContext) -> dict:
         "genotyped": n_genotyped, "snps": n_snps,
         "interbull": 0 if pop.interbull_animal is None else len(pop.interbull_animal),
         "exact_equations": n_eq, "notes": notes,
+        "unknown_parent_groups": None if pop.groups is None else pop.groups.summary(),
     }
     write_json(summary, ctx.work / "validation.json")
     return summary
@@ -279,6 +281,9 @@ def prepare(ctx: StageContext) -> dict:
                             "generation": pop.generation.astype(np.int32),
                             "birth_year": extra["birth_year"], "sex": extra["sex"]})
     write_parquet(animals, ctx.work / "animals.parquet")
+    from bigeval.models import upg  # (bigeval.models imports bigeval.pipeline: not at the top)
+
+    upg.write_groups(pop.groups, ctx.work)  # unknown parent groups, for the solve stage
     ctx.point("mid")
     write_parquet(pd.DataFrame({"animal": pop.rec_animal.astype(np.int64),
                                  "cg": pop.rec_cg.astype(np.int64)}),
@@ -553,6 +558,7 @@ def solve(ctx: StageContext) -> dict:
     """EBV (GEBV with H) of every pedigree animal by the mixed-model equations."""
     import scipy.sparse as sp
 
+    from bigeval.models import upg
     from bigeval.models.mme import Relationship, relationship_a
     from bigeval.models.solve import fit_mixed
     from bigeval.models.spec import ModelSpec
@@ -581,6 +587,7 @@ def solve(ctx: StageContext) -> dict:
         diag[pos] = gdiag
         rel = Relationship("H", rel.ids, (rel.kinv + add).tocsr(), float("nan"), diag,
                            pos.astype(np.int64))
+    rel = upg.with_groups(rel, sire, dam, upg.read_groups(ctx.upstream["prepare"]))
     df = _model_records(cfg)
     pe = _model_pe(cfg)
     factors = tuple("cg" if f == "cg" else f"col_{f}" for f in cfg["model.factors"])
@@ -597,8 +604,8 @@ def solve(ctx: StageContext) -> dict:
     n_dense = 0 if md.rel is None or md.rel.dense is None else len(md.rel.dense)
     se = (n_eq <= cfg["exact.max_equations"] and n_dense <= cfg["exact.max_genotyped"]
           if pev == "auto" else bool(pev))
-    if cfg["model.solver"] == "pcg":
-        se = False  # iterative solutions: no factor to invert
+    if cfg["model.solver"] == "pcg" or rel.n_groups:
+        se = False  # iterative solutions: no factor to invert; groups: no PEV (models.upg)
     ctx.progress.phase(f"solving the MME ({n_eq:,} equations, {cfg['model.solver']} solver"
                        + (", PEV by selected inversion)" if se else ")"))
     res = fit_mixed(md, sigma_a2=var["sigma_a2"], sigma_e2=var["sigma_e2"],
@@ -610,7 +617,10 @@ def solve(ctx: StageContext) -> dict:
     fixed["effect"] = fixed["effect"].astype(str)
     fixed["level"] = fixed["level"].astype(str)
     write_parquet(fixed, ctx.work / "fixed.parquet")
-    return {"relationship": kind, "pe": pe, "records": len(md.y), "equations": len(res.mme.rhs),
+    if res.groups is not None:
+        write_parquet(res.groups.astype({"group": str}), ctx.work / "groups.parquet")
+    return {"relationship": kind, "groups": 0 if res.groups is None else len(res.groups),
+            "pe": pe, "records": len(md.y), "equations": len(res.mme.rhs),
             "solver": res.solution.method, **{k: v for k, v in var.items()}}
 
 

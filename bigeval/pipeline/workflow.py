@@ -85,6 +85,9 @@ class ReliabilityJob:
     #: None: when the pedigree file is at least OUT_OF_CORE_BYTES
     out_of_core: bool | None = False
     work_dir: str | os.PathLike | None = None
+    #: parent codes that are unknown parent groups (bigeval.groups.group_mask: None for
+    #: negative integers, a regular expression, a list, False for none)
+    groups: object = None
     #: where the iteration runs (bigeval.reliability.distributed.cluster): auto | memory | dask
     #: (None: the Dask config
     #: bigeval.engine, else auto); a scheduler address to attach to; a cluster file
@@ -171,6 +174,9 @@ def describe(pop: Population, res: ReliabilityResult, opts: ReliabilityOptions,
         f", last max change {res.part1.max_change[-1] if res.part1.rounds else 0:.2e}); "
         f"mean reliability {rel1.mean():.3f}",
     ]
+    if getattr(pop, "groups", None) is not None:
+        lines.append(pop.groups.summary() + "; a parent that is a group is unknown here "
+                     "(b = 0)")
     if res.rel_genomic is not None:
         g = pop.genotyped
         lines.append(f"Part II ({res.genomic.method}): mean genomic reliability of genotyped "
@@ -248,7 +254,7 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
                               genomic_method=job.genomic_method)
     pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
                   ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind,
-                  record_columns=job.resolved_record_columns())
+                  record_columns=job.resolved_record_columns(), groups=job.groups)
     genomic = None
     if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
         import dataclasses
@@ -428,7 +434,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
         pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
                           interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
                           interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
-                          record_columns=job.resolved_record_columns(),
+                          record_columns=job.resolved_record_columns(), groups=job.groups,
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
         warn_single_record_groups(lonely, job, stacklevel=3)

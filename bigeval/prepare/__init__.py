@@ -18,6 +18,7 @@ import pandas as pd
 from bigeval import io
 from bigeval._resources import check_dense
 from bigeval.errors import InputError, opt
+from bigeval.groups import pedigree_groups
 from bigeval.io.readers import format_birth
 from bigeval.linalg import cholesky_lower
 from bigeval.pedigree import generations
@@ -62,6 +63,9 @@ class Population:
     a22inv: np.ndarray | None = field(default=None, repr=False)
     #: rows of the records file left out for a missing trait value (a column map's trait)
     missing_trait: int = 0
+    #: unknown parent groups of the pedigree (bigeval.groups.PedigreeGroups), or None; for
+    #: the reliability method a parent that is a group is unknown (b = 0)
+    groups: object = field(default=None, repr=False)
 
     @property
     def n_animals(self) -> int:
@@ -302,6 +306,7 @@ def prepare(
     a22inv: str | os.PathLike | None = None,
     interbull_kind: str | None = None,
     record_columns=None,
+    groups=None,
 ) -> Population:
     """Read, validate and renumber the input files into a :class:`Population`.
 
@@ -309,10 +314,13 @@ def prepare(
     and value. With ``interbull_kind`` (``"reliability"`` or ``"erc"``) the Interbull values
     are checked against it here, with their lines. ``record_columns``
     (:class:`bigeval.io.columns.RecordColumns`) says which columns of the records file hold
-    the animal, the contemporary group and the trait (default: ``animal cg``).
+    the animal, the contemporary group and the trait (default: ``animal cg``). ``groups``:
+    which parent codes are unknown parent groups (:func:`bigeval.groups.group_mask`; default
+    negative integers): they are no animals, and the parent is unknown.
     """
-    ped = io.read_pedigree(pedigree)
+    ped = io.read_pedigree(pedigree, groups=groups)
     ids, sire, dam, gen = renumber_pedigree(ped, path=pedigree)
+    pg = pedigree_groups(ped, ids, path=pedigree)
     index = pd.Index(ids)
     missing_trait = 0
     if records is not None:
@@ -330,7 +338,8 @@ def prepare(
     extras = prepare_extras(index, genotyped=genotyped, interbull=interbull, ginv=ginv,
                             a22inv=a22inv, interbull_kind=interbull_kind)
     return Population(ids=ids, sire=sire, dam=dam, generation=gen, rec_animal=rec_animal,
-                      rec_cg=rec_cg, cg_ids=cg_ids, missing_trait=missing_trait, **extras)
+                      rec_cg=rec_cg, cg_ids=cg_ids, missing_trait=missing_trait, groups=pg,
+                      **extras)
 
 
 def _check_positive_definite(dense: np.ndarray, path, what: str, ids) -> None:

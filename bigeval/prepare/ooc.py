@@ -28,6 +28,7 @@ just those rows.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -165,9 +166,10 @@ class _PedigreeRows:
     birth: np.ndarray | None
 
 
-def _read_pedigree(path, chunk_rows: int, log: OocLog) -> _PedigreeRows:
+def _read_pedigree(path, chunk_rows: int, log: OocLog, groups=None) -> _PedigreeRows:
     reader = ooc.ChunkReader(path, readers.PEDIGREE_COLUMNS, kind="pedigree",
-                             rows_fn=readers.pedigree_rows, chunk_rows=chunk_rows,
+                             rows_fn=functools.partial(readers.pedigree_rows, groups=groups),
+                             chunk_rows=chunk_rows,
                              optional={"birth": readers.BIRTH_COLUMNS})
     cols = {"animal": [], "sire": [], "dam": []}
     lines, births = [], []
@@ -254,9 +256,11 @@ class IdLookup:
 
 
 def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
-                          log: OocLog | None = None) -> tuple[int, IdLookup]:
+                          log: OocLog | None = None, groups=None) -> tuple[int, IdLookup]:
     """Read, validate and renumber a pedigree file into ``group`` (``ids``, ``sire``, ``dam``,
-    ``generation``, ``order``), as :func:`bigeval.prepare.renumber_pedigree` would.
+    ``generation``, ``order``), as :func:`bigeval.prepare.renumber_pedigree` would. Parents
+    that are unknown parent groups (``groups``, :func:`bigeval.groups.group_mask`) are unknown
+    (the summary of the groups is the in-memory path's only).
 
     Returns
     -------
@@ -264,7 +268,7 @@ def renumber_pedigree_ooc(path, group: zarr.Group, *, chunk_rows: int = ooc.DEFA
         The number of animals and an :class:`IdLookup` from ID keys to internal numbers.
     """
     log = log or OocLog(False)
-    rows = _read_pedigree(path, chunk_rows, log)
+    rows = _read_pedigree(path, chunk_rows, log, groups)
     n_rows = len(rows.line)
     # Rows that break a rule; the whole-file checker then runs on just these rows.
     viol = np.zeros(n_rows, dtype=bool)
@@ -454,6 +458,7 @@ def prepare_ooc(
     chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
     record_columns=None,
+    groups=None,
 ) -> OocPopulation:
     """Read, validate and renumber the input files into a Zarr work folder, in blocks.
 
@@ -482,7 +487,8 @@ def prepare_ooc(
                          remedy="give a new or empty folder (it is overwritten)")
     _check_disk(work.parent if not work.exists() else work, pedigree, records)
     group = zarr.open_group(work, mode="w")
-    n, lookup = renumber_pedigree_ooc(pedigree, group, chunk_rows=chunk_rows, log=log)
+    n, lookup = renumber_pedigree_ooc(pedigree, group, chunk_rows=chunk_rows, log=log,
+                                      groups=groups)
     n_rec = n_cg = 0
     if records is not None:
         n_rec, n_cg = _records_ooc(records, group, lookup, chunk_rows=chunk_rows, log=log,
