@@ -14,12 +14,12 @@ import pytest
 
 from bigeval.cli import main
 from bigeval.errors import InputError
-from bigeval.groups import (ainv_qp_dense, ainv_qp_sparse, group_contributions, group_mask,
-                            pedigree_groups)
+from bigeval.io.groups import group_mask, pedigree_groups
+from bigeval.groups import ainv_qp_dense, ainv_qp_sparse, group_contributions
 from bigeval.io import read_pedigree
 from bigeval.models.anova import design_matrix
-from bigeval.models.mme import (genomic_matrix, load_relationship, model_data, read_genotypes,
-                                relationship_a)
+from bigeval.models.mme import load_relationship, model_data, read_genotypes
+from bigeval.models.relationship import genomic_matrix, relationship_a
 from bigeval.models.reml import loglik
 from bigeval.models.solve import fit_mixed
 from bigeval.models.spec import ModelSpec, read_data

@@ -16,7 +16,7 @@ LAYERS = [
     ("core", ["bigeval", "bigeval.errors", "bigeval.defaults", "bigeval._resources",
               "bigeval.progress", "bigeval.linalg"]),
     ("io", ["bigeval.io"]),
-    ("pedigree", ["bigeval.pedigree"]),
+    ("pedigree", ["bigeval.pedigree", "bigeval.groups"]),
     ("prepare", ["bigeval.prepare"]),
     ("genomic", ["bigeval.genomic"]),
     ("models", ["bigeval.models"]),
@@ -78,7 +78,9 @@ def layer_of(module: str) -> int:
     best, where = -1, None
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best:
+            # the root package holds itself only; every other prefix its submodules too
+            inside = module == p or (p != "bigeval" and module.startswith(p + "."))
+            if inside and len(p) > best:
                 best, where = len(p), i
     assert where is not None, f"{module} is in no layer of tests/test_layout.py"
     return where

@@ -96,7 +96,7 @@ def test_relationship_h__same_g_star_as_the_reliability_path():
     import pandas as pd
 
     from bigeval.genomic import blend_g, tune_g, vanraden_g
-    from bigeval.models.mme import relationship_h
+    from bigeval.models.relationship import relationship_h
     from bigeval.pedigree import a_matrix_dense, ainv_sparse
     from bigeval.genomic.relationships import genomic_inverses
 
@@ -216,7 +216,7 @@ def test_solve__empty_fixed_level_is_a_clear_error(method):
 
 
 def test_relationship_g__not_positive_definite_is_a_clear_error():
-    from bigeval.models.mme import relationship_g
+    from bigeval.models.relationship import relationship_g
     G = np.array([[1.0, 1.0], [1.0, 1.0]])  # two identical genotypes: singular G
     with pytest.raises(InputError, match="G is not positive definite.*ridge"):
         relationship_g(["a", "b"], G)

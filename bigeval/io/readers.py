@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError, opt
-from bigeval.groups import split_groups
+from bigeval.io.groups import split_groups
 
 #: Tokens that mean "parent unknown".
 UNKNOWN_PARENT = ("0", "NA", ".", "")

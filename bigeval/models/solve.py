@@ -25,7 +25,7 @@ import scipy.sparse.linalg as spla
 from numba import njit
 
 from bigeval.errors import InputError
-from bigeval.groups import order_groups
+from bigeval.io.groups import order_groups
 from bigeval.linalg.cholesky import HAVE_CHOLMOD, cholesky
 
 DENSE_MAX = 5000  # equations: above this the direct path never densifies

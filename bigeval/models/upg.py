@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bigeval.groups import PedigreeGroups, ainv_qp_sparse, group_contributions, zero_groups
-from bigeval.models.mme import Relationship, dense_block, relationship_a, relationship_h
+from bigeval.io.groups import PedigreeGroups
+from bigeval.groups import ainv_qp_sparse, group_contributions, zero_groups
+from bigeval.models.relationship import Relationship, dense_block, relationship_a, relationship_h
 from bigeval.pedigree import inbreeding
 
 
@@ -102,7 +103,7 @@ ANIMAL_GROUPS_FILE = "animal_groups.parquet"  # per animal: sire_group, dam_grou
 
 def write_groups(pg: PedigreeGroups | None, folder: Path) -> None:
     """Keep the pedigree's groups beside the prepare stage's animals (nothing without)."""
-    from bigeval.pipeline.inputs import write_parquet
+    from bigeval.io.parquet import write_parquet
 
     if pg is None:
         return
@@ -115,7 +116,7 @@ def write_groups(pg: PedigreeGroups | None, folder: Path) -> None:
 
 def read_groups(folder: Path) -> PedigreeGroups | None:
     """The groups :func:`write_groups` kept, or None."""
-    from bigeval.pipeline.inputs import read_parquet
+    from bigeval.io.parquet import read_parquet
 
     if not (folder / GROUP_CODES_FILE).exists():
         return None

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import ResourceError
-from bigeval.pipeline.inputs import write_parquet
+from bigeval.io.parquet import write_parquet
 
 __all__ = ["exact_check", "manifest_entry", "plan"]
 

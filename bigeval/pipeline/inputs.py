@@ -13,27 +13,13 @@ import numpy as np
 import pandas as pd
 
 from bigeval.io.genotypes import is_zarr_store
+from bigeval.io.parquet import read_parquet, write_parquet
 from bigeval.errors import InputError
 from bigeval.genomic.grm import read_grm_ids
 from bigeval.pipeline.config import RunConfig
 
 __all__ = ["write_parquet", "read_parquet", "write_json", "read_columns",
            "pedigree_extra", "genotype_ids", "check_in_pedigree"]
-
-
-def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
-    return path
-
-
-def read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pandas()
 
 
 def write_json(obj, path: Path) -> Path:

@@ -559,7 +559,7 @@ def solve(ctx: StageContext) -> dict:
     import scipy.sparse as sp
 
     from bigeval.models import upg
-    from bigeval.models.mme import Relationship, relationship_a
+    from bigeval.models.relationship import Relationship, relationship_a
     from bigeval.models.solve import fit_mixed
     from bigeval.models.spec import ModelSpec
 

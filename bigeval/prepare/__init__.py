@@ -18,7 +18,7 @@ import pandas as pd
 from bigeval import io
 from bigeval._resources import check_dense
 from bigeval.errors import InputError, opt
-from bigeval.groups import pedigree_groups
+from bigeval.io.groups import pedigree_groups
 from bigeval.io.readers import format_birth
 from bigeval.linalg import cholesky_lower
 from bigeval.pedigree import generations

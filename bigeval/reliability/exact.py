@@ -210,7 +210,7 @@ def _with_genomic(lhs, k, g, gm, alpha):
     H⁻¹ = A⁻¹ + [[0, 0], [0, G⁻¹ − A22⁻¹]] (Aguilar et al. 2010); ``lhs`` when g is None."""
     if g is None:
         return lhs
-    from bigeval.models.mme import dense_block
+    from bigeval.models.relationship import dense_block
 
     return lhs + dense_block(alpha * (gm[0] - gm[1]), k + g, lhs.shape[0])
 
