@@ -527,8 +527,8 @@ def _grm_panels(X, freq, *, read=None, prefetch: bool = False, progress=None) ->
     panel's ``X X'`` to a float32 accumulator (exact while it holds fewer than
     ``EXACT_F32_SNPS`` SNPs; flushed into float64 G before that). With ``prefetch`` the next
     panel is read and converted in a background thread meanwhile; off by default: on 2 cores
-    it slowed the whole down (73.1 s without, 74.9 s with, at 20 000 x 50 000), as any work
-    beside OpenBLAS's threads delays them all. With ``freq`` None the allele frequencies are counted
+    it slowed the whole down (``benchmarks/bench_grm.py``), as any work beside OpenBLAS's
+    threads delays them all. With ``freq`` None the allele frequencies are counted
     from each panel as it is read (no separate pass). Missing calls add their sparse terms to
     G in float64 (:func:`_missing_panel`); one parallel pass finishes G in place
     (:func:`_finish_panels`)."""

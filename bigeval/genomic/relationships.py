@@ -68,9 +68,8 @@ def _counter(label: str, enabled: bool | None):
 #: Bytes of work space for one panel of solves / Colleau columns.
 PANEL_BYTES = 2**28
 #: ``auto`` takes the dense route up to this many genotyped animals when the sparse
-#: Cholesky is SuperLU (with CHOLMOD the sparse route is always faster: 100 000-animal
-#: pedigree, 3 000 genotyped: CHOLMOD 4.0 s, SuperLU 28.5 s, dense 15.4 s;
-#: benchmarks/bench_part2.py --compare)
+#: Cholesky is SuperLU (with CHOLMOD the sparse route is always faster; measured by
+#: ``benchmarks/bench_part2.py --compare``)
 DENSE_UP_TO = 10_000
 
 

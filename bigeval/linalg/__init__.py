@@ -6,8 +6,8 @@ potri). The sparse side: :mod:`bigeval.linalg.cholesky` (sparse Cholesky, CHOLMO
 (the sparse factor with a dense trailing block: exact reliabilities, ``solve --se``, REML).
 
 Never ``numpy.linalg.inv`` of a general matrix: potrf + potri works in place on one
-triangle, needs about one n × n array, and is 2-3× faster (shared/notes: n = 20 000 takes
-92-126 s and 1× n² memory, against 229-369 s and 4× n² for ``inv``).
+triangle, needs about one n × n array (against four for ``inv``) and is faster (the
+stack's measurements are in the shared notes).
 
 Everything works in place on a Fortran-ordered float64 array through LAPACK/BLAS function
 pointers (SciPy's ``cython_lapack``/``cython_blas``, called with ctypes, which releases the

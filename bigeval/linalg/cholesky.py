@@ -5,14 +5,13 @@ indices, the diagonal first in every column). One object serves the solve, log|A
 and the selected inversion of :mod:`bigeval.linalg.selinv`.
 
 * ``cholmod``: supernodal CHOLMOD (scikit-sparse, an optional extra that builds against the
-  system SuiteSparse; AMD/METIS ordering). A herd-structured 215 000-equation PBLUP MME
-  factors in 2-5 s, the 1 063 023-equation one of a 1 M-animal pedigree in 55 s (2 busy
-  cores, threaded OpenBLAS; benchmarks/bench_mme.py).
+  system SuiteSparse; AMD/METIS ordering); its times on national-size MMEs are in the
+  README (``benchmarks/bench_mme.py``).
 * ``superlu``: the fallback that needs nothing beyond scipy — SuperLU in symmetric mode
   (minimum degree on AᵀA+A, no pivoting off the diagonal: ``diag_pivot_thresh=0``) so that
   ``A[perm][:, perm] = L U`` with ``U = D Lᵤᵀ``, hence the Cholesky factor ``Lᵤ D^½``, put
-  on the symbolic pattern of the factor (SuperLU leaves out exact zeros). 30-50× slower
-  than CHOLMOD on large MMEs (111-160 s at 215 000 equations).
+  on the symbolic pattern of the factor (SuperLU leaves out exact zeros). Much slower than
+  CHOLMOD on large MMEs (``benchmarks/bench_mme.py``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@
 CHOLMOD (supernodal sparse Cholesky) comes from scikit-sparse, an optional extra
 (``pip install -e '.[cholmod]'``, installed by ``./install.sh``) that builds against the
 system SuiteSparse headers. Without it the direct path is a dense LAPACK Cholesky for small
-systems and SuperLU otherwise (``splu``/``superlu``; 30-50× slower than CHOLMOD on a
-215 000-equation herd-structured MME: 111-160 s against 2-5 s on 2 busy cores,
-benchmarks/bench_mme.py). The iterative path is
+systems and SuperLU otherwise (``splu``/``superlu``; much slower than CHOLMOD on large
+MMEs: ``benchmarks/bench_mme.py``, figures in the README). The iterative path is
 preconditioned conjugate gradients with a block-diagonal preconditioner: a dense block for
 the fixed effects and the diagonal for the rest, as in BLUPF90; it needs only the matrix,
 so it serves systems too large to factor.

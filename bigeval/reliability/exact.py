@@ -46,8 +46,8 @@ __all__ = ["agreement", "agreement_line", "exact_pev", "exact_reliability", "exa
 # factorisation runs on one BLAS thread.
 _ONE_THREAD_FROM = 16_000
 # Above this many equations ``method='auto'`` takes the sparse path (factor + selected
-# inversion): the dense inverse costs n³/3 flops and 8 n² bytes (20 000 equations: 3 GiB,
-# 90-130 s; shared notes), the sparse one about what the factorisation costs.
+# inversion): the dense inverse costs n³/3 flops and 8 n² bytes (20 000 equations: 3 GiB),
+# the sparse one about what the factorisation costs.
 DENSE_MAX_EQUATIONS = 5_000
 #: an exact reliability this close to 0 is 0 (the rounding of 1 − α·C_ii with C_ii = 1/α)
 ROUNDING = 1e-10
