@@ -1,0 +1,148 @@
+"""APY G*⁻¹ (bigeval.apy) against its dense twins: the textbook APY formula written out block
+by block on a dense G*, and with every animal in the core the plain inverse of G*."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_genotypes import write_csv
+
+from bigeval.apy import (
+    apy_from_dense,
+    apy_from_store,
+    apy_inverse_dense,
+    choose_core,
+    eigen_core_size,
+)
+from bigeval.errors import InputError
+from bigeval.genomic import blend_g, tune_g, vanraden_g
+from bigeval.io.genotypes import import_genotypes
+from bigeval.pedigree import a22_dense
+from bigeval.simulate import SimulationConfig, simulate
+
+
+def renumbered(pedigree: pd.DataFrame):
+    """IDs, sire and dam numbers (-1 unknown) of a simulated pedigree."""
+    ids = pedigree["animal"].astype(str).to_numpy()
+    index = pd.Index(ids)
+    sire = index.get_indexer(pedigree["sire"].astype(str))
+    dam = index.get_indexer(pedigree["dam"].astype(str))
+    return ids, sire.astype(np.int64), dam.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def population(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("apy")
+    pop = simulate(SimulationConfig(n_animals=1_200, n_genotyped=90, n_snps=700, n_years=8,
+                                    seed=21))
+    M = pop.genotypes.copy()
+    rng = np.random.default_rng(5)
+    M[rng.random(M.shape) < 0.02] = -1  # missing calls: mean-imputed as in VanRaden's G
+    gids = np.asarray(pop.genotyped, dtype=str)
+    perm = rng.permutation(len(gids))  # store rows in another order than the pedigree's
+    store = import_genotypes(write_csv(folder / "g.csv", M[perm], gids[perm]),
+                             folder / "g.zarr", chunks=(32, 128))
+    ids, sire, dam = renumbered(pop.pedigree)
+    return dict(store=store, ids=ids, sire=sire, dam=dam, M=M[perm], gids=gids[perm])
+
+
+def _dense_gstar(pop, tune, blend):
+    G, _ = vanraden_g(pop["M"])
+    pos = pd.Index(pop["ids"]).get_indexer(pop["gids"])
+    A22 = a22_dense(pop["sire"], pop["dam"], pos)
+    if blend is not None:
+        G = blend_g(G, A22, blend)  # the project's G*: blend first, then tune
+    if tune:
+        G = tune_g(G, A22)
+    return G
+
+
+def _spd(n, seed):
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 3 * n))
+    return Z @ Z.T / (3 * n) + 0.05 * np.eye(n)
+
+
+def test_apy_from_dense__full_core_is_the_inverse():
+    G = _spd(40, 1)
+    apy = apy_from_dense(G, np.arange(40))
+    np.testing.assert_allclose(apy.to_dense(), np.linalg.inv(G), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("c", [1, 7, 25])
+def test_apy_from_dense__equals_textbook_formula(c):
+    G = _spd(50, c)
+    core = np.random.default_rng(c).choice(50, c, replace=False)
+    twin = apy_inverse_dense(G, core)
+    apy = apy_from_dense(G, core)
+    np.testing.assert_allclose(apy.to_dense(), twin, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(apy.diagonal(), np.diag(twin), rtol=1e-10)
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    np.testing.assert_allclose(apy.matvec(x), twin @ x, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(apy.matvec(x[:, 0]), twin @ x[:, 0], rtol=1e-9, atol=1e-9)
+    # the APY inverse is symmetric positive definite
+    assert np.linalg.eigvalsh(twin).min() > 0
+
+
+@pytest.mark.parametrize("tune, blend", [(True, 0.05), (True, None), (False, 0.2),
+                                         (False, None)])
+def test_apy_from_store__equals_dense_twin(population, tune, blend):
+    p = population
+    n = len(p["gids"])
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], tune=tune, blend=blend,
+                         core_size=30, seed=3)
+    # the store's order, every animal kept
+    assert res.ids.tolist() == p["gids"].tolist()
+    assert res.genotyped.tolist() == pd.Index(p["ids"]).get_indexer(p["gids"]).tolist()
+    Gs = _dense_gstar(p, tune, blend)
+    twin = apy_inverse_dense(Gs, res.apy.core)
+    assert res.apy.core.size == 30 and res.apy.n == n
+    np.testing.assert_allclose(res.apy.to_dense(), twin, rtol=1e-8, atol=1e-8)
+
+
+def test_apy_from_store__full_core_equals_inverse_of_gstar(population):
+    p = population
+    n = len(p["gids"])
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], tune=True, blend=0.05,
+                         core_size=n)
+    Ginv = np.linalg.inv(_dense_gstar(p, True, 0.05))
+    np.testing.assert_allclose(res.apy.to_dense(), Ginv, rtol=1e-8, atol=1e-8)
+
+
+def test_apy_from_store__given_core_and_eigenvalue_rule(population):
+    p = population
+    core_ids = p["gids"][[3, 10, 11, 40, 70]]
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05,
+                         core=core_ids)
+    assert res.ids[res.apy.core].tolist() == sorted(core_ids, key=list(res.ids).index)
+    # eigenvalue rule: G of all 90 animals (fewer than EIG_SAMPLE), counted on G itself
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05, seed=8)
+    G, _ = vanraden_g(p["M"])
+    k, share = eigen_core_size(G)
+    assert res.apy.core.size == k and share >= 0.98
+    assert any("eigenvalue rule" in line and "of all" in line for line in res.lines)
+    with pytest.raises(InputError, match="core animal is not among"):
+        apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], core=["nobody"])
+
+
+def test_eigen_core_size__counts_the_share_of_the_trace():
+    lam = np.array([5.0, 3.0, 1.0, 0.5, 0.5])
+    Q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(5, 5)))
+    k, share = eigen_core_size(Q @ np.diag(lam) @ Q.T, 0.8)
+    assert (k, round(share, 10)) == (2, 0.8)
+    k, share = eigen_core_size(Q @ np.diag(lam) @ Q.T, 0.85)
+    assert (k, round(share, 10)) == (3, 0.9)
+
+
+def test_choose_core__seeded_random_and_bad_sizes():
+    a, _ = choose_core(100, size=10, seed=4)
+    b, _ = choose_core(100, size=10, seed=4)
+    c, _ = choose_core(100, size=10, seed=5)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist() and a.size == 10
+    assert np.all(np.diff(a) > 0)
+    for bad in (0, 101):
+        with pytest.raises(InputError, match="core size"):
+            choose_core(100, size=bad)
+    with pytest.raises(InputError, match="twice"):
+        choose_core(10, core=[1, 1, 2])
