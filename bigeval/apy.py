@@ -262,7 +262,7 @@ def eigen_core_size(G: np.ndarray, share: float = VARIANCE_EXPLAINED) -> tuple[i
 
     Examples
     --------
-    >>> eigen_core_size(np.diag([4.0, 3.0, 2.0, 1.0]), 0.7)
+    >>> eigen_core_size(np.diag([4.0, 3.0, 2.0, 1.0]), 0.75)
     (3, 0.9)
     """
     lam = np.clip(np.linalg.eigvalsh(np.asarray(G, np.float64))[::-1], 0.0, None)
