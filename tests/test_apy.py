@@ -146,3 +146,37 @@ def test_choose_core__seeded_random_and_bad_sizes():
             choose_core(100, size=bad)
     with pytest.raises(InputError, match="twice"):
         choose_core(10, core=[1, 1, 2])
+
+
+@pytest.mark.parametrize("c", [5, 60])
+def test_gblup_inverse_diagonal_apy__equals_dense_twin(c):
+    from bigeval.reliability.genomic_apy import gblup_inverse_diagonal_apy
+
+    G = _spd(60, 7 + c)
+    core = np.random.default_rng(c).choice(60, c, replace=False)
+    w = np.random.default_rng(3).gamma(1.0, 3.0, 60)
+    w[::4] = 0.0  # animals without own information
+    alpha = 1.7
+    twin = np.diag(np.linalg.inv(np.diag(w) + alpha * apy_inverse_dense(G, core)))
+    got = gblup_inverse_diagonal_apy(w, apy_from_dense(G, core), alpha, block=7)
+    np.testing.assert_allclose(got, twin, rtol=1e-9)
+
+
+def test_erc_gblup__apy_and_operator_equal_dense_path(population):
+    from bigeval.a22op import A22InverseOperator
+    from bigeval.reliability.genomic import erc_gblup, genomic_part
+
+    p = population
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05, core_size=40,
+                         seed=1)
+    op = A22InverseOperator(p["sire"], p["dam"], res.genotyped)
+    n = res.apy.n
+    rng = np.random.default_rng(9)
+    d, w = rng.gamma(2.0, 2.0, n), rng.gamma(1.0, 1.0, n)
+    dense = erc_gblup(d, w, res.apy.to_dense(), op.to_dense(), 2.0)
+    np.testing.assert_allclose(erc_gblup(d, w, res.apy, op, 2.0), dense, rtol=1e-9)
+    np.testing.assert_allclose(erc_gblup(d, w, res.apy, op.to_dense(), 2.0), dense,
+                               rtol=1e-9)
+    with pytest.raises(InputError, match="certified Part II needs the dense"):
+        genomic_part(np.ones(len(p["ids"])), np.ones(len(p["ids"])), p["sire"], p["dam"],
+                     res.genotyped, res.apy, op, 2.0, method="certified")
