@@ -55,6 +55,8 @@ import numpy as np
 import pandas as pd
 
 from bigeval._resources import available_memory, check_dense, size_text
+from bigeval.a22op import A22InverseOperator
+from bigeval.defaults import APY_FROM
 from bigeval.errors import InputError, ResourceError
 from bigeval.grm import _count_calls_parallel, _frequencies, _panel_ranges, _scale, grm
 from bigeval.io.genotypes import open_genotypes
@@ -67,12 +69,17 @@ from bigeval.relationships import (
     parent_ids,
     positions_in_pedigree,
     prune_to_ancestors,
+    StoreInverses,
     qc_store,
 )
 
-__all__ = ["EIG_SAMPLE", "VARIANCE_EXPLAINED", "ApyInverse", "ApyStore", "apy_from_dense",
-           "apy_from_store", "apy_inverse_dense", "apy_memory", "choose_core",
-           "eigen_core_size"]
+__all__ = ["EIG_SAMPLE", "GENOMIC_INVERSES", "VARIANCE_EXPLAINED", "ApyInverse", "ApyStore",
+           "apy_from_dense", "apy_from_store", "apy_inverse_dense", "apy_inverses_from_store",
+           "apy_memory", "choose_core", "eigen_core_size", "full_memory",
+           "resolve_genomic_inverse"]
+
+#: ``--genomic-inverse`` (config ``genomics.inverse``)
+GENOMIC_INVERSES = ("auto", "full", "apy")
 
 #: share of G's variance (trace) that the core's eigenvalues explain (Pocrnic et al. 2016)
 VARIANCE_EXPLAINED = 0.98
@@ -493,3 +500,64 @@ def apy_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None, tune: 
              + (f", blended {1 - blend:g} G + {blend:g} A22" if blend is not None else "")
              + (", tuned to A22" if tune else "")] + lines
     return ApyStore(genotyped=pos, ids=ids, apy=apy, report=report, lines=lines)
+
+
+# --------------------------------------------------------------------------------------
+# the choice of inverse, and the run's entry point
+# --------------------------------------------------------------------------------------
+
+
+def full_memory(n: int) -> int:
+    """Bytes the full path holds at its peak: G (turned into G*⁻¹ in place), A22⁻¹ and
+    Part II's n_g × n_g work matrix."""
+    return int(3 * 8 * n * n)
+
+
+def resolve_genomic_inverse(choice: str, n: int, *, available: int | None = None,
+                            log=None) -> str:
+    """``full`` or ``apy`` for ``choice`` (``auto``: full up to
+    :data:`bigeval.defaults.APY_FROM` genotyped animals when it fits in memory, else APY);
+    the memory of each is given to ``log`` before anything starts.
+
+    Raises
+    ------
+    InputError
+        An unknown choice.
+    ResourceError
+        ``full`` asked for and it does not fit.
+    """
+    if choice not in GENOMIC_INVERSES:
+        raise InputError("unknown genomic inverse", value=choice,
+                         expected=" or ".join(GENOMIC_INVERSES),
+                         remedy="give --genomic-inverse auto, full or apy")
+    have = available_memory() if available is None else available
+    need = full_memory(n)
+    fits = need <= 0.8 * have
+    picked = choice if choice != "auto" else ("full" if n <= APY_FROM and fits else "apy")
+    if log:
+        log(f"genomic inverse: {picked} ({choice}); {n:,} genotyped animals: full G*⁻¹ needs "
+            f"{size_text(need)}, APY about {size_text(8 * n)} per core animal; "
+            f"{size_text(have)} available")
+    if picked == "full" and not fits:
+        raise ResourceError(
+            f"the full G*⁻¹ of {n:,} genotyped animals needs {size_text(need)} (G*⁻¹, A22⁻¹ "
+            f"and Part II's work matrix, each {n:,} x {n:,}) but only {size_text(have)} of "
+            "memory is available; what to do: use --genomic-inverse apy (or auto)")
+    return picked
+
+
+def apy_inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
+                            tune: bool = True, blend: float | None = None, core=None,
+                            core_size: int | None = None, seed: int = 0, chunks=None,
+                            source=None, progress=None, log=None) -> StoreInverses:
+    """:func:`bigeval.relationships.inverses_from_store` with APY: the APY G*⁻¹
+    (:func:`apy_from_store`) and the A22⁻¹ operator
+    (:class:`bigeval.a22op.A22InverseOperator`) in place of the dense matrices; Part II
+    (:func:`bigeval.reliability.genomic.erc_gblup`) takes both."""
+    res = apy_from_store(store, pedigree_ids, sire, dam, keep=keep, qc=qc, tune=tune,
+                         blend=blend, core=core, core_size=core_size, seed=seed,
+                         chunks=chunks, source=source, progress=progress, log=log)
+    op = A22InverseOperator(sire, dam, res.genotyped)
+    lines = res.lines + [f"A22⁻¹ as an operator (sparse A⁻¹, {op.method} Cholesky of A¹¹)"]
+    return StoreInverses(genotyped=res.genotyped, ids=res.ids, ginv=res.apy, a22inv=op,
+                         report=res.report, lines=lines)

@@ -73,9 +73,19 @@ def _add_reliability(sub):
                     help="with --genotypes: scale G to A22 (default: yes)")
     gs.add_argument("--blend", type=float, default=BLEND, metavar="W",
                     help="with --genotypes: G* = (1-W) G + W A22 (default 0.05; 0: none)")
+    from bigeval.apy import GENOMIC_INVERSES
     from bigeval.cli_genomics import add_genomic_options
+    from bigeval.defaults import APY_FROM, GENOMIC_INVERSE
 
     add_genomic_options(p, gs)
+    gs.add_argument("--genomic-inverse", choices=GENOMIC_INVERSES, default=GENOMIC_INVERSE,
+                    help="with --genotypes: G*⁻¹ dense (full), by APY with A22⁻¹ as a sparse "
+                         "operator (apy: memory n_g x core), or auto (full up to "
+                         f"{APY_FROM:,} genotyped animals when it fits); the memory of each "
+                         "is printed")
+    gs.add_argument("--apy-core", type=int, default=None, metavar="N",
+                    help="with APY: N core animals drawn at random (default: as many as "
+                         "eigenvalues of G explain 98%% of its variance)")
     p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
                    help="rounds of the iteration (default 100, as in the methodology)")
     p.add_argument("--tol", type=float, metavar="X",
@@ -147,7 +157,8 @@ def _genomic_job_options(args) -> dict:
 
     return {"genotypes": args.genotypes, "qc": qc_options(args), "tune": args.tune,
             "blend": args.blend or None, "a22inv_method": args.a22inv_method,
-            "grm_chunks": args.grm_chunks}
+            "grm_chunks": args.grm_chunks, "genomic_inverse": args.genomic_inverse,
+            "apy_core": args.apy_core}
 
 
 def _add_simulate(sub):
