@@ -372,7 +372,8 @@ def _a22_pieces(sire, dam, genotyped, order, c, f=None, progress=None):
     A = np.empty((rows.size, c))
 
     def work(lo):
-        A[:, lo:lo + block] = _colleau_columns(p.sire, p.dam, b, rows[lo:lo + block])[rows]
+        hi = min(c, lo + block)  # core columns lo..hi (the first c of ``order``)
+        A[:, lo:hi] = _colleau_columns(p.sire, p.dam, b, rows[lo:hi])[rows]
         return lo
 
     with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, len(starts)))) as pool:

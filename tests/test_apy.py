@@ -101,6 +101,18 @@ def test_apy_from_store__equals_dense_twin(population, tune, blend):
     np.testing.assert_allclose(res.apy.to_dense(), twin, rtol=1e-8, atol=1e-8)
 
 
+def test_apy_from_store__core_columns_of_a22_in_several_panels(population, monkeypatch):
+    import bigeval.apy
+
+    p = population
+    # a few core columns of A22 per Colleau panel, so that the core spans several panels
+    monkeypatch.setattr(bigeval.apy, "PANEL_BYTES", 8 * 7 * len(p["ids"]))
+    res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], tune=True, blend=0.05,
+                         core_size=30, seed=3)
+    twin = apy_inverse_dense(_dense_gstar(p, True, 0.05), res.apy.core)
+    np.testing.assert_allclose(res.apy.to_dense(), twin, rtol=1e-8, atol=1e-8)
+
+
 def test_apy_from_store__full_core_equals_inverse_of_gstar(population):
     p = population
     n = len(p["gids"])
