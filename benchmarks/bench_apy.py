@@ -20,7 +20,8 @@ Three parts (each its own command), all on simulated herd-structured populations
   ``--target`` genotyped animals.
 
     python benchmarks/bench_apy.py a22op --sizes 100000:5000,1000000:50000,2000000:200000
-    python benchmarks/bench_apy.py compare --animals 60000 --genotyped 6000 --snps 10000
+    python benchmarks/bench_apy.py compare --animals 60000 --genotyped 6000 --snps 10000 \
+        --cores eigen,4000
     python benchmarks/bench_apy.py scale --genotyped 5000,10000,20000 --snps 10000 --core 2000
 """
 
@@ -148,28 +149,31 @@ def cmd_compare(args) -> int:
                                                args.seed)
         print(f"population {n:,} animals, {args.genotyped:,} genotyped x {args.snps:,} SNPs "
               f"(simulated and written in {time.perf_counter() - t:.1f} s)", flush=True)
-        out = {}
-        for choice in ("full", "apy"):
-            job = ReliabilityJob(pedigree=ped, records=rec, out=tmp / choice, h2=args.h2,
+        full = None
+        cores = [None if c == "eigen" else int(c) for c in args.cores.split(",")]
+        for k, core in enumerate([None] + cores):
+            choice = "full" if k == 0 else "apy"
+            job = ReliabilityJob(pedigree=ped, records=rec, out=tmp / str(k), h2=args.h2,
                                  genotypes=store, tune=False, genomic_inverse=choice,
-                                 apy_core=args.core if choice == "apy" else None)
+                                 apy_core=core)
             t = time.perf_counter()
             run_reliability(job, progress=False)
             print(f"{choice}: {time.perf_counter() - t:.1f} s; peak RSS so far "
                   f"{_peak_rss_gib():.2f} GiB", flush=True)
-            table = pd.read_csv(tmp / choice / "reliability.csv").set_index("animal")
-            out[choice] = table
-            if choice == "apy":
-                print("  " + [line for line in (tmp / choice / "summary.txt").read_text()
-                              .splitlines() if "APY" in line][0][:300])
-        for col in ("rel_genomic", "rel_final"):
-            a = out["full"][col].dropna()
-            b = out["apy"][col].loc[a.index]
-            r = float(np.corrcoef(a, b)[0, 1])
-            slope = float(np.polyfit(a, b, 1)[0])
-            print(f"{col} ({len(a):,} animals): r = {r:.4f}, slope (APY on full) = {slope:.4f}, "
-                  f"mean full {a.mean():.4f}, APY {b.mean():.4f}, max |diff| "
-                  f"{float((a - b).abs().max()):.4f}")
+            table = pd.read_csv(tmp / str(k) / "reliability.csv").set_index("animal")
+            if k == 0:
+                full = table
+                continue
+            print("  " + [line for line in (tmp / str(k) / "summary.txt").read_text()
+                          .splitlines() if "APY core" in line][0][:300])
+            for col in ("rel_genomic", "rel_final"):
+                a = full[col].dropna()
+                b = table[col].loc[a.index]
+                r = float(np.corrcoef(a, b)[0, 1])
+                slope = float(np.polyfit(a, b, 1)[0])
+                print(f"  {col} ({len(a):,} animals): r = {r:.4f}, slope (APY on full) = "
+                      f"{slope:.4f}, mean full {a.mean():.4f}, APY {b.mean():.4f}, max |diff| "
+                      f"{float((a - b).abs().max()):.4f}", flush=True)
     return 0
 
 
@@ -287,7 +291,9 @@ def main(argv=None) -> int:
     c.add_argument("--animals", type=int, default=60_000)
     c.add_argument("--genotyped", type=int, default=6_000)
     c.add_argument("--snps", type=int, default=10_000)
-    c.add_argument("--core", type=int, default=None, help="default: the eigenvalue rule")
+    c.add_argument("--cores", default="eigen",
+                   help="APY core sizes to compare, 'eigen' for the eigenvalue rule "
+                        "(default eigen)")
     c.add_argument("--h2", type=float, default=0.3)
     s = sub.add_parser("scale")
     s.add_argument("--genotyped", default="5000,10000,20000")

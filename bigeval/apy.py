@@ -48,18 +48,21 @@ species. Genet. Sel. Evol. 48:82.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import h5py
 import numpy as np
 import pandas as pd
 
 from bigeval._resources import available_memory, check_dense, size_text
 from bigeval.a22op import A22InverseOperator
-from bigeval.defaults import APY_FROM
+from bigeval.defaults import APY_FROM, GENOMIC_INVERSES
 from bigeval.errors import InputError, ResourceError
 from bigeval.grm import _count_calls_parallel, _frequencies, _panel_ranges, _scale, grm
 from bigeval.io.genotypes import open_genotypes
+from bigeval.io.writers import atomic_path
 from bigeval.linalg import spd_inverse
 from bigeval.pedigree import _colleau_columns, inbreeding, mendelian_variance
 from bigeval.relationships import (
@@ -75,11 +78,9 @@ from bigeval.relationships import (
 
 __all__ = ["EIG_SAMPLE", "GENOMIC_INVERSES", "VARIANCE_EXPLAINED", "ApyInverse", "ApyStore",
            "apy_from_dense", "apy_from_store", "apy_inverse_dense", "apy_inverses_from_store",
-           "apy_memory", "choose_core", "eigen_core_size", "full_memory",
-           "resolve_genomic_inverse"]
+           "apy_memory", "choose_core", "choose_inverse", "eigen_core_size", "full_memory",
+           "read_apy", "resolve_genomic_inverse", "write_apy"]
 
-#: ``--genomic-inverse`` (config ``genomics.inverse``)
-GENOMIC_INVERSES = ("auto", "full", "apy")
 
 #: share of G's variance (trace) that the core's eigenvalues explain (Pocrnic et al. 2016)
 VARIANCE_EXPLAINED = 0.98
@@ -547,6 +548,32 @@ def resolve_genomic_inverse(choice: str, n: int, *, available: int | None = None
     return picked
 
 
+def choose_inverse(choice: str, n: int, *, needs_full=(), apy_core: int | None = None,
+                   log=None) -> str:
+    """:func:`resolve_genomic_inverse`, refusing APY where ``needs_full`` names something of
+    the run that needs the dense G*⁻¹, and a core size with the full inverse.
+
+    Raises
+    ------
+    InputError
+        As described; an unknown choice.
+    ResourceError
+        ``full`` does not fit.
+    """
+    picked = resolve_genomic_inverse(choice, n, log=log)
+    if picked == "apy" and needs_full:
+        raise InputError(f"{needs_full[0]} needs the full G*⁻¹, and APY was chosen for "
+                         f"{n:,} genotyped animals", value=choice,
+                         remedy='choose the full G*⁻¹ (--genomic-inverse full, or [genomics] '
+                                'inverse = "full"), or leave out what needs it')
+    if picked == "full" and apy_core is not None:
+        raise InputError("an APY core size is given, and the full G*⁻¹ was chosen",
+                         value=apy_core, remedy="choose APY (--genomic-inverse apy, or "
+                                                '[genomics] inverse = "apy"), or drop the '
+                                                "core size")
+    return picked
+
+
 def apy_inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
                             tune: bool = True, blend: float | None = None, core=None,
                             core_size: int | None = None, seed: int = 0, chunks=None,
@@ -562,3 +589,34 @@ def apy_inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=Non
     lines = res.lines + [f"A22⁻¹ as an operator (sparse A⁻¹, {op.method} Cholesky of A¹¹)"]
     return StoreInverses(genotyped=res.genotyped, ids=res.ids, ginv=res.apy, a22inv=op,
                          report=res.report, lines=lines)
+
+
+_PIECES = ("core", "noncore", "gcc_inv", "P", "m")
+
+
+def write_apy(apy: ApyInverse, ids, path) -> Path:
+    """Write the APY pieces and the genotyped animals' IDs to an HDF5 file, atomically (the
+    run's checkpoint; :func:`read_apy` reads it)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name in _PIECES:
+            h5.create_dataset(name, data=getattr(apy, name))
+        h5.create_dataset("ids", data=np.asarray(ids).astype(str).astype(object),
+                          dtype=h5py.string_dtype())
+        h5.attrs["lines"] = "\n".join(apy.lines)
+    return path
+
+
+def read_apy(path) -> tuple[ApyInverse, np.ndarray]:
+    """The :class:`ApyInverse` and IDs of :func:`write_apy`'s file."""
+    try:
+        with h5py.File(path, "r") as h5:
+            parts = {name: h5[name][...] for name in _PIECES}
+            ids = np.array([v.decode() if isinstance(v, bytes) else v for v in h5["ids"][...]],
+                           dtype=str)
+            lines = [x for x in str(h5.attrs.get("lines", "")).split("\n") if x]
+    except (OSError, KeyError) as exc:
+        raise InputError(f"not an APY checkpoint ({exc})", file=path,
+                         remedy="delete the run's work folder for this stage and re-run") \
+            from None
+    return ApyInverse(lines=lines, **parts), ids

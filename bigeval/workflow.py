@@ -371,23 +371,14 @@ def _say(line: str) -> None:
 
 
 def _genomic_inverse(job: ReliabilityJob, keep) -> str:
-    """``full`` or ``apy`` for the job (:func:`bigeval.apy.resolve_genomic_inverse`), by the
-    animals of the store to use (before QC), the memory of each choice printed first."""
-    from bigeval.apy import resolve_genomic_inverse
-    from bigeval.errors import InputError
+    """``full`` or ``apy`` for the job (:func:`bigeval.apy.choose_inverse`), by the animals
+    of the store to use (before QC), the memory of each choice printed first."""
+    from bigeval.apy import choose_inverse
     from bigeval.io.genotypes import open_genotypes
 
     n = len(open_genotypes(job.genotypes)[1]) if keep is None else len(keep)
-    picked = resolve_genomic_inverse(job.genomic_inverse, n, log=_say)
-    if picked == "apy" and job.exact:
-        raise InputError("exact reliabilities (--exact) need the full G*⁻¹, not APY",
-                         value=f"{n:,} genotyped animals", file=job.genotypes,
-                         remedy="drop --exact, or use --genomic-inverse full")
-    if picked == "full" and job.apy_core is not None:
-        raise InputError("--apy-core is for the APY G*⁻¹, and the full one was chosen",
-                         value=job.apy_core, remedy="add --genomic-inverse apy, or drop "
-                                                    "--apy-core")
-    return picked
+    return choose_inverse(job.genomic_inverse, n, apy_core=job.apy_core, log=_say,
+                          needs_full=["--exact (exact reliabilities)"] if job.exact else [])
 
 
 def _check_genotypes_job(job: ReliabilityJob) -> None:

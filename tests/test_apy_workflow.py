@@ -5,6 +5,7 @@ valid and the memory of the choice is printed before the work."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_genomics_workflow import _run, population  # noqa: F401 (the fixture)
 
@@ -42,11 +43,11 @@ def test_reliability_apy__refusals(population, tmp_path, capsys):  # noqa: F811
     base = ["reliability", "--pedigree", str(f["pedigree"]), "--records", str(f["records"]),
             "--h2", "0.3", "--no-progress", "--genotypes", str(f["store"]), "--no-qc",
             "--genomic-inverse", "apy"]
-    for extra, message in ((["--exact"], "exact reliabilities (--exact) need the full"),
+    for extra, message in ((["--exact"], "--exact (exact reliabilities) needs the full"),
                            (["--genomic-method", "certified"],
                             "certified Part II needs the dense"),
                            (["--genomic-inverse", "full", "--apy-core", "5"],
-                            "--apy-core is for the APY")):
+                            "an APY core size is given")):
         assert main(base + ["--out", str(tmp_path / "x"), *extra]) != 0
         assert message in capsys.readouterr().err
 
@@ -63,3 +64,41 @@ def test_resolve_genomic_inverse__auto_by_size_and_memory():
         resolve_genomic_inverse("full", 50_000, available=8 * gib)
     with pytest.raises(InputError, match="unknown genomic inverse"):
         resolve_genomic_inverse("sparse", 10)
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory):
+    import _runkit
+
+    base = tmp_path_factory.getbasetemp() / "runkit"
+    base.mkdir(exist_ok=True)
+    cfg = _runkit.population(base)  # 100 genotyped animals; made once per session
+    text = cfg.read_text().replace("[model]\ntrait = 3\n", "")
+    out = tmp_path_factory.mktemp("apy-run") / "config.toml"
+    out.write_text(text.replace('"data/', f'"{cfg.parent}/data/'))
+    return cfg, out
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::bigeval.errors.BigevalWarning")
+def test_run_apy__full_core_equals_full_run(run_config, tmp_path):
+    from bigeval.run import load_config, run_pipeline
+
+    with_model, cfg = run_config
+    common = {"genomics.tune": False, "exact.check": False}
+    runs = {}
+    for name, extra in (("full", {"genomics.inverse": "full"}),
+                        ("apy", {"genomics.inverse": "apy", "genomics.apy_core": 100})):
+        out = tmp_path / name
+        run_pipeline(load_config(cfg, {"output.folder": str(out), **common, **extra}),
+                     progress=False)
+        runs[name] = pd.read_csv(out / "reliability.csv").set_index("animal")
+    assert (tmp_path / "apy" / "stages" / "relationships" / "apy.h5").exists()
+    assert runs["apy"]["rel_genomic"].notna().sum() == 100
+    for col in ("rel_pedigree", "rel_genomic", "rel_final"):
+        np.testing.assert_allclose(runs["apy"][col], runs["full"][col], rtol=1e-8,
+                                   atol=1e-10, err_msg=col)
+    # the ssGBLUP solve needs the dense G*⁻¹: refused before any genomic work
+    with pytest.raises(InputError, match="ssGBLUP solve .* needs the full G"):
+        run_pipeline(load_config(with_model, {"output.folder": str(tmp_path / "m"),
+                                              "genomics.inverse": "apy"}), progress=False)

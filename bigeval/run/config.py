@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bigeval.defaults import BLEND, ROUNDS
+from bigeval.defaults import APY_FROM, BLEND, GENOMIC_INVERSE, GENOMIC_INVERSES, ROUNDS
 from bigeval.errors import InputError
 from bigeval.io.columns import parse_record_columns
 from bigeval.qc import QCOptions
@@ -189,6 +189,14 @@ SCHEMA: tuple[Key, ...] = (
         help="A22⁻¹ from the sparse A⁻¹ (Schur complement), from A22 by Colleau's method and "
              "a Cholesky inverse (dense), or by size (auto)",
         cli=("reliability --a22inv-method", "grm --a22inv-method")),
+    Key("genomics", "inverse", "choice", default=GENOMIC_INVERSE, choices=GENOMIC_INVERSES,
+        help="G*⁻¹ dense (full), by APY with A22⁻¹ as a sparse operator (apy: memory n_g x "
+             f"core), or auto: full up to {APY_FROM:,} genotyped animals when it fits",
+        cli=("reliability --genomic-inverse",)),
+    Key("genomics", "apy_core", "int", example=10_000,
+        help="APY: core animals, drawn at random (none: as many as eigenvalues of G explain "
+             "98 % of its variance)",
+        cli=("reliability --apy-core",)),
     Key("genomics", "chunks", "chunks", example=[4096, 8192],
         help="chunks (animals, SNPs) of an imported genotype store, and of G's blocks",
         cli=("genotypes import --chunks", "reliability --grm-chunks",
@@ -647,7 +655,7 @@ def _check(cfg: RunConfig) -> None:
         if v[dotted] < 0:
             raise err(dotted, f"{dotted} must not be negative", value=v[dotted])
     for dotted in ("cluster.workers", "cluster.threads_per_worker", "cluster.block_size",
-                   "sample.herds"):
+                   "sample.herds", "genomics.apy_core"):
         if v[dotted] is not None and v[dotted] < 1:
             raise err(dotted, f"{dotted} must be at least 1", value=v[dotted])
     if not 0.0 < v["sample.fraction"] <= 1.0:
