@@ -60,7 +60,14 @@ from bigeval._resources import available_memory, check_dense, size_text
 from bigeval.a22op import A22InverseOperator
 from bigeval.defaults import APY_FROM, GENOMIC_INVERSES
 from bigeval.errors import InputError, ResourceError
-from bigeval.grm import _count_calls_parallel, _frequencies, _panel_ranges, _scale, grm
+from bigeval.grm import (
+    _count_calls_parallel,
+    _frequencies,
+    _matvec64,
+    _panel_ranges,
+    _scale,
+    grm,
+)
 from bigeval.io.genotypes import open_genotypes
 from bigeval.io.writers import atomic_path
 from bigeval.linalg import spd_inverse
@@ -330,7 +337,13 @@ def choose_core(n: int, *, core=None, size: int | None = None, sample_g=None,
 
 def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
     """One pass over SNP panels: ``K = G[order][:, order[:c]]``, diag(G)[order] and the sum
-    of all elements of G (module docstring), G as :func:`bigeval.grm.grm`'s."""
+    of all elements of G (module docstring), G as :func:`bigeval.grm.grm`'s.
+
+    A panel without missing calls takes the fast route (as :func:`bigeval.grm.grm`): the
+    product of the 0/1/2 counts ``X X_c'`` in float32 (exact: integers below 2^24) and the
+    centring in float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' + c'c`` with ``u = X c``; a panel
+    with missing calls is centred in float64 first. The products go a block of rows at a
+    time into K (no n × c temporary)."""
     n, m = X.shape
     ranges = _panel_ranges(X.chunks[1], n)
     K = np.zeros((n, c))
@@ -341,15 +354,33 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
         M = np.ascontiguousarray(X[:, s0:s1].compute())[order]
         f = _frequencies(*_count_calls_parallel(M), first=s0)
         freqs.append(f)
-        Z = M.astype(np.float64)
-        Z -= 2.0 * f
-        Z[M < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
-        del M
-        K += Z @ Z[:c].T
-        diag += np.einsum("ij,ij->i", Z, Z)
-        s = Z.sum(axis=0)
+        ck = 2.0 * f
+        if (M >= 0).all():  # no missing call: exact float32 product of the counts
+            Y = M.astype(np.float32)
+            del M
+            u = _matvec64(Y, ck)
+            cc = float(ck @ ck)
+            Yc = np.ascontiguousarray(Y[:c].T)
+            for lo in range(0, n, ROW_BLOCK):
+                hi = min(n, lo + ROW_BLOCK)
+                K[lo:hi] += Y[lo:hi] @ Yc
+                K[lo:hi] -= u[lo:hi, None]
+                K[lo:hi] -= u[None, :c]
+                K[lo:hi] += cc
+            diag += np.einsum("ij,ij->i", Y, Y, dtype=np.float64) - 2.0 * u + cc
+            s = Y.sum(axis=0, dtype=np.float64) - n * ck
+        else:
+            Y = M.astype(np.float64)
+            Y -= ck
+            Y[M < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
+            del M
+            Yc = np.ascontiguousarray(Y[:c].T)
+            for lo in range(0, n, ROW_BLOCK):
+                K[lo:lo + ROW_BLOCK] += Y[lo:lo + ROW_BLOCK] @ Yc
+            diag += np.einsum("ij,ij->i", Y, Y)
+            s = Y.sum(axis=0)
         total += float(s @ s)
-        del Z
+        del Y, Yc
         if progress:
             progress(s1, m)
     scale = _scale(np.concatenate(freqs))
