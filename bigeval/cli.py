@@ -24,7 +24,7 @@ import warnings
 
 from bigeval import __version__
 from bigeval.defaults import BLEND, ROUNDS
-from bigeval.errors import BigevalError
+from bigeval.errors import BigevalError, InputError
 from bigeval.io.writers import command_outputs
 
 
@@ -152,6 +152,11 @@ def _cmd_reliability(args) -> int:
 def _genomic_job_options(args) -> dict:
     """ReliabilityJob fields of ``--genotypes`` (G*⁻¹ and A22⁻¹ built from a store)."""
     if args.genotypes is None:
+        if args.genomic_inverse == "apy" or args.apy_core is not None:
+            raise InputError("APY G*⁻¹ is built from a genotype store, and none is given",
+                             value="--genomic-inverse apy" if args.apy_core is None
+                             else f"--apy-core {args.apy_core}",
+                             remedy="add --genotypes STORE, or drop the APY options")
         return {}
     from bigeval.cli_genomics import qc_options
 

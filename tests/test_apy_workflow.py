@@ -50,6 +50,18 @@ def test_reliability_apy__refusals(population, tmp_path, capsys):  # noqa: F811
                             "an APY core size is given")):
         assert main(base + ["--out", str(tmp_path / "x"), *extra]) != 0
         assert message in capsys.readouterr().err
+    no_store = [a for a in base if a not in ("--genotypes", str(f["store"]), "--no-qc")]
+    assert main(no_store + ["--out", str(tmp_path / "x")]) != 0
+    assert "built from a genotype store, and none is given" in capsys.readouterr().err
+
+
+def test_run_config__apy_needs_genotypes(tmp_path):
+    from bigeval.run import config_from_dict
+
+    for key, value in (("inverse", "apy"), ("apy_core", 100)):
+        with pytest.raises(InputError, match="APY G.* is built from genotypes"):
+            config_from_dict({"inputs": {"pedigree": "p.txt", "records": "r.txt"},
+                              "parameters": {"alpha": 2.0}, "genomics": {key: value}})
 
 
 def test_resolve_genomic_inverse__auto_by_size_and_memory():

@@ -629,6 +629,11 @@ def _check(cfg: RunConfig) -> None:
     if v["inputs.ginv"] is not None and v["inputs.genotyped"] is None:
         raise err("inputs.ginv", "G⁻¹ and A22⁻¹ triplets need the list of genotyped animals",
                   remedy='add [inputs] genotyped = "<file>"')
+    if v["inputs.genotypes"] is None and (v["genomics.inverse"] == "apy"
+                                          or v["genomics.apy_core"] is not None):
+        d = "genomics.inverse" if v["genomics.apy_core"] is None else "genomics.apy_core"
+        raise err(d, "APY G*⁻¹ is built from genotypes, and [inputs] has no genotypes",
+                  remedy="give [inputs] genotypes, or drop the APY settings")
     if v["inputs.genotyped"] is not None and not sources:
         raise err("inputs.genotyped", "a genotyped list without genotypes, grm or ginv",
                   remedy="add the genotypes (or G⁻¹ and A22⁻¹), or remove genotyped")
