@@ -44,11 +44,6 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
-def _rss_now_gib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
-
-
 def _pedigree(n_animals: int, n_genotyped: int, seed: int):
     import pandas as pd
 
@@ -77,11 +72,14 @@ def cmd_a22op(args) -> int:
         f = inbreeding(sire, dam)
         print(f"pedigree {len(sire):,} animals, {len(g):,} genotyped (simulated in "
               f"{time.perf_counter() - t:.1f} s)", flush=True)
-        rss0 = _rss_now_gib()
         t = time.perf_counter()
         op = A22InverseOperator(sire, dam, g, f)
         t_setup = time.perf_counter() - t
-        held = _rss_now_gib() - rss0
+        mats = [op.ainv, op.a22] + ([op.a12, op.a21] if op.factor is not None else [])
+        held = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in mats)
+        if op.factor is not None:  # the factor's values and row indices
+            held += 12 * op.factor.nnz
+        held /= 2**30
         X = rng.normal(size=(len(g), args.products))
         t = time.perf_counter()
         Y = op.matvec(X)
@@ -95,7 +93,8 @@ def cmd_a22op(args) -> int:
         op.gblup_inverse_diagonal(w, args.alpha)
         t_sel = time.perf_counter() - t
         print(f"  A22⁻¹ operator ({op.method}, {op.other.size:,} non-genotyped ancestors): "
-              f"set-up {t_setup:.2f} s, holding {held:.2f} GiB; {args.products} products "
+              f"set-up {t_setup:.2f} s, holding {held:.2f} GiB (sparse A⁻¹ blocks and L); "
+              f"{args.products} products "
               f"as one block {t_block:.2f} s "
               f"({t_block / args.products * 1e3:.2f} ms each); one vector at a time "
               f"{t_one * 1e3:.2f} ms each; selected inversion of αA⁻¹ + diag(0, W) "

@@ -61,6 +61,7 @@ from bigeval.a22op import A22InverseOperator
 from bigeval.defaults import APY_FROM, GENOMIC_INVERSES
 from bigeval.errors import InputError, ResourceError
 from bigeval.grm import (
+    PANEL_BYTES,
     _count_calls_parallel,
     _frequencies,
     _matvec64,
@@ -72,8 +73,8 @@ from bigeval.io.genotypes import open_genotypes
 from bigeval.io.writers import atomic_path
 from bigeval.linalg import spd_inverse
 from bigeval.pedigree import _colleau_columns, inbreeding, mendelian_variance
+from bigeval.relationships import PANEL_BYTES as COLLEAU_BYTES
 from bigeval.relationships import (
-    PANEL_BYTES,
     _colleau_matvec,
     _qc_line,
     parent_ids,
@@ -164,16 +165,18 @@ class ApyInverse:
         return self.matvec(np.eye(self.n))
 
 
-def apy_memory(n: int, c: int) -> int:
+def apy_memory(n: int, c: int, snps_per_panel: int = 8192) -> int:
     """Bytes the APY build holds at its peak: the n × c accumulator (which becomes P), G_cc
-    and its inverse, and one SNP panel of centred genotypes (about 512 MiB)."""
-    return int(8 * n * c + 16 * c * c + 8 * n + 2**29)
+    and its inverse, one SNP panel of int8 genotypes (twice: read and reordered) and one
+    slice of it in float64 (about ``2 PANEL_BYTES``)."""
+    return int(8 * n * c + 16 * c * c + 8 * n + 2 * n * snps_per_panel + 2 * PANEL_BYTES)
 
 
-def check_apy_memory(n: int, c: int, *, available: int | None = None) -> int:
+def check_apy_memory(n: int, c: int, snps_per_panel: int = 8192, *,
+                     available: int | None = None) -> int:
     """:func:`apy_memory`, or a :class:`ResourceError` when it does not fit (80 % of the
     available memory)."""
-    need = apy_memory(n, c)
+    need = apy_memory(n, c, snps_per_panel)
     have = available_memory() if available is None else available
     if need > 0.8 * have:
         raise ResourceError(
@@ -339,13 +342,15 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
     """One pass over SNP panels: ``K = G[order][:, order[:c]]``, diag(G)[order] and the sum
     of all elements of G (module docstring), G as :func:`bigeval.grm.grm`'s.
 
-    A panel without missing calls takes the fast route (as :func:`bigeval.grm.grm`): the
-    product of the 0/1/2 counts ``X X_c'`` in float32 (exact: integers below 2^24) and the
-    centring in float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' + c'c`` with ``u = X c``; a panel
-    with missing calls is centred in float64 first. The products go a block of rows at a
-    time into K (no n × c temporary)."""
+    Each panel (whole SNP chunks, read as int8) is converted and multiplied in slices of
+    about ``PANEL_BYTES`` of float32. A slice without missing calls takes the fast route (as
+    :func:`bigeval.grm.grm`): the product of the 0/1/2 counts ``X X_c'`` in float32 (exact:
+    integers below 2^24) and the centring in float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' +
+    c'c`` with ``u = X c``; a slice with missing calls is centred in float64 first. The
+    products go a block of rows at a time into K (no n × c temporary)."""
     n, m = X.shape
     ranges = _panel_ranges(X.chunks[1], n)
+    width = max(1, PANEL_BYTES // (4 * max(n, 1)))
     K = np.zeros((n, c))
     diag = np.zeros(n)
     total = 0.0
@@ -354,39 +359,45 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
         M = np.ascontiguousarray(X[:, s0:s1].compute())[order]
         f = _frequencies(*_count_calls_parallel(M), first=s0)
         freqs.append(f)
-        ck = 2.0 * f
-        if (M >= 0).all():  # no missing call: exact float32 product of the counts
-            Y = M.astype(np.float32)
-            del M
-            u = _matvec64(Y, ck)
-            cc = float(ck @ ck)
-            Yc = np.ascontiguousarray(Y[:c].T)
-            for lo in range(0, n, ROW_BLOCK):
-                hi = min(n, lo + ROW_BLOCK)
-                K[lo:hi] += Y[lo:hi] @ Yc
-                K[lo:hi] -= u[lo:hi, None]
-                K[lo:hi] -= u[None, :c]
-                K[lo:hi] += cc
-            diag += np.einsum("ij,ij->i", Y, Y, dtype=np.float64) - 2.0 * u + cc
-            s = Y.sum(axis=0, dtype=np.float64) - n * ck
-        else:
-            Y = M.astype(np.float64)
-            Y -= ck
-            Y[M < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
-            del M
-            Yc = np.ascontiguousarray(Y[:c].T)
-            for lo in range(0, n, ROW_BLOCK):
-                K[lo:lo + ROW_BLOCK] += Y[lo:lo + ROW_BLOCK] @ Yc
-            diag += np.einsum("ij,ij->i", Y, Y)
-            s = Y.sum(axis=0)
-        total += float(s @ s)
-        del Y, Yc
+        for j0 in range(0, s1 - s0, width):
+            j1 = min(s1 - s0, j0 + width)
+            total += _add_slice(K, diag, M[:, j0:j1], 2.0 * f[j0:j1], c)
+        del M
         if progress:
             progress(s1, m)
     scale = _scale(np.concatenate(freqs))
     K /= scale
     diag /= scale
     return K, diag, total / scale
+
+
+def _add_slice(K, diag, M, ck, c: int) -> float:
+    """Add one slice of SNPs (int8 ``M``, ``ck = 2p``) to K and diag (:func:`_g_core_pass`);
+    returns its part of the sum of all elements of ``Z Z'``."""
+    n = M.shape[0]
+    if (M >= 0).all():  # no missing call: exact float32 product of the counts
+        Y = M.astype(np.float32)
+        u = _matvec64(Y, ck)
+        cc = float(ck @ ck)
+        Yc = np.ascontiguousarray(Y[:c].T)
+        for lo in range(0, n, ROW_BLOCK):
+            hi = min(n, lo + ROW_BLOCK)
+            K[lo:hi] += Y[lo:hi] @ Yc
+            K[lo:hi] -= u[lo:hi, None]
+            K[lo:hi] -= u[None, :c]
+            K[lo:hi] += cc
+        diag += np.einsum("ij,ij->i", Y, Y, dtype=np.float64) - 2.0 * u + cc
+        s = Y.sum(axis=0, dtype=np.float64) - n * ck
+    else:
+        Y = M.astype(np.float64)
+        Y -= ck
+        Y[M < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
+        Yc = np.ascontiguousarray(Y[:c].T)
+        for lo in range(0, n, ROW_BLOCK):
+            K[lo:lo + ROW_BLOCK] += Y[lo:lo + ROW_BLOCK] @ Yc
+        diag += np.einsum("ij,ij->i", Y, Y)
+        s = Y.sum(axis=0)
+    return float(s @ s)
 
 
 def _a22_pieces(sire, dam, genotyped, order, c, f=None, progress=None):
@@ -399,7 +410,7 @@ def _a22_pieces(sire, dam, genotyped, order, c, f=None, progress=None):
     x = np.zeros(p.sire.size)
     x[p.genotyped] = 1.0
     total = float(x @ _colleau_matvec(p.sire, p.dam, b, x))
-    block = int(max(1, min(c, PANEL_BYTES // (8 * max(p.sire.size, 1)))))
+    block = int(max(1, min(c, COLLEAU_BYTES // (8 * max(p.sire.size, 1)))))
     starts = list(range(0, c, block))
     A = np.empty((rows.size, c))
 
@@ -514,7 +525,7 @@ def apy_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None, tune: 
     for line in lines:
         say(line)
     c = core.size
-    need = check_apy_memory(n, c)
+    need = check_apy_memory(n, c, max(e - s for s, e in _panel_ranges(X.chunks[1], n)))
     say(f"APY G*⁻¹ of {n:,} genotyped animals, {c:,} core: needs about {size_text(need)} "
         f"(a full G*⁻¹ would need {size_text(24.0 * n * n)})")
     non = np.setdiff1d(np.arange(n), core)

@@ -106,7 +106,7 @@ def test_apy_from_store__core_columns_of_a22_in_several_panels(population, monke
 
     p = population
     # a few core columns of A22 per Colleau panel, so that the core spans several panels
-    monkeypatch.setattr(bigeval.apy, "PANEL_BYTES", 8 * 7 * len(p["ids"]))
+    monkeypatch.setattr(bigeval.apy, "COLLEAU_BYTES", 8 * 7 * len(p["ids"]))
     res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], tune=True, blend=0.05,
                          core_size=30, seed=3)
     twin = apy_inverse_dense(_dense_gstar(p, True, 0.05), res.apy.core)
@@ -114,20 +114,21 @@ def test_apy_from_store__core_columns_of_a22_in_several_panels(population, monke
 
 
 def test_apy_from_store__panels_without_missing_calls(population, tmp_path, monkeypatch):
-    # the fast route (float32 product of the counts), alone and beside panels with missing
-    # calls: one SNP chunk (128) per panel
+    # the fast route (float32 product of the counts), alone and beside slices with missing
+    # calls: one SNP chunk (128) per panel, slices of 50 SNPs
     import bigeval.apy
     import bigeval.grm
 
     p = population
     monkeypatch.setattr(bigeval.grm, "PANEL_BYTES", 4 * len(p["gids"]) * 128)
+    monkeypatch.setattr(bigeval.apy, "PANEL_BYTES", 4 * len(p["gids"]) * 50)
     clean = p["M"].clip(0)
     mixed = clean.copy()
     mixed[:, 300:][np.random.default_rng(1).random((len(p["gids"]), 400)) < 0.02] = -1
-    fast = []  # panels that took the fast route
+    fast = []  # slices that took the fast route
     monkeypatch.setattr(bigeval.apy, "_matvec64",
                         lambda Y, ck: fast.append(Y.shape[1]) or bigeval.grm._matvec64(Y, ck))
-    for name, geno, panels in (("clean", clean, 5), ("mixed", mixed, 2)):
+    for name, geno, slices in (("clean", clean, 16), ("mixed", mixed, 6)):
         fast.clear()
         store = import_genotypes(write_csv(tmp_path / f"{name}.csv", geno, p["gids"]),
                                  tmp_path / f"{name}.zarr", chunks=(32, 128))
@@ -136,7 +137,8 @@ def test_apy_from_store__panels_without_missing_calls(population, tmp_path, monk
         twin = apy_inverse_dense(_dense_gstar(dict(p, M=geno), True, 0.05), res.apy.core)
         np.testing.assert_allclose(res.apy.to_dense(), twin, rtol=1e-8, atol=1e-8,
                                    err_msg=name)
-        assert len(fast) == panels  # 700 SNPs: 4 panels of 128, the last of 188
+        # 700 SNPs: 4 panels of 128 (3 slices each), the last of 188 (4); missing from SNP 300
+        assert len(fast) == slices
 
 
 def test_apy_from_store__full_core_equals_inverse_of_gstar(population):
