@@ -63,10 +63,12 @@ from bigeval.errors import InputError, ResourceError
 from bigeval.grm import (
     PANEL_BYTES,
     _count_calls_parallel,
+    _distributed_client,
     _frequencies,
     _matvec64,
     _panel_ranges,
     _scale,
+    allele_frequencies,
     grm,
 )
 from bigeval.io.genotypes import open_genotypes
@@ -343,11 +345,7 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
     of all elements of G (module docstring), G as :func:`bigeval.grm.grm`'s.
 
     Each panel (whole SNP chunks, read as int8) is converted and multiplied in slices of
-    about ``PANEL_BYTES`` of float32. A slice without missing calls takes the fast route (as
-    :func:`bigeval.grm.grm`): the product of the 0/1/2 counts ``X X_c'`` in float32 (exact:
-    integers below 2^24) and the centring in float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' +
-    c'c`` with ``u = X c``; a slice with missing calls is centred in float64 first. The
-    products go a block of rows at a time into K (no n × c temporary)."""
+    about ``PANEL_BYTES`` of float32 (:func:`_add_cross`)."""
     n, m = X.shape
     ranges = _panel_ranges(X.chunks[1], n)
     width = max(1, PANEL_BYTES // (4 * max(n, 1)))
@@ -361,7 +359,8 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
         freqs.append(f)
         for j0 in range(0, s1 - s0, width):
             j1 = min(s1 - s0, j0 + width)
-            total += _add_slice(K, diag, M[:, j0:j1], 2.0 * f[j0:j1], c)
+            s = _add_cross(K, diag, M[:, j0:j1], M[:c, j0:j1], 2.0 * f[j0:j1])
+            total += float(s @ s)
         del M
         if progress:
             progress(s1, m)
@@ -371,33 +370,88 @@ def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
     return K, diag, total / scale
 
 
-def _add_slice(K, diag, M, ck, c: int) -> float:
-    """Add one slice of SNPs (int8 ``M``, ``ck = 2p``) to K and diag (:func:`_g_core_pass`);
-    returns its part of the sum of all elements of ``Z Z'``."""
+def _add_cross(K, diag, M, Mc, ck) -> np.ndarray:
+    """``K += Z Z_c'`` and ``diag += rowsums(Z²)`` for int8 genotypes ``M`` and core
+    genotypes ``Mc`` of the same SNPs (``ck = 2p``); returns the column sums of Z.
+
+    Without missing calls the fast route (as :func:`bigeval.grm.grm`): the product of the
+    0/1/2 counts ``X X_c'`` in float32 (exact: integers below 2^24) and the centring in
+    float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' + c'c`` with ``u = X c``; with missing calls
+    both are centred in float64 first. A block of rows at a time (no n × c temporary)."""
     n = M.shape[0]
-    if (M >= 0).all():  # no missing call: exact float32 product of the counts
+    if (M >= 0).all() and (Mc >= 0).all():  # exact float32 product of the counts
         Y = M.astype(np.float32)
-        u = _matvec64(Y, ck)
+        Yc = np.ascontiguousarray(Mc.astype(np.float32).T)
+        u, uc = _matvec64(Y, ck), _matvec64(np.ascontiguousarray(Yc.T), ck)
         cc = float(ck @ ck)
-        Yc = np.ascontiguousarray(Y[:c].T)
         for lo in range(0, n, ROW_BLOCK):
             hi = min(n, lo + ROW_BLOCK)
             K[lo:hi] += Y[lo:hi] @ Yc
             K[lo:hi] -= u[lo:hi, None]
-            K[lo:hi] -= u[None, :c]
+            K[lo:hi] -= uc[None, :]
             K[lo:hi] += cc
         diag += np.einsum("ij,ij->i", Y, Y, dtype=np.float64) - 2.0 * u + cc
-        s = Y.sum(axis=0, dtype=np.float64) - n * ck
-    else:
-        Y = M.astype(np.float64)
-        Y -= ck
-        Y[M < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
-        Yc = np.ascontiguousarray(Y[:c].T)
-        for lo in range(0, n, ROW_BLOCK):
-            K[lo:lo + ROW_BLOCK] += Y[lo:lo + ROW_BLOCK] @ Yc
-        diag += np.einsum("ij,ij->i", Y, Y)
-        s = Y.sum(axis=0)
-    return float(s @ s)
+        return Y.sum(axis=0, dtype=np.float64) - n * ck
+
+    def centred(A):
+        Z = A.astype(np.float64)
+        Z -= ck
+        Z[A < 0] = 0.0  # mean imputation: a missing call is 2p, centred 0
+        return Z
+    Y, Yc = centred(M), np.ascontiguousarray(centred(Mc).T)
+    for lo in range(0, n, ROW_BLOCK):
+        K[lo:lo + ROW_BLOCK] += Y[lo:lo + ROW_BLOCK] @ Yc
+    diag += np.einsum("ij,ij->i", Y, Y)
+    return Y.sum(axis=0)
+
+
+def _core_block(Mb, Mc, ck):
+    """One task of :func:`_g_core_pass_dask`: ``Z_b Z_c'``, rowsums(Z_b²) and the column
+    sums of Z_b for a block of animals (all SNPs, in slices of about ``PANEL_BYTES``)."""
+    b, m = Mb.shape
+    K, diag, s = np.zeros((b, Mc.shape[0])), np.zeros(b), np.empty(m)
+    width = max(1, PANEL_BYTES // (4 * max(b, 1)))
+    for j0 in range(0, m, width):
+        j1 = min(m, j0 + width)
+        s[j0:j1] = _add_cross(K, diag, Mb[:, j0:j1], Mc[:, j0:j1], ck[j0:j1])
+    return K, diag, s
+
+
+def _g_core_pass_dask(X, order: np.ndarray, c: int, client, progress=None):
+    """:func:`_g_core_pass` on a distributed cluster: the allele frequencies by one Dask
+    pass, the core genotypes sent to every worker once, then one task per block of animals
+    (all SNPs): its rows of ``Z Z_c'``, gathered into K as they complete."""
+    from distributed import as_completed
+
+    n, m = X.shape
+    freq = allele_frequencies(X)
+    ck = 2.0 * freq
+    core = order[:c]
+    Mc = np.asarray(X[np.sort(core)].compute())[np.argsort(np.argsort(core))]
+    mc, ckf = client.scatter([Mc, ck], broadcast=True)
+    rows = X.rechunk({1: -1})
+    where = np.empty(n, np.int64)
+    where[order] = np.arange(n)  # row of K of each animal
+    starts = np.r_[0, np.cumsum(rows.chunks[0])]
+    futures = {client.submit(_core_block, client.compute(blk), mc, ckf): k
+               for k, blk in enumerate(rows.to_delayed()[:, 0])}
+    K, diag, s = np.zeros((n, c)), np.zeros(n), np.zeros(m)
+    done = 0
+    for fut in as_completed(futures):
+        k = futures[fut]
+        kb, db, sb = fut.result()
+        fut.release()
+        at = where[starts[k]:starts[k + 1]]
+        K[at] = kb
+        diag[at] = db
+        s += sb
+        done += int(starts[k + 1] - starts[k])
+        if progress:
+            progress(done, n)
+    scale = _scale(freq)
+    K /= scale
+    diag /= scale
+    return K, diag, float(s @ s) / scale
 
 
 def _a22_pieces(sire, dam, genotyped, order, c, f=None, progress=None):
@@ -530,7 +584,11 @@ def apy_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None, tune: 
         f"(a full G*⁻¹ would need {size_text(24.0 * n * n)})")
     non = np.setdiff1d(np.arange(n), core)
     order = np.r_[core, non]
-    K, diag, gsum = _g_core_pass(X, order, c, progress=progress)
+    client = _distributed_client()
+    if client is None:
+        K, diag, gsum = _g_core_pass(X, order, c, progress=progress)
+    else:  # the blocks of animals on the workers
+        K, diag, gsum = _g_core_pass_dask(X, order, c, client, progress=progress)
     a22 = a22diag = a22sum = None
     if tune or blend is not None:
         a22, a22diag, a22sum = _a22_pieces(sire, dam, pos, order, c)

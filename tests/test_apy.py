@@ -138,7 +138,7 @@ def test_apy_from_store__panels_without_missing_calls(population, tmp_path, monk
         np.testing.assert_allclose(res.apy.to_dense(), twin, rtol=1e-8, atol=1e-8,
                                    err_msg=name)
         # 700 SNPs: 4 panels of 128 (3 slices each), the last of 188 (4); missing from SNP 300
-        assert len(fast) == slices
+        assert len(fast) == 2 * slices  # u and u_c of each fast slice
 
 
 def test_apy_from_store__full_core_equals_inverse_of_gstar(population):
@@ -220,3 +220,27 @@ def test_erc_gblup__apy_and_operator_equal_dense_path(population):
     with pytest.raises(InputError, match="certified Part II needs the dense"):
         genomic_part(np.ones(len(p["ids"])), np.ones(len(p["ids"])), p["sire"], p["dam"],
                      res.genotyped, res.apy, op, 2.0, method="certified")
+
+
+def test_apy_from_store__local_cluster_equals_in_memory(population, monkeypatch):
+    """The genotype pass as tasks on a 2-process LocalCluster (blocks of animals, the core's
+    genotypes on every worker) gives the in-memory APY."""
+    import distributed
+
+    p = population
+    ref = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05, core_size=30,
+                         seed=2, chunks=(32, 256))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster):
+        import bigeval.apy
+
+        def not_here(*a, **k):
+            raise AssertionError("the in-memory pass ran under a distributed client")
+        monkeypatch.setattr(bigeval.apy, "_g_core_pass", not_here)
+        got = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05,
+                             core_size=30, seed=2, chunks=(32, 256))
+    assert got.apy.core.tolist() == ref.apy.core.tolist()
+    for name in ("gcc_inv", "P", "m"):
+        np.testing.assert_allclose(getattr(got.apy, name), getattr(ref.apy, name),
+                                   rtol=1e-10, atol=1e-12, err_msg=name)
