@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -100,7 +101,7 @@ class ReliabilityJob:
     blend: float | None = BLEND
     a22inv_method: str = "auto"
     grm_chunks: tuple | None = None
-    #: how G*⁻¹ is held (bigeval.apy.GENOMIC_INVERSES: full, apy, auto by size) and the
+    #: how G*⁻¹ is held (bigeval.defaults.GENOMIC_INVERSES: full, apy, auto by size) and the
     #: number of APY core animals (None: the eigenvalue rule; drawn at random, seed 0)
     genomic_inverse: str = GENOMIC_INVERSE
     apy_core: int | None = None
@@ -365,8 +366,6 @@ def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame, *,
 
 def _say(line: str) -> None:
     """A line on what is being done (the memory a genomic inverse needs), on stderr."""
-    import sys
-
     print(line, file=sys.stderr, flush=True)
 
 
