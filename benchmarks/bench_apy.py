@@ -3,11 +3,11 @@
 Three parts (each its own command), all on simulated herd-structured populations
 (:mod:`bigeval.simulate`, genotypes by gene dropping):
 
-* ``a22op``: the A22⁻¹ operator (:class:`bigeval.a22op.A22InverseOperator`) at increasing
+* ``a22op``: the A22⁻¹ operator (:class:`bigeval.genomic.a22op.A22InverseOperator`) at increasing
   sizes: its set-up (pruning, A⁻¹, the Cholesky of A¹¹), the time per product (a block of
   ``--products`` vectors, and one vector at a time), and the selected inversion of
   αA⁻¹ + diag(0, W) (Part II's pedigree side); with, measured in the same run, the baseline
-  at the first size: the explicit A22⁻¹ (:func:`bigeval.relationships.a22_inverse`) and one
+  at the first size: the explicit A22⁻¹ (:func:`bigeval.genomic.relationships.a22_inverse`) and one
   dense product with it.
 * ``compare``: ``bigeval reliability --genotypes`` with the full G*⁻¹ and with APY on the same
   inputs (tuning off in both, as the full path still tunes before blending); the genomic
@@ -59,9 +59,9 @@ def _pedigree(n_animals: int, n_genotyped: int, seed: int):
 
 
 def cmd_a22op(args) -> int:
-    from bigeval.a22op import A22InverseOperator
+    from bigeval.genomic.a22op import A22InverseOperator
     from bigeval.pedigree import inbreeding
-    from bigeval.relationships import a22_inverse
+    from bigeval.genomic.relationships import a22_inverse
 
     sizes = [tuple(int(v) for v in s.split(":")) for s in args.sizes.split(",")]
     rng = np.random.default_rng(args.seed)
@@ -139,7 +139,7 @@ def _population_files(folder: Path, n_animals: int, n_genotyped: int, n_snps: in
 def cmd_compare(args) -> int:
     import pandas as pd
 
-    from bigeval.workflow import ReliabilityJob, run_reliability
+    from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         tmp = Path(tmp)
@@ -180,9 +180,9 @@ def _scale_one(args) -> dict:
     """One size of ``scale`` (run in its own process)."""
     import pandas as pd
 
-    from bigeval.a22op import A22InverseOperator
-    from bigeval.apy import _a22_pieces, _assemble, _g_core_pass, _star, choose_core
-    from bigeval.grm import grm
+    from bigeval.genomic.a22op import A22InverseOperator
+    from bigeval.genomic.apy import _a22_pieces, _assemble, _g_core_pass, _star, choose_core
+    from bigeval.genomic.grm import grm
     from bigeval.io.genotypes import open_genotypes
     from bigeval.prepare import renumber_pedigree
     from bigeval.reliability.genomic_apy import gblup_inverse_diagonal_apy

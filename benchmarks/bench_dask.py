@@ -4,8 +4,9 @@ Simulates a dairy population (default 1 000 000 animals), then times ``--rounds`
 Part I with the in-memory engine (numba, all cores: the baseline, measured in the same run)
 and with the Dask engine on a ``distributed.LocalCluster`` of 2 worker processes × 1 thread,
 planned as the engine plans it (one block per worker, sums per parent between workers,
-:func:`bigeval.cluster.reliability_engine`): with worker-resident blocks (the
-default under distributed, :mod:`bigeval.reliability.resident`), the same with every
+:func:`bigeval.reliability.distributed.cluster.reliability_engine`): with worker-resident blocks
+(the
+default under distributed, :mod:`bigeval.reliability.distributed.resident`), the same with every
 contribution sent (``--exact-sums``), and with one Dask graph per batch of rounds
 (``mode="graph"``); and on a LocalCluster of 2 thread workers in this process. Prints the
 medians and their ratios. Goal (issue: the pedigree partitioned): Dask ≤ 1.3 × the in-memory
@@ -35,8 +36,8 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     from bigeval.reliability import iterate
-    from bigeval.reliability.blocks import partition
-    from bigeval.reliability.dask_engine import DaskIteration
+    from bigeval.reliability.distributed.blocks import partition
+    from bigeval.reliability.distributed.dask_engine import DaskIteration
 
     pop, alpha, d0, graph = iteration_inputs(args)
 

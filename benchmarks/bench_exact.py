@@ -2,14 +2,15 @@
 
 Simulates a herd-structured pedigree (default 1 000 000 animals, 20 000 genotyped, as
 :mod:`bigeval.simulate` picks them) with its records, computes A22⁻¹ without A
-(:func:`bigeval.relationships.a22_inverse`) and takes G⁻¹ = A22⁻¹/0.9 + 0.05 J/n_g (the inverse
+(:func:`bigeval.genomic.relationships.a22_inverse`) and takes G⁻¹ = A22⁻¹/0.9 + 0.05 J/n_g (the
+inverse
 of 0.9 A22 plus a dense positive term: the genomic block of H⁻¹ is dense, as with a real G;
 factor and inversion costs depend on the pattern, not the values). Setup is not timed.
 
 Timed in the same run, each step of ``exact_reliability(..., method='sparse')`` (build of the
 sparse LHS and of the dense genotyped block, sparse Cholesky of the rest, the solves for
 L21, the Schur complement, its dense potrf + potri, the Takahashi sweep;
-:mod:`bigeval.models.schur`), and the **baseline**: one dense potrf + potri of an n_g × n_g
+:mod:`bigeval.linalg.schur`), and the **baseline**: one dense potrf + potri of an n_g × n_g
 matrix (bigeval.linalg, blocked) — the dense inverse of the genotyped block alone, which any
 exact single-step PEV has to pay. Prints medians over ``--repeats``, the ratio to the
 baseline, the peak memory (VmHWM) and the factor's size (non-zeros of L11 and L21).
@@ -34,7 +35,7 @@ from _population import renumbered_simulation, vm_hwm_gib  # noqa: E402
 
 def population(n_animals: int, n_genotyped: int, seed: int):
     from bigeval.pedigree import inbreeding
-    from bigeval.relationships import a22_inverse
+    from bigeval.genomic.relationships import a22_inverse
 
     sim, sire, dam, rec_animal, rec_cg, _, g = renumbered_simulation(n_animals, n_genotyped, 0,
                                                                      seed)
@@ -62,10 +63,10 @@ def baseline(ng: int, seed: int) -> float:
 def exact_steps(pop, alpha: float) -> tuple[dict, np.ndarray]:
     """exact_reliability's sparse single-step path, step by step (the calls of _sparse_caa):
     the sparse LHS and the dense genotyped block, then the Schur-complement factorisation
-    and selected inversion (bigeval.models.schur), which times its own steps."""
+    and selected inversion (bigeval.linalg.schur), which times its own steps."""
     import scipy.sparse as sp
 
-    from bigeval.models.schur import schur_factor
+    from bigeval.linalg.schur import schur_factor
     from bigeval.reliability.exact import _genomic_block, _sparse_parts
 
     sire, dam, rec_animal, rec_cg, g, f, ginv, a22inv = pop

@@ -24,7 +24,7 @@ import numpy as np
 
 from bigeval.genomic import vanraden_g
 from bigeval.prepare import prepare
-from bigeval.relationships import genomic_inverses
+from bigeval.genomic.relationships import genomic_inverses
 from bigeval.reliability import ReliabilityOptions, alpha_from, reliability, start_vector
 from bigeval.reliability.exact import exact_reliability
 from bigeval.simulate import SimulationConfig, simulate, write_population

@@ -1,4 +1,4 @@
-"""Benchmark: blockwise G (bigeval.grm) against an in-memory numpy float32 GEMM.
+"""Benchmark: blockwise G (bigeval.genomic.grm) against an in-memory numpy float32 GEMM.
 
 Simulates a population, streams its genotypes (``iter_genotype_chunks``) into a Zarr store,
 then times, in the same run:
@@ -43,7 +43,7 @@ def _warm_up():
     """Import and compile what grm's tasks use, in a worker (not counted in its time)."""
     import numpy as np
 
-    from bigeval.grm import _finish_fast, _pair_block
+    from bigeval.genomic.grm import _finish_fast, _pair_block
 
     M = np.zeros((2, 3), np.int8)
     _finish_fast(_pair_block(None, M, M, np.ones(3), True), True, 1.0)
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                          "at least 600 MiB)")
     args = ap.parse_args(argv)
 
-    from bigeval.grm import grm
+    from bigeval.genomic.grm import grm
     from bigeval.io.genotypes import open_genotypes, write_genotypes
     from bigeval.simulate import SimulationConfig, iter_genotype_chunks, simulate
 

@@ -11,7 +11,7 @@ in catastrophically and is not what real data look like):
 Each solver runs in a fresh Python process that loads the saved LHS, so that its peak
 memory is its own: CHOLMOD (supernodal, analyse + factor, then solve, then the selected
 inversion of the whole diagonal of C⁻¹; for ssGBLUP also ``schur``: the genotyped block kept
-apart by its Schur complement, as ``bigeval solve --se`` does, :mod:`bigeval.models.schur`),
+apart by its Schur complement, as ``bigeval solve --se`` does, :mod:`bigeval.linalg.schur`),
 PCG with a diagonal preconditioner (BLUPF90's
 default iterative solver; convergence ||r||/||b|| < 1e-6, i.e. BLUPF90's 1e-12 on the
 squared ratio) and, where affordable, the SuperLU fallback. Timings are medians of
@@ -70,8 +70,8 @@ def worker(method: str, path: str, repeats: int, n_fixed: int) -> dict:
     """Runs in its own process: load the LHS, solve (and invert) it, report JSON."""
     import scipy.sparse as sp
 
-    from bigeval.models.cholesky import cholesky
-    from bigeval.models.selinv import SelectedInverse, takahashi
+    from bigeval.linalg.cholesky import cholesky
+    from bigeval.linalg.selinv import SelectedInverse, takahashi
     from bigeval.models.solve import solve_pcg
 
     A = sp.load_npz(path + ".lhs.npz").tocsc()
@@ -100,8 +100,8 @@ def worker(method: str, path: str, repeats: int, n_fixed: int) -> dict:
         direct = f.solve(E)[pick, np.arange(5)]
         res["selinv_check_max_rel"] = float(np.max(np.abs(d[pick] - direct) / direct))
         np.save(path + f".d_{method}.npy", d)
-    elif method == "schur":  # the genotyped block apart (bigeval.models.schur), as solve --se
-        from bigeval.models.schur import schur_factor
+    elif method == "schur":  # the genotyped block apart (bigeval.linalg.schur), as solve --se
+        from bigeval.linalg.schur import schur_factor
         e2 = np.load(path + ".dense.npy")
 
         def run():
@@ -303,7 +303,7 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args.worker, args.path, args.repeats, args.n_fixed)))
         return 0
-    from bigeval.models.cholesky import HAVE_CHOLMOD
+    from bigeval.linalg.cholesky import HAVE_CHOLMOD
     from threadpoolctl import threadpool_info
     print(f"cores {os.cpu_count()}, CHOLMOD {'yes' if HAVE_CHOLMOD else 'NO'}, BLAS "
           + ", ".join(f"{i['filepath'].rsplit('/', 1)[-1]} ({i['num_threads']} threads)"

@@ -4,7 +4,7 @@ Writes a herd-structured dairy pedigree (``animal sire dam birth_year``, rows sh
 such as ``CZ418003215``) and its lactation records to disk in blocks, then runs, each in its
 own process so that its peak memory (``ru_maxrss`` from ``wait4``) is its own:
 
-* the out-of-core path (:mod:`bigeval.prepare_ooc`: chunked reading, key renumbering, Zarr
+* the out-of-core path (:mod:`bigeval.prepare.ooc`: chunked reading, key renumbering, Zarr
   work folder, block-wise ERC, the in-memory iteration, the table written in blocks) at the
   large size (default 10 000 000 animals, 20 rounds);
 * at the small size (default 1 000 000), the in-memory path (:func:`bigeval.prepare.prepare`
@@ -148,7 +148,7 @@ def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "
     """The out-of-core run; with ``engine="dask"`` the iteration runs on a LocalCluster of 2
     worker processes (resident blocks), whose peaks are reported with this process's."""
     from bigeval.io import ooc
-    from bigeval.prepare_ooc import prepare_ooc, reliability_ooc, result_chunks
+    from bigeval.prepare.ooc import prepare_ooc, reliability_ooc, result_chunks
     from bigeval.reliability.engine import ReliabilityOptions
 
     opts = ReliabilityOptions(alpha=3.0, rounds=rounds)
@@ -163,8 +163,8 @@ def run_ooc(data: Path, out: Path, rounds: int, chunk_rows: int, engine: str = "
         if engine == "dask":
             from distributed import Client, LocalCluster
 
-            from bigeval.reliability.blocks import partition
-            from bigeval.reliability.dask_engine import DaskIteration
+            from bigeval.reliability.distributed.blocks import partition
+            from bigeval.reliability.distributed.dask_engine import DaskIteration
 
             cluster = stack.enter_context(LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None))

@@ -9,7 +9,7 @@ the same run:
   LAPACK's blocked algorithms with LAPACK on the diagonal blocks (OpenBLAS' own
   multithreaded dpotrf segfaults from n ≈ 16 300 on this CPU: see bigeval.linalg);
 * **Part II** as bigeval runs it: G*⁻¹ in place (:func:`bigeval.linalg.spd_inverse`),
-  A22⁻¹ without A (:func:`bigeval.relationships.a22_inverse`), and the diagonal of
+  A22⁻¹ without A (:func:`bigeval.genomic.relationships.a22_inverse`), and the diagonal of
   Q = [D + (I + G⁻¹ − A22⁻¹)α]⁻¹ in place (:func:`bigeval.reliability.genomic_reliability`);
 * optionally (``--compare``) each A22⁻¹ route on its own: the sparse Schur complement with
   CHOLMOD and with SuperLU, and Colleau's A22 + a dense Cholesky inverse.
@@ -61,7 +61,7 @@ def _g_star(sire, dam, g, f, seed):
     with A22) made Part II's matrix indefinite here — A22 of a real pedigree has eigenvalues
     near 0 that G does not share — which takes the slower LDLᵀ route (bigeval.linalg).
     """
-    from bigeval.relationships import blend_with_a22
+    from bigeval.genomic.relationships import blend_with_a22
 
     ng = len(g)
     G = np.zeros((ng, ng), order="F")
@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bigeval.linalg import spd_inverse
-    from bigeval.models.cholesky import HAVE_CHOLMOD
+    from bigeval.linalg.cholesky import HAVE_CHOLMOD
     from bigeval.pedigree import inbreeding
-    from bigeval.relationships import a22_inverse, prune_to_ancestors
+    from bigeval.genomic.relationships import a22_inverse, prune_to_ancestors
     from bigeval.reliability import genomic_reliability
 
     t = time.perf_counter()

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from bigeval.io.genotypes import write_genotypes
-    from bigeval.run import load_config, run_pipeline
-    from bigeval.run.checkpoint import InputHasher
+    from bigeval.pipeline import load_config, run_pipeline
+    from bigeval.pipeline.checkpoint import InputHasher
     from bigeval.simulate import SimulationConfig, simulate, write_population
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="bench_run."))

@@ -104,7 +104,7 @@ def run_demo(out="bigeval-demo", *, n_animals: int = 6_000, n_genotyped: int = 6
     ``OUT/config.toml``.
     """
     from bigeval.io.genotypes import write_genotypes
-    from bigeval.run import load_config, run_pipeline
+    from bigeval.pipeline import load_config, run_pipeline
 
     t0 = time.perf_counter()
     out = ensure_dir(out)

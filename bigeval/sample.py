@@ -126,8 +126,8 @@ def draw_sample(cfg, out: str | os.PathLike, *, herds: int | None = None,
     ``[sample]`` keys (``herds`` there wins over ``fraction`` unless ``fraction`` is given
     here). Returns the path of the sample's ``config.toml``.
     """
-    from bigeval.run.config import dump_config
-    from bigeval.run.inputs import is_zarr_store
+    from bigeval.pipeline.config import dump_config
+    from bigeval.pipeline.inputs import is_zarr_store
 
     if fraction is None and herds is None:
         herds = cfg["sample.herds"]
@@ -279,7 +279,7 @@ def _sample_store(src: Path, dst: Path, kept_ids: set) -> int:
 
 def _sample_grm(src: Path, dst: Path, kept_ids: set) -> int:
     """Rows and columns of a ready G (HDF5 or Zarr from `bigeval grm`) of the kept animals."""
-    from bigeval.grm import write_grm
+    from bigeval.genomic.grm import write_grm
 
     if src.suffix.lower() == ".zarr":
         import zarr

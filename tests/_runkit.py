@@ -87,7 +87,7 @@ def population(base: Path) -> Path:
 
 def reference(base: Path) -> Path:
     """A complete run of the population's config (made once): its output folder."""
-    from bigeval.run import load_config, run_pipeline
+    from bigeval.pipeline import load_config, run_pipeline
 
     cfg = population(base)
     out = base / "reference"

@@ -1,4 +1,4 @@
-"""The A22⁻¹ operator (bigeval.a22op) against its dense twins: the inverse of Colleau's A22
+"""The A22⁻¹ operator (bigeval.genomic.a22op) against its dense twins: the inverse of Colleau's A22
 (bigeval.pedigree.a22_dense), and diag((W + αA22⁻¹)⁻¹) by a dense inverse."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from test_pedigree import simulated_pedigree
 
-from bigeval.a22op import A22InverseOperator
+from bigeval.genomic.a22op import A22InverseOperator
 from bigeval.errors import InputError
-from bigeval.models.cholesky import HAVE_CHOLMOD
+from bigeval.linalg.cholesky import HAVE_CHOLMOD
 from bigeval.pedigree import a22_dense
 
 SOLVERS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])

@@ -1,4 +1,5 @@
-"""APY G*⁻¹ (bigeval.apy) against its dense twins: the textbook APY formula written out block
+"""APY G*⁻¹ (bigeval.genomic.apy) against its dense twins: the textbook APY formula written out
+block
 by block on a dense G*, and with every animal in the core the plain inverse of G*."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 from test_genotypes import write_csv
 
-from bigeval.apy import (
+from bigeval.genomic.apy import (
     apy_from_dense,
     apy_from_store,
     apy_inverse_dense,
@@ -102,11 +103,11 @@ def test_apy_from_store__equals_dense_twin(population, tune, blend):
 
 
 def test_apy_from_store__core_columns_of_a22_in_several_panels(population, monkeypatch):
-    import bigeval.apy
+    import bigeval.genomic.apy
 
     p = population
     # a few core columns of A22 per Colleau panel, so that the core spans several panels
-    monkeypatch.setattr(bigeval.apy, "COLLEAU_BYTES", 8 * 7 * len(p["ids"]))
+    monkeypatch.setattr(bigeval.genomic.apy, "COLLEAU_BYTES", 8 * 7 * len(p["ids"]))
     res = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], tune=True, blend=0.05,
                          core_size=30, seed=3)
     twin = apy_inverse_dense(_dense_gstar(p, True, 0.05), res.apy.core)
@@ -116,18 +117,19 @@ def test_apy_from_store__core_columns_of_a22_in_several_panels(population, monke
 def test_apy_from_store__panels_without_missing_calls(population, tmp_path, monkeypatch):
     # the fast route (float32 product of the counts), alone and beside slices with missing
     # calls: one SNP chunk (128) per panel, slices of 50 SNPs
-    import bigeval.apy
-    import bigeval.grm
+    import bigeval.genomic.apy
+    import bigeval.genomic.grm
 
     p = population
-    monkeypatch.setattr(bigeval.grm, "PANEL_BYTES", 4 * len(p["gids"]) * 128)
-    monkeypatch.setattr(bigeval.apy, "PANEL_BYTES", 4 * len(p["gids"]) * 50)
+    monkeypatch.setattr(bigeval.genomic.grm, "PANEL_BYTES", 4 * len(p["gids"]) * 128)
+    monkeypatch.setattr(bigeval.genomic.apy, "PANEL_BYTES", 4 * len(p["gids"]) * 50)
     clean = p["M"].clip(0)
     mixed = clean.copy()
     mixed[:, 300:][np.random.default_rng(1).random((len(p["gids"]), 400)) < 0.02] = -1
     fast = []  # slices that took the fast route
-    monkeypatch.setattr(bigeval.apy, "_matvec64",
-                        lambda Y, ck: fast.append(Y.shape[1]) or bigeval.grm._matvec64(Y, ck))
+    monkeypatch.setattr(bigeval.genomic.apy, "_matvec64",
+                        lambda Y, ck: fast.append(Y.shape[1]) or bigeval.genomic.grm._matvec64(Y,
+                        ck))
     for name, geno, slices in (("clean", clean, 16), ("mixed", mixed, 6)):
         fast.clear()
         store = import_genotypes(write_csv(tmp_path / f"{name}.csv", geno, p["gids"]),
@@ -203,7 +205,7 @@ def test_gblup_inverse_diagonal_apy__equals_dense_twin(c):
 
 
 def test_erc_gblup__apy_and_operator_equal_dense_path(population):
-    from bigeval.a22op import A22InverseOperator
+    from bigeval.genomic.a22op import A22InverseOperator
     from bigeval.reliability.genomic import erc_gblup, genomic_part
 
     p = population
@@ -233,11 +235,11 @@ def test_apy_from_store__local_cluster_equals_in_memory(population, monkeypatch)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster):
-        import bigeval.apy
+        import bigeval.genomic.apy
 
         def not_here(*a, **k):
             raise AssertionError("the in-memory pass ran under a distributed client")
-        monkeypatch.setattr(bigeval.apy, "_g_core_pass", not_here)
+        monkeypatch.setattr(bigeval.genomic.apy, "_g_core_pass", not_here)
         got = apy_from_store(p["store"], p["ids"], p["sire"], p["dam"], blend=0.05,
                              core_size=30, seed=2, chunks=(32, 256))
     assert got.apy.core.tolist() == ref.apy.core.tolist()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_genomics_workflow import _run, population  # noqa: F401 (the fixture)
 
-from bigeval.apy import resolve_genomic_inverse
+from bigeval.genomic.apy import resolve_genomic_inverse
 from bigeval.cli import main
 from bigeval.errors import InputError, ResourceError
 
@@ -56,7 +56,7 @@ def test_reliability_apy__refusals(population, tmp_path, capsys):  # noqa: F811
 
 
 def test_run_config__apy_needs_genotypes(tmp_path):
-    from bigeval.run import config_from_dict
+    from bigeval.pipeline import config_from_dict
 
     for key, value in (("inverse", "apy"), ("apy_core", 100)):
         with pytest.raises(InputError, match="APY G.* is built from genotypes"):
@@ -94,7 +94,7 @@ def run_config(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::bigeval.errors.BigevalWarning")
 def test_run_apy__full_core_equals_full_run(run_config, tmp_path):
-    from bigeval.run import load_config, run_pipeline
+    from bigeval.pipeline import load_config, run_pipeline
 
     with_model, cfg = run_config
     common = {"genomics.tune": False, "exact.check": False}

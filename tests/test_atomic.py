@@ -303,7 +303,7 @@ def test_run_failing_while_writing__previous_results_intact(population, tmp_path
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
     with pytest.raises(OutputError) as info:  # main reports it; here the API raises it
-        from bigeval.workflow import ReliabilityJob, run_reliability
+        from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
         run_reliability(ReliabilityJob(pedigree=population["pedigree"],
                                        records=population["records"], out=out, h2=0.25),

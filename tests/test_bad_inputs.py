@@ -628,7 +628,7 @@ def test_single_record_groups__warned_with_count_and_listed_in_a_file(tmp_path):
 
 
 def test_single_record_groups__python_api_warns(tmp_path):
-    from bigeval.workflow import ReliabilityJob, run_reliability
+    from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
     (tmp_path / "ped.txt").write_text(PED)
     (tmp_path / "rec.txt").write_text(REC + "k2 g3\n")

@@ -1,4 +1,4 @@
-"""The partitioned iteration (bigeval.reliability.blocks) against the in-memory engine.
+"""The partitioned iteration (bigeval.reliability.distributed.blocks) against the in-memory engine.
 
 The in-memory engine (itself tested against the literal SAS twin) is the slow, obviously
 correct reference here: the blocked driver must equal it bit for bit, for every block size,
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigeval.reliability import FamilyGraph, iterate, kernel
-from bigeval.reliability.blocks import (
+from bigeval.reliability.distributed.blocks import (
     ENTRY_COST,
     block_inputs,
     contributions_to,

@@ -1,4 +1,4 @@
-"""Engine choice, cluster files and the cluster/ recipes (bigeval.cluster).
+"""Engine choice, cluster files and the cluster/ recipes (bigeval.reliability.distributed.cluster).
 
 What can be tested without SLURM, PBS, Kubernetes or Docker is: the job scripts dask-jobqueue
 renders from our cluster files, the DaskCluster resource the dask-kubernetes operator would
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigeval.cluster import (
+from bigeval.reliability.distributed.cluster import (
     choose_engine,
     job_script,
     kubernetes_spec,
@@ -159,7 +159,8 @@ def test_dockerfile__parses_and_installs_bigeval():
     assert "pyproject.toml README.md ./" in copies and "bigeval ./bigeval" in copies
     pip = [a for w, a in ins if w == "RUN" and "pip install" in a]
     assert len(pip) == 1 and '".[cluster,cholmod]"' in pip[0]
-    assert "import bigeval.reliability.dask_engine" in pip[0]  # the build checks the import
+    # the build checks the import
+    assert "import bigeval.reliability.distributed.dask_engine" in pip[0]
     # the package source is copied before it is installed, and the image does not run as root
     assert words.index("COPY") < words.index("RUN", words.index("COPY"))
     assert [a for w, a in ins if w == "USER"] == ["1000"]
@@ -217,7 +218,7 @@ def test_cli__local_cluster_of_processes_equals_in_memory(tmp_path, capsys):
 
 def test_connect__embedded_local_cluster_reports_dashboard():
     pytest.importorskip("distributed")
-    from bigeval.cluster import connect
+    from bigeval.reliability.distributed.cluster import connect
 
     said = []
     with connect(n_workers=1, log=said.append) as client:
@@ -233,7 +234,7 @@ def test_reliability_engine__embedded_cluster_plans_a_block_per_worker():
     workers, with the in-memory result to 1e-12 (sums per parent between workers), and bit
     for bit with ``exact_sums`` (thread workers)."""
     pytest.importorskip("distributed")
-    from bigeval.cluster import reliability_engine
+    from bigeval.reliability.distributed.cluster import reliability_engine
     from bigeval.reliability import FamilyGraph, iterate
     from conftest import random_pedigree
 

@@ -18,7 +18,7 @@ import pytest
 from bigeval.cli import main
 from bigeval.errors import InputError
 from bigeval.io.columns import RecordColumns, parse_record_columns
-from bigeval.run.config import config_from_dict
+from bigeval.pipeline.config import config_from_dict
 
 DATA = Path(__file__).parent / "data" / "blupf90-tutorial"
 MAP = "animal=1,cg=6+8,trait=10"  # farm × year groups, obs2

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from bigeval.reliability import FamilyGraph, ReliabilityOptions, iterate, reliability
-from bigeval.reliability.blocks import iterate_blocks, own_record_erc_blocks, partition
-from bigeval.reliability.dask_engine import DaskIteration, iterate_dask
+from bigeval.reliability.distributed.blocks import iterate_blocks, own_record_erc_blocks, partition
+from bigeval.reliability.distributed.dask_engine import DaskIteration, iterate_dask
 from bigeval.reliability.erc import own_record_erc
 
 from conftest import random_pedigree
@@ -188,7 +188,7 @@ def test_reliability__dask_iterator_computes_start_vector_blockwise(sib_adjust, 
     from pathlib import Path
 
     from bigeval.prepare import prepare
-    from bigeval.reliability import blocks as blocks_mod
+    from bigeval.reliability.distributed import blocks as blocks_mod
     from bigeval.simulate import SimulationConfig, simulate
     from test_reliability import write_inputs  # noqa: PLC0415 - shared fixture writer
 
@@ -215,7 +215,7 @@ def test_reliability__dask_iterator_computes_start_vector_blockwise(sib_adjust, 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_heap__takes_on_glibc():
-    from bigeval.reliability.resident import keep_heap
+    from bigeval.reliability.distributed.resident import keep_heap
 
     assert keep_heap() is (platform.libc_ver()[0] == "glibc")
 

@@ -335,7 +335,7 @@ def test_exact_reliability__too_large_raises_resource_error(monkeypatch, example
 
 
 # ------------------------------------------------------------------------------------------
-# the sparse path: sparse Cholesky + selected inversion (bigeval.models.selinv)
+# the sparse path: sparse Cholesky + selected inversion (bigeval.linalg.selinv)
 # ------------------------------------------------------------------------------------------
 
 SPARSE = 1e-10  # sparse path against the dense twin
@@ -391,7 +391,7 @@ def test_exact_reliability__sparse_not_positive_definite_raises(genomic_populati
 
 def test_run_reliability__exact_takes_sparse_path_above_the_dense_size(tmp_path, monkeypatch):
     import bigeval.reliability.exact as ex
-    from bigeval.workflow import ReliabilityJob, run_reliability
+    from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
     rng = np.random.default_rng(61)
     n = 60  # even numbers are males, odd ones females (parents must keep one sex)
     sire = np.array([-1] * 10 + [2 * rng.integers(0, i // 2) for i in range(10, n)])

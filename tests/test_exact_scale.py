@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import bigeval.models.schur as schur
-import bigeval.models.selinv as selinv
+import bigeval.linalg.schur as schur
+import bigeval.linalg.selinv as selinv
 from bigeval.genomic import vanraden_g
-from bigeval.models.cholesky import HAVE_CHOLMOD
+from bigeval.linalg.cholesky import HAVE_CHOLMOD
 from bigeval.pedigree import a_matrix_dense
 from bigeval.reliability.exact import _caa_diagonal
 

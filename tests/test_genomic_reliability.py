@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bigeval.genomic import vanraden_g
-from bigeval.relationships import genomic_inverses
+from bigeval.genomic.relationships import genomic_inverses
 from bigeval.reliability import ReliabilityOptions, reliability, start_vector
 from bigeval.reliability.engine import memory_iterator
 from bigeval.reliability.exact import exact_reliability

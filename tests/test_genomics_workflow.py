@@ -71,7 +71,7 @@ def test_reliability_genotypes__qc_report_and_subset(population, tmp_path):
 def test_reliability_genotypes__bad_combinations(population, tmp_path):
     f = population
     with pytest.raises(InputError, match="not both"):
-        from bigeval.workflow import ReliabilityJob, run_reliability
+        from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
         run_reliability(ReliabilityJob(pedigree=f["pedigree"], records=f["records"],
                                        out=tmp_path, h2=0.3, genotypes=f["store"],

@@ -180,7 +180,7 @@ def test_open_genotypes__not_a_store(tmp_path):
 def _run_cli(argv):
     import argparse
 
-    from bigeval.cli_genomics import register
+    from bigeval.cli.genomics import register
 
     parser = argparse.ArgumentParser(prog="bigeval")
     register(parser.add_subparsers(dest="command", required=True))

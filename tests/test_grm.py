@@ -1,4 +1,4 @@
-"""Tests of bigeval.grm: blockwise G against the dense twin bigeval.genomic.vanraden_g."""
+"""Tests of bigeval.genomic.grm: blockwise G against the dense twin bigeval.genomic.vanraden_g."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from test_genotypes import write_formats
 
 from bigeval.errors import InputError
 from bigeval.genomic import vanraden_g
-from bigeval.grm import allele_frequencies, grm, read_grm, write_grm
+from bigeval.genomic.grm import allele_frequencies, grm, read_grm, write_grm
 from bigeval.io.genotypes import import_genotypes, open_genotypes
 
 DATA = Path(__file__).parent / "data"
@@ -139,13 +139,13 @@ def test_write_grm__round_trip(tmp_path, suffix):
 
 
 # ---------------------------------------------------------------------------------------------
-# The `bigeval grm` subcommand (bigeval.cli_genomics), called through a parser built here
+# The `bigeval grm` subcommand (bigeval.cli.genomics), called through a parser built here
 
 
 def _run_cli(argv):
     import argparse
 
-    from bigeval.cli_genomics import register
+    from bigeval.cli.genomics import register
 
     parser = argparse.ArgumentParser(prog="bigeval")
     register(parser.add_subparsers(dest="command", required=True))
@@ -228,7 +228,7 @@ def _qc_store(tmp_path):
 
 
 def test_cmd_grm__qc_by_default_report_and_g_of_kept(tmp_path):
-    from bigeval.qc import QCOptions, qc
+    from bigeval.genomic.qc import QCOptions, qc
 
     store, M, ids = _qc_store(tmp_path)
     out = tmp_path / "out"
@@ -293,7 +293,7 @@ def test_cmd_grm__tune_blend_equal_dense_twin(tmp_path, method):
 
 @pytest.mark.parametrize("missing", [0.0, 0.1])
 def test_prepare__equals_slow_twin(missing):
-    from bigeval.grm import _matvec64, _prepare, _split
+    from bigeval.genomic.grm import _matvec64, _prepare, _split
 
     M = _random_genotypes(n=37, m=91, missing=missing, seed=22)
     c = 2 * np.random.default_rng(23).uniform(0.05, 0.95, 91)
@@ -310,7 +310,7 @@ def test_prepare__equals_slow_twin(missing):
 
 @pytest.mark.parametrize("missing", [0.0, 0.05])
 def test_finish_fast__equals_slow_twin(missing):
-    from bigeval.grm import _finish_fast, _finish_pair, _pair_block
+    from bigeval.genomic.grm import _finish_fast, _finish_pair, _pair_block
 
     M = _random_genotypes(n=30, m=60, missing=missing, seed=24)
     c = 2 * np.random.default_rng(25).uniform(0.05, 0.95, 60)
@@ -328,7 +328,7 @@ def test_finish_fast__equals_slow_twin(missing):
 @pytest.mark.parametrize("mirror", [False, True])
 def test_place__equals_numpy_assignment(shape, r0, c0, mirror):
     """The compiled (tiled) placement of a block of G against plain numpy slicing."""
-    from bigeval.grm import _place
+    from bigeval.genomic.grm import _place
 
     rng = np.random.default_rng(3)
     block = rng.random(shape)

@@ -1,4 +1,4 @@
-"""The two schemes of bigeval.grm: the panel scheme's compiled kernels against their slow
+"""The two schemes of bigeval.genomic.grm: the panel scheme's compiled kernels against their slow
 twins, both schemes against the dense float64 twin (bigeval.genomic.vanraden_g), G written
 blockwise to HDF5/Zarr, and the tile scheme streamed from a real multi-process LocalCluster."""
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_grm import _random_genotypes, assert_same_g
 
-import bigeval.grm as grm_module
+import bigeval.genomic.grm as grm_module
 from bigeval.errors import InputError
 from bigeval.genomic import vanraden_g
-from bigeval.grm import (
+from bigeval.genomic.grm import (
     _finish_panels,
     _finish_panels_slow,
     _flush_upper,
@@ -120,7 +120,7 @@ def test_grm_panel__small_panels_prefetch_and_flush_equal_dense_twin(monkeypatch
 
 
 def test_count_calls__equals_numpy_sums():
-    from bigeval.grm import _count_calls
+    from bigeval.genomic.grm import _count_calls
 
     M = _random_genotypes(n=40, m=70, missing=0.2, seed=17)
     M[3, 5] = 7
@@ -134,7 +134,7 @@ def test_count_calls__equals_numpy_sums():
 
 @pytest.mark.parametrize("missing", [0.0, 0.1])
 def test_parallel_kernels__equal_serial_twins(missing):
-    from bigeval.grm import _count_calls, _count_calls_parallel, _prepare, _prepare_parallel
+    from bigeval.genomic.grm import _count_calls, _count_calls_parallel, _prepare, _prepare_parallel
 
     M = _random_genotypes(n=700, m=600, missing=missing, seed=19)  # several blocks each way
     c = 2 * np.random.default_rng(20).uniform(0.05, 0.95, 600)

@@ -135,7 +135,7 @@ def test_fit_mixed__selected_inversion_pev_equals_dense(monkeypatch, toml, metho
     solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
     _, _, ref = fit(toml, method="dense")
     monkeypatch.setattr(solve_mod, "DENSE_MAX", 0)  # every system counts as large
-    import bigeval.models.schur as schur
+    import bigeval.linalg.schur as schur
     calls = []
     inner = schur.schur_factor
     monkeypatch.setattr(schur, "schur_factor", lambda *a, **k: calls.append(len(a[1]))
@@ -156,7 +156,7 @@ def test_fit_mixed__pcg_skips_standard_errors_by_default():
 
 
 def test_solve__auto_without_cholmod_uses_the_fallback(monkeypatch):
-    import bigeval.models.cholesky as chol
+    import bigeval.linalg.cholesky as chol
     solve_mod = importlib.import_module("bigeval.models.solve")  # the package hides it
     _, _, ref = fit("ssgblup.toml", method="dense")
     monkeypatch.setattr(chol, "HAVE_CHOLMOD", False)

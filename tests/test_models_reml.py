@@ -133,7 +133,7 @@ def test_reml__sparse_engine_equals_dense_twin_repeatability():
 def test_reml__schur_engine_with_genomics_equals_dense_twin(monkeypatch, toml, method):
     # G and H: the sparse engine keeps the genotyped block apart (Schur complement); the
     # round's log L, estimates and AI matrix must be the dense twin's
-    import bigeval.models.schur as schur
+    import bigeval.linalg.schur as schur
     spec = ModelSpec.from_toml(EXAMPLES / toml)
     md = model_data(spec, read_data(spec), load_relationship(spec))
     assert md.rel.dense is not None

@@ -1,4 +1,4 @@
-"""Tests of bigeval.models.spec and bigeval.cli_models."""
+"""Tests of bigeval.models.spec and bigeval.cli.models."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigeval import cli_models
+from bigeval.cli import models as cli_models
 from bigeval.errors import InputError
 from bigeval.models.spec import ModelSpec, read_data
 

@@ -1,4 +1,4 @@
-"""Out-of-core reading and preparation (bigeval.io.ooc, bigeval.prepare_ooc) against the
+"""Out-of-core reading and preparation (bigeval.io.ooc, bigeval.prepare.ooc) against the
 in-memory path: same arrays, same results (byte for byte), same errors."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from bigeval import io
 from bigeval.errors import InputError
 from bigeval.io import ooc, readers
 from bigeval.prepare import prepare
-from bigeval.prepare_ooc import prepare_ooc
-from bigeval.workflow import ReliabilityJob, run_reliability
+from bigeval.prepare.ooc import prepare_ooc
+from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
 CHUNKS = (1, 3, 1000)  # rows per block: one row, a few, everything in one block
 
@@ -400,7 +400,7 @@ def test_run_reliability_ooc__on_the_dask_engine(tmp_path):
 
 
 def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
-    from bigeval.prepare_ooc import run_reliability_ooc
+    from bigeval.prepare.ooc import run_reliability_ooc
 
     f = write_random_population(tmp_path, 9, n=200)
     job = ReliabilityJob(pedigree=f["pedigree"], records=f["records"], out=tmp_path / "mem",
@@ -417,7 +417,7 @@ def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::bigeval.errors.BigevalWarning")  # single-record groups
 def test_cli_reliability__out_of_core_flag_and_automatic_size(tmp_path, monkeypatch, capsys):
-    from bigeval import prepare_ooc as module
+    from bigeval.prepare import ooc as module
     from bigeval.cli import main
 
     f = write_random_population(tmp_path, 10, n=150)

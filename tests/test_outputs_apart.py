@@ -13,7 +13,7 @@ import _runkit
 from bigeval.cli import main
 from bigeval.errors import InputError
 from bigeval.io.writers import refuse_overwriting_inputs
-from bigeval.run import load_config
+from bigeval.pipeline import load_config
 from bigeval.sample import draw_sample
 
 pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)

@@ -1,4 +1,4 @@
-"""Tests of bigeval.qc: call rates, MAF, monomorphic SNPs and duplicated animals."""
+"""Tests of bigeval.genomic.qc: call rates, MAF, monomorphic SNPs and duplicated animals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bigeval.errors import InputError
-from bigeval.qc import QCOptions, qc
+from bigeval.genomic.qc import QCOptions, qc
 
 N, M = 40, 300
 OFF = QCOptions(min_call_rate_snp=0.0, min_call_rate_animal=0.0, min_maf=0.0,
@@ -143,7 +143,7 @@ def _slow_conflicts(M, ids, sires, dams, max_rate, min_common):
 
 @pytest.mark.parametrize("chunks", [None, (3, 40)])
 def test_parent_progeny_conflicts__true_parents_pass_and_a_wrong_sire_is_reported(chunks):
-    from bigeval.qc import parent_progeny_conflicts
+    from bigeval.genomic.qc import parent_progeny_conflicts
     M, ids, sires, dams = _family_genotypes(500, seed=5)
     M[5, :7] = -1  # missing calls are not compared
     X = M if chunks is None else da.from_array(M, chunks=chunks)
@@ -160,7 +160,7 @@ def test_parent_progeny_conflicts__true_parents_pass_and_a_wrong_sire_is_reporte
 
 
 def test_parent_progeny_conflicts__thresholds_match_the_slow_twin():
-    from bigeval.qc import parent_progeny_conflicts
+    from bigeval.genomic.qc import parent_progeny_conflicts
     rng = np.random.default_rng(8)
     M = rng.integers(-1, 3, size=(12, 150)).astype(np.int8)
     ids = np.array([f"a{i}" for i in range(12)])
@@ -175,8 +175,8 @@ def test_parent_progeny_conflicts__thresholds_match_the_slow_twin():
 
 def test_g_from_store__reports_conflicts_without_removing_animals(tmp_path):
     from bigeval.io.genotypes import import_genotypes
-    from bigeval.qc import describe
-    from bigeval.relationships import inverses_from_store
+    from bigeval.genomic.qc import describe
+    from bigeval.genomic.relationships import inverses_from_store
     M, ids, sires, dams = _family_genotypes(400, seed=9)
     csv = tmp_path / "geno.csv"
     with open(csv, "w") as f:

@@ -1,4 +1,4 @@
-"""Tests of bigeval.relationships: A22⁻¹ (sparse Schur complement and dense), tuning and
+"""Tests of bigeval.genomic.relationships: A22⁻¹ (sparse Schur complement and dense), tuning and
 blending without a dense A22, and Part II in place — each against a dense twin built from
 the tabular A (``a_matrix_dense``) and numpy's general inverse."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_pedigree import simulated_pedigree
 
-import bigeval.relationships as rel
+import bigeval.genomic.relationships as rel
 from bigeval.errors import InputError
 from bigeval.genomic import blend_g, tune_g
-from bigeval.models.cholesky import HAVE_CHOLMOD
+from bigeval.linalg.cholesky import HAVE_CHOLMOD
 from bigeval.pedigree import a_matrix_dense, inbreeding
 from bigeval.reliability import genomic_reliability
 from bigeval.reliability.reference import sas_part2

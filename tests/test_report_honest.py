@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from bigeval.errors import BigevalWarning
-from bigeval.run import report as rp
+from bigeval.pipeline import report as rp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +135,7 @@ def test_gain__negative_mean_is_said_with_its_causes():
 
 
 def test_exact_rows__all_genotyped_and_not_genotyped_by_agreement():
-    from bigeval.workflow import agreement
+    from bigeval.pipeline.workflow import agreement
 
     t = _table(odd=False)
     exact = t[["animal", "rel_pedigree", "rel_final"]].iloc[::-1].reset_index(drop=True)
@@ -228,7 +228,7 @@ def test_write_report__no_warnings_and_no_method_when_absent(tmp_path):
 
 
 def test_run__warnings_are_shown_kept_and_reported(tmp_path, monkeypatch):
-    from bigeval.run import load_config, pipeline, run_pipeline
+    from bigeval.pipeline import load_config, run_pipeline, runner as pipeline
 
     def warn_then(run):
         def stage(ctx):
@@ -280,7 +280,7 @@ def test_write_report__lists_its_own_warnings(tmp_path, monkeypatch):
 
 
 def test_collect_warnings__counts_passes_on_and_keeps_the_filters():
-    from bigeval.run.manifest import collect_warnings
+    from bigeval.pipeline.manifest import collect_warnings
 
     with warnings.catch_warnings(record=True) as outer:
         warnings.simplefilter("always")

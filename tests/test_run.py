@@ -25,9 +25,9 @@ import _runkit
 from bigeval.cli import main
 from bigeval.errors import InputError
 from bigeval.io.writers import output_lock
-from bigeval.run import config_from_dict, load_config, run_pipeline, template
-from bigeval.run.config import SCHEMA, cli_table, dump_config, parse_override
-from bigeval.run.pipeline import STAGE_NAMES
+from bigeval.pipeline import config_from_dict, load_config, run_pipeline, template
+from bigeval.pipeline.config import SCHEMA, cli_table, dump_config, parse_override
+from bigeval.pipeline.runner import STAGE_NAMES
 
 pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
 
@@ -161,7 +161,7 @@ def test_config__every_cli_option_maps_to_a_key():
     """The table of options and keys names real options and real keys, and covers every
     option of reliability, grm, genotypes import, run and sample."""
     from bigeval.cli import build_parser
-    from bigeval.run.config import CLI_ONLY
+    from bigeval.pipeline.config import CLI_ONLY
 
     parser = build_parser()
     keys = {k.dotted for k in SCHEMA}
@@ -537,7 +537,7 @@ def test_run__without_genomics_or_model(pop_config, tmp_path):
 
 @pytest.mark.slow
 def test_run__local_cluster_equals_threads(ref, pop_config, tmp_path):
-    """A local cluster builds G by tiles (bigeval.grm), the threaded run by panels: the two
+    """A local cluster builds G by tiles (bigeval.genomic.grm), the threaded run by panels: the two
     sum in different orders, so the full-precision Parquet equals to rounding, and every
     written figure (CSV, exact check, summary) byte for byte."""
     out = tmp_path / "out"
@@ -573,7 +573,7 @@ def test_run__mrode_example_config_gives_the_book_values(tmp_path):
 
 
 def test_readme__has_the_current_config_reference():
-    from bigeval.run.config import reference_markdown
+    from bigeval.pipeline.config import reference_markdown
 
     readme = (REPO / "README.md").read_text()
     missing = [row for row in reference_markdown().splitlines() if row not in readme]
@@ -582,7 +582,7 @@ def test_readme__has_the_current_config_reference():
 
 @pytest.mark.parametrize("damaged", ['[1, 2, 3]', '{"x": 5}', '{"/a": [[1, 2], "h"]}', '"s"'])
 def test_input_hasher__cache_of_the_wrong_shape_is_not_trusted(tmp_path, damaged):
-    from bigeval.run.checkpoint import InputHasher, hash_file
+    from bigeval.pipeline.checkpoint import InputHasher, hash_file
 
     data = tmp_path / "ped.txt"
     data.write_text("a 0 0\n")
@@ -595,8 +595,8 @@ def test_input_hasher__cache_of_the_wrong_shape_is_not_trusted(tmp_path, damaged
 
 
 def test_pedigree_extra__birth_column_mixing_years_and_dates(tmp_path):
-    from bigeval.run.config import config_from_dict
-    from bigeval.run.inputs import pedigree_extra
+    from bigeval.pipeline.config import config_from_dict
+    from bigeval.pipeline.inputs import pedigree_extra
 
     ped = tmp_path / "ped.txt"
     ped.write_text("a 0 0 2019\nb 0 0 2020-03-01\nc a b 20210415\nd a b 0\n")

@@ -13,7 +13,7 @@ import _runkit
 from bigeval.cli import main
 from bigeval.errors import InputError
 from bigeval.io.genotypes import open_genotypes
-from bigeval.run import config_from_dict, load_config
+from bigeval.pipeline import config_from_dict, load_config
 from bigeval.sample import ancestors, draw_sample, herd_of
 
 pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
@@ -120,7 +120,7 @@ def test_sample__then_run_end_to_end(pop_config, tmp_path):
 
 def test_sample__from_a_ready_g(pop_config, tmp_path):
     """With a ready G (from `bigeval grm`), the sample keeps its rows and columns."""
-    from bigeval.grm import grm, read_grm, write_grm
+    from bigeval.genomic.grm import grm, read_grm, write_grm
 
     data = pop_config.parent / "data"
     X, ids, _ = open_genotypes(data / "genotypes.zarr")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import bigeval.models.schur as schur
+import bigeval.linalg.schur as schur
 from bigeval.errors import InputError
-from bigeval.models.cholesky import HAVE_CHOLMOD
+from bigeval.linalg.cholesky import HAVE_CHOLMOD
 
 SOLVERS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])
 

@@ -1,4 +1,4 @@
-"""Tests of bigeval.models.cholesky and bigeval.models.selinv against dense inverses."""
+"""Tests of bigeval.linalg.cholesky and bigeval.linalg.selinv against dense inverses."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigeval.errors import InputError
-from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky, symbolic_factor_pattern
-from bigeval.models.selinv import inverse_diagonal, selected_inverse, takahashi
+from bigeval.linalg.cholesky import HAVE_CHOLMOD, cholesky, symbolic_factor_pattern
+from bigeval.linalg.selinv import inverse_diagonal, selected_inverse, takahashi
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 METHODS = ["superlu"] + (["cholmod"] if HAVE_CHOLMOD else [])
@@ -231,7 +231,7 @@ def test_takahashi__int32_and_int64_indices():
 
 
 def test_takahashi__supernode_detection():
-    from bigeval.models.selinv import _supernodes
+    from bigeval.linalg.selinv import _supernodes
     A = dense_block_lhs()
     L = cholesky(A, METHODS[-1]).L
     starts = _supernodes(L.indptr.astype(np.int64), L.indices.astype(np.int64))

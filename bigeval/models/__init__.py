@@ -3,7 +3,7 @@
 from bigeval.models.anova import anova, design_matrix, ols
 from bigeval.models.mme import build_mme, load_relationship, model_data
 from bigeval.models.reml import reml
-from bigeval.models.selinv import inverse_diagonal, selected_inverse
+from bigeval.linalg.selinv import inverse_diagonal, selected_inverse
 from bigeval.models.solve import fit_mixed, solve
 from bigeval.models.spec import ModelSpec, read_data
 

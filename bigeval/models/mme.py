@@ -29,7 +29,7 @@ from bigeval.io.genotypes import import_genotypes, open_genotypes
 from bigeval.linalg import spd_inverse
 from bigeval.models.anova import factor_levels
 from bigeval.pedigree import a22_dense, ainv_sparse, inbreeding, mendelian_variance
-from bigeval.run.inputs import is_zarr_store
+from bigeval.pipeline.inputs import is_zarr_store
 
 
 def dense_block(values, index, n: int) -> sp.csc_matrix:
@@ -62,7 +62,7 @@ class Relationship:
     ids : animal IDs (strings) in equation order; kinv : sparse inverse (q × q);
     logdet : log|K| (for the REML likelihood); dense : the rows of kinv's dense block (the
     genotyped animals of H, every animal of G; None for A), which the PEVs keep apart
-    (:mod:`bigeval.models.schur`).
+    (:mod:`bigeval.linalg.schur`).
     """
 
     kind: str

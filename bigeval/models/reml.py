@@ -16,7 +16,7 @@ Convergence: EM when Σ(Δθ)²/Σθ² < 1e-6, AI when < 1e-8 (BLUPF90's criteri
 
 The traces tr(K⁻¹C^kk) need only the entries of C⁻¹ on the pattern of K⁻¹, which lies in
 the pattern of C: the sparse engine takes them from the selected inverse of the sparse
-Cholesky factor (Takahashi equations, :mod:`bigeval.models.selinv`), as BLUPF90 does with
+Cholesky factor (Takahashi equations, :mod:`bigeval.linalg.selinv`), as BLUPF90 does with
 FSPAK/YAMS, and log|C| from the factor's diagonal.
 
 Why EM stops short of the maximum: EM converges linearly, with a rate close to 1 when the
@@ -98,8 +98,8 @@ class _SparseC:
     on the pattern of C, which holds every K⁻¹ block: Takahashi equations)."""
 
     def __init__(self, lhs, theta):
-        from bigeval.models.cholesky import cholesky
-        from bigeval.models.selinv import selected_inverse
+        from bigeval.linalg.cholesky import cholesky
+        from bigeval.linalg.selinv import selected_inverse
         try:
             self.f = cholesky(lhs, what="the MME left-hand side during REML")
         except InputError as exc:
@@ -121,10 +121,10 @@ class _SparseC:
 
 class _SchurC(_SparseC):
     """C = LHS with G or H: the genotyped block kept apart by its Schur complement
-    (:func:`bigeval.models.schur.schur_factor`); the traces from the same entries."""
+    (:func:`bigeval.linalg.schur.schur_factor`); the traces from the same entries."""
 
     def __init__(self, lhs, theta, dense_eq):
-        from bigeval.models.schur import schur_factor
+        from bigeval.linalg.schur import schur_factor
         try:
             self.f = schur_factor(lhs, dense_eq, what="the MME left-hand side during REML")
         except InputError as exc:

@@ -11,7 +11,7 @@ the fixed effects and the diagonal for the rest, as in BLUPF90; it needs only th
 so it serves systems too large to factor.
 
 Standard errors and PEVs come from the diagonal of the inverse LHS: dense inverse for small
-systems, selected inversion of the sparse factor (:mod:`bigeval.models.selinv`) otherwise.
+systems, selected inversion of the sparse factor (:mod:`bigeval.linalg.selinv`) otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import scipy.sparse.linalg as spla
 from numba import njit
 
 from bigeval.errors import InputError
-from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky
+from bigeval.linalg.cholesky import HAVE_CHOLMOD, cholesky
 
 DENSE_MAX = 5000  # equations: above this the direct path never densifies
 _NOT_PD = ("check the variances (all > 0), that every fixed-effect level has records, and "
@@ -213,8 +213,8 @@ class BLUPResult:
 
 def _schur_fit(m, e2: np.ndarray, method: str):
     """Solutions and diag(C⁻¹) of the MME ``m`` with the equations ``e2`` (a dense block)
-    kept apart (:func:`bigeval.models.schur.schur_factor`)."""
-    from bigeval.models.schur import schur_factor
+    kept apart (:func:`bigeval.linalg.schur.schur_factor`)."""
+    from bigeval.linalg.schur import schur_factor
 
     f = schur_factor(m.lhs, e2, solver=method, remedy=_NOT_PD)
     return Solution(f.solve(m.rhs), f.method), f.diagonal()
@@ -227,7 +227,7 @@ def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
     Standard errors are sqrt(diag(C⁻¹)) of the Henderson-form LHS (= PEV for animals);
     ``rel = 1 − PEV / (K_ii σa²)``. ``se=None`` computes them unless ``method='pcg'``: by a
     dense inverse up to DENSE_MAX equations, else by selected inversion of the sparse
-    Cholesky factor that also gives the solutions (:mod:`bigeval.models.selinv`).
+    Cholesky factor that also gives the solutions (:mod:`bigeval.linalg.selinv`).
     """
     import pandas as pd
 
@@ -242,7 +242,7 @@ def fit_mixed(md, *, sigma_a2, sigma_e2, sigma_pe2=None, method: str = "auto",
         # G or H: the dense block of the genotyped apart (Schur complement), one dense copy
         sol, d = _schur_fit(m, m.blocks["animal"].start + np.asarray(dense, np.int64), method)
     elif se and n > DENSE_MAX and method in ("auto", "cholmod", "superlu"):
-        from bigeval.models.selinv import selected_inverse
+        from bigeval.linalg.selinv import selected_inverse
         f = cholesky(m.lhs, "auto" if method == "auto" else method)
         sol = Solution(f.solve(m.rhs), f.method)
         d = selected_inverse(f).diagonal()

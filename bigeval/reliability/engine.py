@@ -369,7 +369,7 @@ def reliability(pop: Population, opts: ReliabilityOptions, *, interbull_source=N
     Part II and III run only when the population has genotyped animals with G⁻¹ and A22⁻¹.
     ``iterator`` runs the iteration of Parts I and III instead of the in-memory :func:`iterate`:
     a callable ``(d0, alpha, *, rounds, tol, fixed_animal, fixed_erc, label, progress)`` such
-    as :class:`bigeval.reliability.dask_engine.DaskIteration`; if it has an
+    as :class:`bigeval.reliability.distributed.dask_engine.DaskIteration`; if it has an
     ``own_record_erc`` method, the start vector's own-record ERC is computed by it too.
     """
     own = getattr(iterator, "own_record_erc", None)

@@ -22,9 +22,9 @@ A⁻¹ (Henderson's rules with inbreeding, :func:`bigeval.pedigree.ainv_sparse`)
 Two paths give the same numbers: ``dense`` inverts the LHS with LAPACK (potrf + potri; the
 twin, small data only) and ``sparse`` factors it (CHOLMOD, else SuperLU) and takes the
 diagonal of the inverse by selected inversion (Takahashi equations,
-:mod:`bigeval.models.selinv`), which scales to the ~10⁶ equations that factor on one node;
+:mod:`bigeval.linalg.selinv`), which scales to the ~10⁶ equations that factor on one node;
 in single step the genotyped animals' dense block is kept apart, by its Schur complement
-(:mod:`bigeval.models.schur`).
+(:mod:`bigeval.linalg.schur`).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def _with_genomic(lhs, k, g, gm, alpha):
 def exact_method(neq: int) -> str:
     """The path :func:`exact_reliability` takes for ``neq`` equations with ``method='auto'``:
     ``dense`` (LAPACK inverse, the twin) up to :data:`DENSE_MAX_EQUATIONS`, else ``sparse``
-    (sparse Cholesky and selected inversion, :mod:`bigeval.models.selinv`)."""
+    (sparse Cholesky and selected inversion, :mod:`bigeval.linalg.selinv`)."""
     return "dense" if neq <= DENSE_MAX_EQUATIONS else "sparse"
 
 
@@ -246,18 +246,18 @@ def _caa_diagonal(sire, dam, rec_animal, rec_cg, alpha, *, tau, genotyped, ginv,
 
 
 def _sparse_caa(lhs, k, n, g, gm, alpha, solver, remedy):
-    """The sparse path: factor, then selected inversion (:mod:`bigeval.models.selinv`).
+    """The sparse path: factor, then selected inversion (:mod:`bigeval.linalg.selinv`).
 
     Pedigree model: the sparse LHS factored whole (CHOLMOD reads its lower triangle). Single
     step: by the Schur complement of the genotyped animals' equations
-    (:func:`bigeval.models.schur.schur_factor`): the sparse rest is factored
+    (:func:`bigeval.linalg.schur.schur_factor`): the sparse rest is factored
     alone, and the dense genotyped block C22 + α(G⁻¹ − A22⁻¹) − L21 L21ᵀ is the one dense
     n_g × n_g array, inverted in place by blocked LAPACK. Each large array is freed as soon
     as the next step no longer needs it.
     """
-    from bigeval.models.cholesky import HAVE_CHOLMOD, cholesky
-    from bigeval.models.schur import schur_factor
-    from bigeval.models.selinv import SelectedInverse, takahashi
+    from bigeval.linalg.cholesky import HAVE_CHOLMOD, cholesky
+    from bigeval.linalg.schur import schur_factor
+    from bigeval.linalg.selinv import SelectedInverse, takahashi
 
     if solver == "auto":
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
@@ -326,7 +326,7 @@ def exact_reliability(sire, dam, rec_animal, rec_cg, alpha, *, tau=None, genotyp
     method
         ``dense``: LAPACK inverse of the dense LHS (the twin; small data); ``sparse``: sparse
         Cholesky (CHOLMOD when installed) and selected inversion of the factor
-        (:mod:`bigeval.models.selinv`), for systems up to ~10⁶ equations that factor in
+        (:mod:`bigeval.linalg.selinv`), for systems up to ~10⁶ equations that factor in
         memory; ``auto`` (default): :func:`exact_method`.
 
     Returns

@@ -214,8 +214,8 @@ def erc_gblup(d_genotyped: np.ndarray, w: np.ndarray, ginv: np.ndarray, a22inv: 
         Their own-data ERC (:func:`own_data_erc`).
     ginv, a22inv
         G*⁻¹ and A22⁻¹ (both triangles), in the order of ``d_genotyped``; not modified.
-        Either may instead be an APY G*⁻¹ (:class:`bigeval.apy.ApyInverse`) or an A22⁻¹
-        operator (:class:`bigeval.a22op.A22InverseOperator`): its diagonal of
+        Either may instead be an APY G*⁻¹ (:class:`bigeval.genomic.apy.ApyInverse`) or an A22⁻¹
+        operator (:class:`bigeval.genomic.a22op.A22InverseOperator`): its diagonal of
         ``(W + αK⁻¹)⁻¹`` is then computed without an n_g × n_g matrix
         (:mod:`bigeval.reliability.genomic_apy`).
     alpha

@@ -1,6 +1,6 @@
 """Part II's GBLUP diagonals ``diag((W + αK⁻¹)⁻¹)`` with APY G*⁻¹ and the A22⁻¹ operator.
 
-**G side** (K⁻¹ = G_APY⁻¹, :class:`bigeval.apy.ApyInverse`, core c and non-core n): with
+**G side** (K⁻¹ = G_APY⁻¹, :class:`bigeval.genomic.apy.ApyInverse`, core c and non-core n): with
 ``P = G_nc G_cc⁻¹`` and ``M = diag(m)``, the matrix ``C = W + αG_APY⁻¹`` is
 
     C_cc = W_c + α(G_cc⁻¹ + P'M⁻¹P),   C_cn = −αP'M⁻¹,   C_nn = diag(w_n + α/m)  (= D).
@@ -17,9 +17,9 @@ matrices). Then exactly, with ``S = L L'``:
 the second from ``(C⁻¹)_nn = D⁻¹ + D⁻¹C_nc S⁻¹ C_cn D⁻¹``; one triangular solve per block of
 rows of P. The dense twin is ``diag(inv(diag(w) + α apy_inverse_dense(G*, core)))``.
 
-**A22 side** (:class:`bigeval.a22op.A22InverseOperator`): the genotyped block of the inverse
+**A22 side** (:class:`bigeval.genomic.a22op.A22InverseOperator`): the genotyped block of the inverse
 of the sparse ``αA⁻¹ + diag(0, W)`` (selected inversion;
-:meth:`bigeval.a22op.A22InverseOperator.gblup_inverse_diagonal`).
+:meth:`bigeval.genomic.a22op.A22InverseOperator.gblup_inverse_diagonal`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from bigeval.a22op import A22InverseOperator
-from bigeval.apy import ROW_BLOCK, ApyInverse
+from bigeval.genomic.a22op import A22InverseOperator
+from bigeval.genomic.apy import ROW_BLOCK, ApyInverse
 from bigeval.errors import InputError
 
 __all__ = ["gblup_inverse_diagonal", "gblup_inverse_diagonal_apy", "is_structured"]

@@ -162,7 +162,7 @@ def tune_g_means(G: np.ndarray, mean_diag_a22: float, mean_offdiag_a22: float, *
                  overwrite: bool = False) -> np.ndarray:
     """:func:`tune_g` from the mean diagonal and off-diagonal of A22 (no dense A22).
 
-    The means come from :func:`bigeval.relationships.a22_means`. With ``overwrite`` (and a
+    The means come from :func:`bigeval.genomic.relationships.a22_means`. With ``overwrite`` (and a
     float64 G) the result is computed in the memory of G.
 
     Examples

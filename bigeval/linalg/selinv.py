@@ -1,6 +1,6 @@
 """Selected inversion: entries of A⁻¹ on the pattern of its sparse Cholesky factor.
 
-With ``P A Pᵀ = L Lᵀ`` (:mod:`bigeval.models.cholesky`), ``Z = (P A Pᵀ)⁻¹`` satisfies
+With ``P A Pᵀ = L Lᵀ`` (:mod:`bigeval.linalg.cholesky`), ``Z = (P A Pᵀ)⁻¹`` satisfies
 ``Z L = L⁻ᵀ``, an upper-triangular matrix with diagonal ``1/L_jj``. Reading that equation
 below the diagonal gives the Takahashi equations (Takahashi, Fagan & Chin 1973; Erisman &
 Tinney 1975; the "sparse inverse" of FSPAK/YAMS behind BLUPF90's PEVs), for j = n−1 … 0
@@ -462,11 +462,11 @@ class SelectedInverse:
 
 
 def selected_inverse(factor) -> SelectedInverse:
-    """Selected inverse from a :class:`bigeval.models.cholesky.SparseCholesky`.
+    """Selected inverse from a :class:`bigeval.linalg.cholesky.SparseCholesky`.
 
     Examples
     --------
-    >>> from bigeval.models.cholesky import cholesky
+    >>> from bigeval.linalg.cholesky import cholesky
     >>> A = sp.csc_matrix([[4.0, 2.0, 0.0], [2.0, 3.0, 1.0], [0.0, 1.0, 2.0]])
     >>> s = selected_inverse(cholesky(A, "superlu"))
     >>> bool(np.allclose(s.diagonal(), np.diag(np.linalg.inv(A.toarray()))))
@@ -477,7 +477,7 @@ def selected_inverse(factor) -> SelectedInverse:
 
 def inverse_diagonal(A, method: str = "auto", *, what: str = "the matrix") -> np.ndarray:
     """diag(A⁻¹) of a sparse SPD matrix by factorisation and selected inversion."""
-    from bigeval.models.cholesky import cholesky
+    from bigeval.linalg.cholesky import cholesky
     f = cholesky(A, method, what=what)
     L, perm = f.L, f.perm
     del f  # frees CHOLMOD's copy of the factor before the inversion

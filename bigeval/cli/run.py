@@ -26,7 +26,7 @@ __all__ = ["register"]
 
 def register(subparsers) -> None:
     """Add ``run``, ``config`` and ``sample`` to the main parser's subparsers."""
-    from bigeval.run.pipeline import STAGE_NAMES
+    from bigeval.pipeline.runner import STAGE_NAMES
 
     p = subparsers.add_parser(
         "run", help="the routine evaluation run from one configuration file",
@@ -96,7 +96,7 @@ def register(subparsers) -> None:
 
 
 def _overrides(args) -> dict:
-    from bigeval.run.config import parse_override
+    from bigeval.pipeline.config import parse_override
 
     out = dict(parse_override(s) for s in args.overrides)
     if getattr(args, "out", None):
@@ -108,7 +108,7 @@ def _overrides(args) -> dict:
 
 def cmd_run(args) -> int:
     """``bigeval run``."""
-    from bigeval.run import load_config, run_pipeline
+    from bigeval.pipeline import load_config, run_pipeline
 
     cfg = load_config(args.config, _overrides(args))
     res = run_pipeline(cfg, until=args.until, force=args.force, progress=args.progress,
@@ -124,7 +124,7 @@ def cmd_run(args) -> int:
 def cmd_config_init(args) -> int:
     """``bigeval config init``."""
     from bigeval.io.writers import write_text_atomic
-    from bigeval.run.config import template
+    from bigeval.pipeline.config import template
 
     text = template()
     if args.path is None:
@@ -140,7 +140,7 @@ def cmd_config_init(args) -> int:
 
 def cmd_config_keys(args) -> int:
     """``bigeval config keys``: the option ↔ key table."""
-    from bigeval.run.config import CLI_ONLY, cli_table
+    from bigeval.pipeline.config import CLI_ONLY, cli_table
 
     rows = cli_table()
     width = max(len(o) for o, _ in rows)
@@ -179,7 +179,7 @@ def cmd_config_from_blupf90(args) -> int:
 
 def cmd_config_check(args) -> int:
     """``bigeval config check``."""
-    from bigeval.run.config import dump_config, load_config
+    from bigeval.pipeline.config import dump_config, load_config
 
     cfg = load_config(args.config)
     print(dump_config(cfg.to_dict(), header=f"# {args.config}: valid; resolved:").rstrip())
@@ -188,7 +188,7 @@ def cmd_config_check(args) -> int:
 
 def cmd_sample(args) -> int:
     """``bigeval sample``."""
-    from bigeval.run import load_config
+    from bigeval.pipeline import load_config
     from bigeval.sample import draw_sample
 
     cfg = load_config(args.config)

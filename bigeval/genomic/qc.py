@@ -6,7 +6,7 @@ blocks; each step is one named ``dask.compute`` over the genotypes kept so far, 
 preGSf90 uses: SNP call rate, animal call rate, MAF and monomorphic SNPs (on the kept animals),
 then duplicated genotypes (near-identical animals, on the kept SNPs).
 
-Duplicates are found blockwise like G (:mod:`bigeval.grm`): for each pair of animal blocks
+Duplicates are found blockwise like G (:mod:`bigeval.genomic.grm`): for each pair of animal blocks
 (upper triangle only) and each SNP block, the GEMMs of the genotype indicators
 ``sum_g [M_i = g] [M_j = g]'`` count the concordant calls and ``O_i O_j'`` the SNPs called in
 both; only the pairs above the threshold leave the task, so no n x n matrix is ever held.

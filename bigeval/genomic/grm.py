@@ -133,7 +133,7 @@ def _frequencies(counts, called, bad, first: int = 0) -> np.ndarray:
                          f"frequency is unknown ({empty.size} such SNPs)",
                          value=int(empty[0] + first + 1),
                          expected="at least one called genotype per SNP",
-                         remedy="drop SNPs without calls (bigeval.qc), or pass freq")
+                         remedy="drop SNPs without calls (bigeval.genomic.qc), or pass freq")
     return counts / (2.0 * called)
 
 
@@ -782,7 +782,7 @@ def grm(genotypes, *, freq=None, chunks=None, blas_threads: int | None = None,
     >>> grm(np.array([[0], [2]], np.int8), scheme="tiles").tolist()
     [[2.0, -2.0], [-2.0, 2.0]]
     """
-    from bigeval.relationships import _progress_printer  # imports grm lazily too
+    from bigeval.genomic.relationships import _progress_printer  # imports grm lazily too
 
     if scheme not in ("auto", "panel", "tiles"):
         raise InputError("unknown scheme for G", value=scheme,

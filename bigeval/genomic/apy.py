@@ -17,7 +17,7 @@ the allele frequencies of that panel's SNPs over all animals (missing calls mean
 as :func:`bigeval.genomic.vanraden_g`) and ``Z Z_c'`` is added to an n_g × c accumulator,
 together with the diagonal ``Σ z²`` and the column sums ``Z'1`` (for the sum of all elements
 of G, ``|Z'1|²``); VanRaden's scale ``2 Σ p(1 − p)`` divides at the end. So APY's G is the
-G of :func:`bigeval.relationships.g_from_store` on the same animals and QC (the core columns
+G of :func:`bigeval.genomic.relationships.g_from_store` on the same animals and QC (the core columns
 and the diagonal; the rest of G is never formed).
 
 **Blending and tuning** in the project's order, G* = tune(blend(G, A22)): blending puts
@@ -26,7 +26,7 @@ the pruned pedigree, :func:`bigeval.pedigree._colleau_columns`, a panel of core 
 time) and ``diag A22 = 1 + F`` for the non-core diagonal; no other A22 entry enters APY.
 Tuning ``G* = a + b G_b`` needs the mean diagonal and mean off-diagonal of G_b: its diagonal
 is known, and its sum is ``(1 − w) |Z'1|²/s + w 1'A22 1`` (one Colleau product,
-:func:`bigeval.relationships.a22_means`). ``a`` and ``b`` are then applied to the pieces.
+:func:`bigeval.genomic.relationships.a22_means`). ``a`` and ``b`` are then applied to the pieces.
 
 **The core** (:func:`choose_core`): the user's list, or c animals drawn at random with a
 seed (Pocrnic et al. 2016: a random core is as good as any), c given or set by the
@@ -57,10 +57,10 @@ import numpy as np
 import pandas as pd
 
 from bigeval._resources import available_memory, check_dense, size_text
-from bigeval.a22op import A22InverseOperator
+from bigeval.genomic.a22op import A22InverseOperator
 from bigeval.defaults import APY_FROM, GENOMIC_INVERSES
 from bigeval.errors import InputError, ResourceError
-from bigeval.grm import (
+from bigeval.genomic.grm import (
     PANEL_BYTES,
     _count_calls_parallel,
     _distributed_client,
@@ -75,8 +75,8 @@ from bigeval.io.genotypes import open_genotypes
 from bigeval.io.writers import atomic_path
 from bigeval.linalg import spd_inverse
 from bigeval.pedigree import _colleau_columns, inbreeding, mendelian_variance
-from bigeval.relationships import PANEL_BYTES as COLLEAU_BYTES
-from bigeval.relationships import (
+from bigeval.genomic.relationships import PANEL_BYTES as COLLEAU_BYTES
+from bigeval.genomic.relationships import (
     _colleau_matvec,
     _qc_line,
     parent_ids,
@@ -342,7 +342,7 @@ def choose_core(n: int, *, core=None, size: int | None = None, sample_g=None,
 
 def _g_core_pass(X, order: np.ndarray, c: int, progress=None):
     """One pass over SNP panels: ``K = G[order][:, order[:c]]``, diag(G)[order] and the sum
-    of all elements of G (module docstring), G as :func:`bigeval.grm.grm`'s.
+    of all elements of G (module docstring), G as :func:`bigeval.genomic.grm.grm`'s.
 
     Each panel (whole SNP chunks, read as int8) is converted and multiplied in slices of
     about ``PANEL_BYTES`` of float32 (:func:`_add_cross`)."""
@@ -374,7 +374,7 @@ def _add_cross(K, diag, M, Mc, ck) -> np.ndarray:
     """``K += Z Z_c'`` and ``diag += rowsums(Z²)`` for int8 genotypes ``M`` and core
     genotypes ``Mc`` of the same SNPs (``ck = 2p``); returns the column sums of Z.
 
-    Without missing calls the fast route (as :func:`bigeval.grm.grm`): the product of the
+    Without missing calls the fast route (as :func:`bigeval.genomic.grm.grm`): the product of the
     0/1/2 counts ``X X_c'`` in float32 (exact: integers below 2^24) and the centring in
     float64, ``Z Z_c' = X X_c' − u 1' − 1 u_c' + c'c`` with ``u = X c``; with missing calls
     both are centred in float64 first. A block of rows at a time (no n × c temporary)."""
@@ -531,7 +531,7 @@ def apy_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None, tune: 
     Parameters
     ----------
     store, pedigree_ids, sire, dam, keep, qc, tune, blend, chunks, source
-        As :func:`bigeval.relationships.inverses_from_store` (``blend`` None: no blending).
+        As :func:`bigeval.genomic.relationships.inverses_from_store` (``blend`` None: no blending).
     core
         IDs of the core animals (of the genotyped ones after QC), or None.
     core_size
@@ -545,7 +545,7 @@ def apy_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None, tune: 
     Raises
     ------
     InputError
-        As :func:`bigeval.relationships.inverses_from_store`; a core ID not genotyped; G*_cc
+        As :func:`bigeval.genomic.relationships.inverses_from_store`; a core ID not genotyped; G*_cc
         not positive definite.
     ResourceError
         The n_g × c pieces do not fit in memory.
@@ -678,9 +678,9 @@ def apy_inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=Non
                             tune: bool = True, blend: float | None = None, core=None,
                             core_size: int | None = None, seed: int = 0, chunks=None,
                             source=None, progress=None, log=None) -> StoreInverses:
-    """:func:`bigeval.relationships.inverses_from_store` with APY: the APY G*⁻¹
+    """:func:`bigeval.genomic.relationships.inverses_from_store` with APY: the APY G*⁻¹
     (:func:`apy_from_store`) and the A22⁻¹ operator
-    (:class:`bigeval.a22op.A22InverseOperator`) in place of the dense matrices; Part II
+    (:class:`bigeval.genomic.a22op.A22InverseOperator`) in place of the dense matrices; Part II
     (:func:`bigeval.reliability.genomic.erc_gblup`) takes both."""
     res = apy_from_store(store, pedigree_ids, sire, dam, keep=keep, qc=qc, tune=tune,
                          blend=blend, core=core, core_size=core_size, seed=seed,

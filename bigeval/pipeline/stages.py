@@ -4,7 +4,7 @@ reliabilities → report.
 Each stage is a function of a :class:`StageContext` (the configuration, the committed
 folders of the stages it reads, a temporary folder for its outputs) that writes its outputs
 into ``ctx.work`` and returns a small JSON-able summary. Stages are thin: the work is done by
-library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.grm.grm`,
+library calls (:func:`bigeval.prepare.prepare`, :func:`bigeval.genomic.grm.grm`,
 :func:`bigeval.reliability.reliability`, :func:`bigeval.models.fit_mixed`, ...). Where the
 library's API is expected to change (out-of-core prepare, the distributed engine, sparse exact
 reliabilities), the call goes through one small adapter function here (``_prepare``,
@@ -19,7 +19,8 @@ Outputs per stage (``OUT/stages/<stage>/``)::
                     cgs.parquet          cg (codes as given)
                     interbull.parquet    animal, value (when Interbull is given)
     relationships   Ginv.h5, A22inv.h5   G*⁻¹ and A22⁻¹ of the genotyped animals (with ids)
-                    apy.h5               instead, with APY: its pieces (bigeval.apy.write_apy)
+                    apy.h5               instead, with APY: its pieces
+                    (bigeval.genomic.apy.write_apy)
                     qc.parquet           what genotype QC removed and why
                     genotypes.zarr       the imported store (when given a genotype file)
     solve           solutions.parquet    animal, ebv, pev, rel (MME)
@@ -43,8 +44,8 @@ import pandas as pd
 from bigeval.errors import InputError
 from bigeval.io.columns import missing_mask
 from bigeval.io.writers import ensure_dir
-from bigeval.run.config import RunConfig
-from bigeval.run.inputs import (
+from bigeval.pipeline.config import RunConfig
+from bigeval.pipeline.inputs import (
     check_in_pedigree,
     genotype_ids,
     is_zarr_store,
@@ -54,7 +55,7 @@ from bigeval.run.inputs import (
     write_json,
     write_parquet,
 )
-from bigeval.run.progress import Progress
+from bigeval.pipeline.progress import Progress
 
 __all__ = ["StageContext", "Stage", "STAGES", "is_zarr_store", "load_population"]
 
@@ -97,7 +98,7 @@ class Stage:
 
 def _prepare(cfg: RunConfig, pedigree, records=None, **files):
     """Read, validate and renumber: in memory, or in blocks through a Zarr work folder
-    (:func:`bigeval.prepare_ooc.prepare_ooc`, the same numbering and errors) when
+    (:func:`bigeval.prepare.ooc.prepare_ooc`, the same numbering and errors) when
     ``[inputs] out_of_core`` says so."""
     import types
 
@@ -105,7 +106,7 @@ def _prepare(cfg: RunConfig, pedigree, records=None, **files):
 
     flag = cfg["inputs.out_of_core"]
     if flag is not False:
-        from bigeval.prepare_ooc import prepare_ooc, use_out_of_core
+        from bigeval.prepare.ooc import prepare_ooc, use_out_of_core
 
         job = types.SimpleNamespace(out_of_core=None if flag == "auto" else flag,
                                     pedigree=pedigree)
@@ -133,8 +134,9 @@ def _record_files(cfg: RunConfig, records) -> dict:
 
 def _reliability(cfg: RunConfig, pop, opts, *, interbull_source, progress: bool):
     """Parts I-III: the iteration in memory or partitioned on a Dask cluster
-    (:func:`bigeval.cluster.reliability_engine`, chosen by ``[cluster]``)."""
-    from bigeval.cluster import reliability_engine
+    (:func:`bigeval.reliability.distributed.cluster.reliability_engine`, chosen by
+    ``[cluster]``)."""
+    from bigeval.reliability.distributed.cluster import reliability_engine
     from bigeval.reliability.engine import reliability
 
     sched = cfg["cluster.scheduler"]
@@ -171,7 +173,7 @@ def _input_files(cfg: RunConfig) -> dict:
 
 def exact_equations(pop, with_pe: bool) -> int:
     """Equations of the exact check's MME: groups + animals (+ pe of animals with records)."""
-    from bigeval.workflow import exact_size
+    from bigeval.pipeline.workflow import exact_size
 
     return exact_size(pop, with_pe)
 
@@ -319,15 +321,15 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
         ib_animal, ib_value = ib["animal"].to_numpy(np.int64), ib["value"].to_numpy(np.float64)
     genotyped = ginv = a22inv = None
     if relationships_dir is not None and (relationships_dir / APY_FILE).exists():
-        from bigeval.a22op import A22InverseOperator
-        from bigeval.apy import read_apy
+        from bigeval.genomic.a22op import A22InverseOperator
+        from bigeval.genomic.apy import read_apy
 
         ginv, gids = read_apy(relationships_dir / APY_FILE)
         genotyped = pd.Index(ids.astype(str)).get_indexer(gids).astype(np.int64)
         a22inv = A22InverseOperator(animals["sire"].to_numpy(np.int64),
                                     animals["dam"].to_numpy(np.int64), genotyped)
     elif relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
-        from bigeval.grm import read_grm
+        from bigeval.genomic.grm import read_grm
 
         ginv, gids = read_grm(relationships_dir / "Ginv.h5", name="Ginv")
         a22inv, aids = read_grm(relationships_dir / "A22inv.h5", name="A22inv")
@@ -349,7 +351,7 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
 
 
 def _qc_options(cfg: RunConfig):
-    from bigeval.qc import QCOptions
+    from bigeval.genomic.qc import QCOptions
 
     return QCOptions(min_call_rate_snp=cfg["genomics.min_call_rate_snp"],
                      min_call_rate_animal=cfg["genomics.min_call_rate_animal"],
@@ -359,11 +361,12 @@ def _qc_options(cfg: RunConfig):
 
 
 def relationships(ctx: StageContext) -> dict:
-    """G*⁻¹ and A22⁻¹ of the genotyped animals (:mod:`bigeval.relationships`): from a genotype
+    """G*⁻¹ and A22⁻¹ of the genotyped animals (:mod:`bigeval.genomic.relationships`): from a
+    genotype
     store (QC, G with Dask, tuning to and blending with A22, the inverses), from a ready G,
     or read from G⁻¹/A22⁻¹ triplets. A genotype file is imported into a store first."""
-    from bigeval.grm import write_grm
-    from bigeval.relationships import genomic_inverses, inverses_from_store, \
+    from bigeval.genomic.grm import write_grm
+    from bigeval.genomic.relationships import genomic_inverses, inverses_from_store, \
         positions_in_pedigree
 
     cfg = ctx.config
@@ -385,7 +388,7 @@ def relationships(ctx: StageContext) -> dict:
 
             keep = read_genotyped(cfg["inputs.genotyped"])["animal"].to_numpy(str)
         if cfg["inputs.grm"] is not None:
-            from bigeval.grm import read_grm
+            from bigeval.genomic.grm import read_grm
 
             G, ids = read_grm(cfg["inputs.grm"])
             if keep is not None:
@@ -407,7 +410,7 @@ def relationships(ctx: StageContext) -> dict:
                           chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"]
                           else None)
             if _genomic_inverse(ctx, store, keep) == "apy":
-                from bigeval.apy import apy_inverses_from_store
+                from bigeval.genomic.apy import apy_inverses_from_store
 
                 with ctx.progress.dask("genotype QC and APY G"):
                     res = apy_inverses_from_store(store, ped_ids, sire, dam, **common,
@@ -435,7 +438,7 @@ def relationships(ctx: StageContext) -> dict:
         write_grm(a22inv, ids, ctx.work / "A22inv.h5", name="A22inv")
         summary["inverse"] = "full"
     else:  # APY: its pieces; the A22⁻¹ operator is rebuilt from the pedigree
-        from bigeval.apy import write_apy
+        from bigeval.genomic.apy import write_apy
 
         write_apy(ginv, ids, ctx.work / APY_FILE)
         summary.update(inverse="apy", apy_core=int(ginv.core.size))
@@ -444,10 +447,11 @@ def relationships(ctx: StageContext) -> dict:
 
 
 def _genomic_inverse(ctx: StageContext, store, keep) -> str:
-    """``full`` or ``apy`` (``genomics.inverse``, :func:`bigeval.apy.choose_inverse`) for the
+    """``full`` or ``apy`` (``genomics.inverse``, :func:`bigeval.genomic.apy.choose_inverse`) for
+    the
     animals of the store to use, the memory of each printed first; not APY where a later
     stage needs the dense G*⁻¹."""
-    from bigeval.apy import choose_inverse
+    from bigeval.genomic.apy import choose_inverse
     from bigeval.io.genotypes import open_genotypes
 
     cfg = ctx.config
@@ -615,7 +619,7 @@ def solve(ctx: StageContext) -> dict:
     rel = relationship_a(ids, sire, dam)
     kind = _model_relationship(cfg)
     if kind == "H":
-        from bigeval.grm import read_grm
+        from bigeval.genomic.grm import read_grm
 
         folder = ctx.upstream["relationships"]
         ginv, gids = read_grm(folder / "Ginv.h5", name="Ginv")
@@ -684,7 +688,7 @@ def reliabilities(ctx: StageContext) -> dict:
 
     from bigeval.reliability.engine import result_table
     from bigeval.reliability.exact import publishable
-    from bigeval.workflow import agreement
+    from bigeval.pipeline.workflow import agreement
 
     cfg = ctx.config
     pop = load_population(ctx.upstream["prepare"], ctx.upstream.get("relationships"))
@@ -790,7 +794,7 @@ def final_table(upstream: dict) -> pd.DataFrame:
 
 def report(ctx: StageContext) -> dict:
     """The per-animal CSV and Parquet, summary.txt and the HTML report."""
-    from bigeval.run.report import write_report, summary_text
+    from bigeval.pipeline.report import write_report, summary_text
 
     up = ctx.upstream
     table = final_table(up)

@@ -83,8 +83,8 @@ def register(subparsers) -> None:
 def add_genomic_options(p, group=None) -> None:
     """QC thresholds, the A22⁻¹ method and G's chunks: shared by ``grm`` and
     ``reliability --genotypes`` (the last two go into ``group`` when given)."""
-    from bigeval.qc import QCOptions
-    from bigeval.relationships import A22_METHODS
+    from bigeval.genomic.qc import QCOptions
+    from bigeval.genomic.relationships import A22_METHODS
 
     d = QCOptions()
     g = p.add_argument_group("genotype QC (preGSf90's defaults; a threshold of 0 switches a "
@@ -116,8 +116,8 @@ def add_genomic_options(p, group=None) -> None:
 
 
 def qc_options(args):
-    """The :class:`bigeval.qc.QCOptions` of the parsed arguments, or None with --no-qc."""
-    from bigeval.qc import QCOptions
+    """The :class:`bigeval.genomic.qc.QCOptions` of the parsed arguments, or None with --no-qc."""
+    from bigeval.genomic.qc import QCOptions
 
     if not args.qc:
         return None
@@ -157,7 +157,7 @@ def cmd_grm(args) -> int:
     import time
 
     from bigeval._resources import check_dense
-    from bigeval.grm import write_grm
+    from bigeval.genomic.grm import write_grm
     from bigeval.io.genotypes import open_genotypes
     from bigeval.io.writers import (
         claim_output,
@@ -167,8 +167,8 @@ def cmd_grm(args) -> int:
         write_triplets,
     )
     from bigeval.linalg import spd_inverse
-    from bigeval.qc import describe
-    from bigeval.relationships import (
+    from bigeval.genomic.qc import describe
+    from bigeval.genomic.relationships import (
         a22_inverse,
         a22_means,
         blend_with_a22,

@@ -15,7 +15,7 @@ What each command did is printed: on stdout, always, the model (effects, levels,
 the variances used or estimated (with SEs and h²), convergence and the files written; on
 stderr, unless ``--no-progress``, what is being done (reading, building the relationship,
 each REML round with its log-likelihood, each fold), as lines through
-:class:`bigeval.run.progress.Progress`; on a terminal long phases are also shown live.
+:class:`bigeval.pipeline.progress.Progress`; on a terminal long phases are also shown live.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pandas as pd
 
 from bigeval.errors import BigevalError, InputError
 from bigeval.io.writers import claim_output, refuse_overwriting_inputs, write_csv_atomic
-from bigeval.run.progress import Progress
+from bigeval.pipeline.progress import Progress
 
 #: every file the model commands may write in their output folder
 OUTPUTS = ("anova.csv", "solutions.csv", "variances.csv", "animals.csv", "reml_log.csv",
@@ -81,9 +81,9 @@ class Loaded:
 
 
 def _is_run_config(path: Path) -> bool:
-    """A ``bigeval run`` configuration (sections of :data:`bigeval.run.config.SECTIONS`, no
+    """A ``bigeval run`` configuration (sections of :data:`bigeval.pipeline.config.SECTIONS`, no
     ``[data]``) rather than a model file."""
-    from bigeval.run.config import SECTIONS
+    from bigeval.pipeline.config import SECTIONS
 
     try:
         with open(path, "rb") as fh:
@@ -95,10 +95,10 @@ def _is_run_config(path: Path) -> bool:
 
 def _from_run_config(path: Path, show: Printer):
     """The model of a run configuration: spec and records, as the run's solve stage has them
-    (:func:`bigeval.run.stages.solve`)."""
+    (:func:`bigeval.pipeline.stages.solve`)."""
     from bigeval.models.spec import ModelSpec, refuse_unsupported
-    from bigeval.run import stages
-    from bigeval.run.config import load_config
+    from bigeval.pipeline import stages
+    from bigeval.pipeline.config import load_config
 
     with open(path, "rb") as fh:
         refuse_unsupported(tomllib.load(fh), path, "model")

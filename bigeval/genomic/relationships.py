@@ -8,7 +8,7 @@ Nothing here forms the relationship matrix A of the whole pedigree.
 * **A22⁻¹ from the sparse A⁻¹** (``method="sparse"``). With the non-genotyped animals (1) and
   the genotyped ones (2) of the pruned pedigree, ``A22⁻¹ = A²² − A²¹ (A¹¹)⁻¹ A¹²``: the Schur
   complement of the sparse A⁻¹ (Henderson's rules). ``A¹¹`` is factored once by a sparse
-  Cholesky (CHOLMOD when installed, else SuperLU: :func:`bigeval.models.cholesky.cholesky`),
+  Cholesky (CHOLMOD when installed, else SuperLU: :func:`bigeval.linalg.cholesky.cholesky`),
   and ``(A¹¹)⁻¹ A¹²`` is solved a panel of genotyped columns at a time. The cost is about
   ``4 nnz(L) n_g`` flops, against ``n_g³`` for a dense inverse of A22.
 * **A22 and its Cholesky inverse** (``method="dense"``): A22 by Colleau's (2002) indirect
@@ -282,7 +282,7 @@ def _resolve(method: str, ng: int) -> str:
         raise InputError("unknown method for A22⁻¹", value=method,
                          expected=" or ".join(A22_METHODS))
     if method == "auto":
-        from bigeval.models.cholesky import HAVE_CHOLMOD
+        from bigeval.linalg.cholesky import HAVE_CHOLMOD
 
         return "sparse" if HAVE_CHOLMOD or ng > DENSE_UP_TO else "dense"
     return method
@@ -330,7 +330,7 @@ def a22_inverse(sire, dam, genotyped, f=None, *, method: str = "auto", solver: s
     ...             method="sparse").round(4).tolist()
     [[1.4187, -0.867], [-0.867, 1.4187]]
     """
-    from bigeval.models.cholesky import cholesky
+    from bigeval.linalg.cholesky import cholesky
 
     p = prune_to_ancestors(sire, dam, genotyped)
     ng = p.genotyped.size
@@ -486,7 +486,7 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents
     store
         A store from :func:`bigeval.io.genotypes.import_genotypes`.
     qc
-        :class:`bigeval.qc.QCOptions`, or None for no QC.
+        :class:`bigeval.genomic.qc.QCOptions`, or None for no QC.
     keep
         IDs of the animals to use (all of the store's when None).
     chunks
@@ -496,13 +496,13 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents
     parents
         ``(pedigree IDs, sire IDs, dam IDs)`` (IDs, "" when unknown): with QC, the kept
         animals and their kept genotyped parents are checked for parent–progeny conflicts
-        (:func:`bigeval.qc.parent_progeny_conflicts`; reported, not removed).
+        (:func:`bigeval.genomic.qc.parent_progeny_conflicts`; reported, not removed).
 
     Returns
     -------
     G, ids, report
         G (float64, n × n) of the kept animals ``ids`` (store order), and the QC report
-        (:class:`bigeval.qc.QCResult` ``report``; empty without QC).
+        (:class:`bigeval.genomic.qc.QCResult` ``report``; empty without QC).
 
     Raises
     ------
@@ -510,7 +510,7 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents
         An ID of ``keep`` not in the store; no SNP or no animal left after QC; every SNP
         monomorphic.
     """
-    from bigeval.grm import grm
+    from bigeval.genomic.grm import grm
 
     named = store if source is None else source
     X, sample_ids, report = qc_store(store, qc=qc, keep=keep, source=source, parents=parents)
@@ -537,8 +537,8 @@ def qc_store(store, *, qc=None, keep=None, source=None, parents=None):
     import pandas as pd
 
     from bigeval.io.genotypes import open_genotypes
-    from bigeval.qc import REPORT_COLUMNS
-    from bigeval.qc import qc as run_qc
+    from bigeval.genomic.qc import REPORT_COLUMNS
+    from bigeval.genomic.qc import qc as run_qc
 
     named = store if source is None else source
     X, sample_ids, snp_ids = open_genotypes(store)
@@ -563,7 +563,7 @@ def qc_store(store, *, qc=None, keep=None, source=None, parents=None):
         sample_ids = sample_ids[res.animals]
         report = res.report
         if parents is not None and qc.max_conflict_rate > 0:
-            from bigeval.qc import parent_progeny_conflicts
+            from bigeval.genomic.qc import parent_progeny_conflicts
             ped = pd.Index(np.asarray(parents[0]).astype(str))
             at = ped.get_indexer(np.asarray(sample_ids).astype(str))
             known = at >= 0
@@ -620,7 +620,7 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
     keep
         IDs of the animals of the store to use (default: all).
     qc, tune, blend, method, chunks
-        :class:`bigeval.qc.QCOptions` (None: no QC); tune G to A22; blending weight (None:
+        :class:`bigeval.genomic.qc.QCOptions` (None: no QC); tune G to A22; blending weight (None:
         none); A22⁻¹ method (:func:`a22_inverse`); chunks of the genotypes for G.
     source
         The file errors name (the genotype file a store was imported from; default the
@@ -648,7 +648,7 @@ def inverses_from_store(store, pedigree_ids, sire, dam, *, keep=None, qc=None,
 
 
 def _qc_line(qc, report) -> str:
-    from bigeval.qc import describe
+    from bigeval.genomic.qc import describe
 
     return (f"QC (SNP call rate >= {qc.min_call_rate_snp:g}, animal call rate >= "
             f"{qc.min_call_rate_animal:g}, MAF >= {qc.min_maf:g}, concordance <= "

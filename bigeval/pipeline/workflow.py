@@ -26,7 +26,7 @@ from bigeval.io.columns import parse_record_columns
 from bigeval.io.publish import ABOUT, RESULTS, publishing
 from bigeval.io.writers import ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
-from bigeval.qc import QCOptions
+from bigeval.genomic.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
 from bigeval.reliability.engine import (
     ReliabilityOptions,
@@ -75,11 +75,12 @@ class ReliabilityJob:
     exact: bool = False
     #: Part II's method (bigeval.reliability.genomic.METHODS)
     genomic_method: str = _genomic.DEFAULT_METHOD
-    #: read and prepare the files in blocks into a Zarr work folder (bigeval.prepare_ooc);
+    #: read and prepare the files in blocks into a Zarr work folder (bigeval.prepare.ooc);
     #: None: when the pedigree file is at least OUT_OF_CORE_BYTES
     out_of_core: bool | None = False
     work_dir: str | os.PathLike | None = None
-    #: where the iteration runs (bigeval.cluster): auto | memory | dask (None: the Dask config
+    #: where the iteration runs (bigeval.reliability.distributed.cluster): auto | memory | dask
+    #: (None: the Dask config
     #: bigeval.engine, else auto); a scheduler address to attach to; a cluster file
     #: (cluster/*.yaml); animals per block; workers to start
     engine: str | None = None
@@ -91,9 +92,10 @@ class ReliabilityJob:
     #: engine) instead of sums per parent (None: the Dask config bigeval.exact-sums)
     exact_sums: bool | None = None
     #: a genotype store (`bigeval genotypes import`): G*⁻¹ and A22⁻¹ are built from it and
-    #: the pedigree (bigeval.relationships.inverses_from_store) instead of read as triplets;
+    #: the pedigree (bigeval.genomic.relationships.inverses_from_store) instead of read as triplets;
     #: ``genotyped`` then lists the store's animals to use (default: all). QC options
-    #: (bigeval.qc.QCOptions; None: no QC), tuning, blending weight (None: none), A22⁻¹ method,
+    #: (bigeval.genomic.qc.QCOptions; None: no QC), tuning, blending weight (None: none), A22⁻¹
+    #: method,
     #: chunks (animals, SNPs) for G.
     genotypes: str | os.PathLike | None = None
     qc: object = QC_DEFAULT
@@ -235,7 +237,7 @@ class OutputClaim:
 
 
 def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSummary:
-    from bigeval.prepare_ooc import run_reliability_ooc, use_out_of_core
+    from bigeval.prepare.ooc import run_reliability_ooc, use_out_of_core
 
     if job.genotypes is not None:
         _check_genotypes_job(job)
@@ -252,12 +254,12 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
     if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
         import dataclasses
 
-        from bigeval.relationships import inverses_from_store
+        from bigeval.genomic.relationships import inverses_from_store
 
         claim()  # fail on an unwritable or busy folder before the long work
         keep = None if pop.genotyped is None else pop.ids[pop.genotyped]
         if _genomic_inverse(job, keep) == "apy":
-            from bigeval.apy import apy_inverses_from_store
+            from bigeval.genomic.apy import apy_inverses_from_store
 
             genomic = apy_inverses_from_store(
                 job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
@@ -279,7 +281,7 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
         if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
             check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
     out = claim()  # fail on an unwritable or busy folder before the long work
-    from bigeval.cluster import reliability_engine
+    from bigeval.reliability.distributed.cluster import reliability_engine
 
     with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,
                             cluster=job.cluster, block_size=job.block_size,
@@ -370,9 +372,9 @@ def _say(line: str) -> None:
 
 
 def _genomic_inverse(job: ReliabilityJob, keep) -> str:
-    """``full`` or ``apy`` for the job (:func:`bigeval.apy.choose_inverse`), by the animals
+    """``full`` or ``apy`` for the job (:func:`bigeval.genomic.apy.choose_inverse`), by the animals
     of the store to use (before QC), the memory of each choice printed first."""
-    from bigeval.apy import choose_inverse
+    from bigeval.genomic.apy import choose_inverse
     from bigeval.io.genotypes import open_genotypes
 
     n = len(open_genotypes(job.genotypes)[1]) if keep is None else len(keep)
@@ -388,7 +390,7 @@ def _check_genotypes_job(job: ReliabilityJob) -> None:
         raise InputError("give either a genotype store (--genotypes) or the G⁻¹ and A22⁻¹ "
                          "triplets (--ginv, --a22inv), not both", file=job.genotypes,
                          remedy="drop --genotypes, or drop --ginv and --a22inv")
-    from bigeval.prepare_ooc import use_out_of_core
+    from bigeval.prepare.ooc import use_out_of_core
 
     if use_out_of_core(job):
         raise InputError("--genotypes does not work with --out-of-core yet (the pedigree is "

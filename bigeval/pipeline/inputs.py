@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from bigeval.errors import InputError
-from bigeval.grm import read_grm_ids
-from bigeval.run.config import RunConfig
+from bigeval.genomic.grm import read_grm_ids
+from bigeval.pipeline.config import RunConfig
 
 __all__ = ["is_zarr_store", "write_parquet", "read_parquet", "write_json", "read_columns",
            "pedigree_extra", "genotype_ids", "check_in_pedigree"]

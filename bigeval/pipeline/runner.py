@@ -3,10 +3,10 @@
 For each stage the runner computes the stage's key (its parameters, the content hashes of the
 input files it reads and the output hashes of the stages it reads), reuses the checkpoint when
 the key matches and the outputs verify, and otherwise runs the stage into a temporary folder
-that is renamed into place when complete (:mod:`bigeval.run.checkpoint`). After the report
+that is renamed into place when complete (:mod:`bigeval.pipeline.checkpoint`). After the report
 stage, its files are published into the output folder. The manifest is rewritten after every
 stage. Warnings a stage emits are shown as usual and kept in its ``stage.json`` and manifest
-record (:func:`bigeval.run.manifest.collect_warnings`); the report lists them.
+record (:func:`bigeval.pipeline.manifest.collect_warnings`); the report lists them.
 
 A run killed at any point resumes where it stopped: finished stages verify and are reused,
 the unfinished one starts again from its inputs, and the final results are the same bytes as
@@ -37,11 +37,11 @@ from bigeval.io.writers import (
     output_lock,
     refuse_overwriting_inputs,
 )
-from bigeval.run.checkpoint import InputHasher, StageStore, hash_json
-from bigeval.run.config import RunConfig
-from bigeval.run.manifest import MiB, Manifest, MemorySampler, collect_warnings
-from bigeval.run.progress import Progress
-from bigeval.run.stages import PUBLISHED, STAGES, StageContext
+from bigeval.pipeline.checkpoint import InputHasher, StageStore, hash_json
+from bigeval.pipeline.config import RunConfig
+from bigeval.pipeline.manifest import MiB, Manifest, MemorySampler, collect_warnings
+from bigeval.pipeline.progress import Progress
+from bigeval.pipeline.stages import PUBLISHED, STAGES, StageContext
 
 __all__ = ["run_pipeline", "RunResult", "STAGE_NAMES"]
 
@@ -175,7 +175,7 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
     Parameters
     ----------
     cfg
-        A checked configuration (:func:`bigeval.run.config.load_config`).
+        A checked configuration (:func:`bigeval.pipeline.config.load_config`).
     until
         Stop after this stage (e.g. ``"validate"`` to check the inputs only).
     force
@@ -203,7 +203,7 @@ def run_pipeline(cfg: RunConfig, *, until: str | None = None, force=(),
         manifest = Manifest(out / "manifest.json", config=cfg, argv=argv)
         manifest.set_parameters(resolved_parameters(cfg))
         t_hash = time.perf_counter()
-        from bigeval.run.stages import _input_files
+        from bigeval.pipeline.stages import _input_files
 
         inputs = {}
         for name, path in _input_files(cfg).items():

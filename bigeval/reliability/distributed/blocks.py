@@ -48,7 +48,7 @@ in-memory :func:`bigeval.reliability.erc.own_record_erc` bit for bit).
 
 This module holds the plan (:func:`partition`), the per-block steps (:func:`solve_block`,
 :func:`update_block`) and the in-memory driver (:func:`iterate_blocks`);
-:mod:`bigeval.reliability.dask_engine` runs the same steps as a Dask graph.
+:mod:`bigeval.reliability.distributed.dask_engine` runs the same steps as a Dask graph.
 """
 
 from __future__ import annotations
@@ -351,7 +351,8 @@ def partition(sire, dam, *, block_size: int | None = None, n_blocks: int | None 
         block's animals put in up to four row ranges (``BlockPlan.ranges``) by whether they
         have a parent in another block and progeny in another block. A worker holding a
         block can then solve the families that need no other worker first, and update first
-        the animals no other worker sends to (:mod:`bigeval.reliability.resident`), all in
+        the animals no other worker sends to (:mod:`bigeval.reliability.distributed.resident`),
+        all in
         one block's arrays (no copies between blocks of the same worker).
     presum
         A block sends each other block the sum of its contributions per parent (one value
@@ -562,7 +563,7 @@ def halo_values(d: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def _buffer(work: dict, name: str, size: int) -> np.ndarray:
     """A float64 work array of ``size`` kept in ``work`` and reused (rounds of a long-lived
-    driver allocate nothing; see :mod:`bigeval.reliability.resident`)."""
+    driver allocate nothing; see :mod:`bigeval.reliability.distributed.resident`)."""
     buf = work.get(name)
     if buf is None or len(buf) != size:
         buf = work[name] = np.empty(size)

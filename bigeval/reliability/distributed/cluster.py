@@ -1,7 +1,8 @@
 """Where the reliability iteration runs: in memory, on an embedded Dask cluster, or a real one.
 
 * ``engine="memory"`` — the in-memory engine (:func:`bigeval.reliability.engine.iterate`).
-* ``engine="dask"`` — the partitioned engine (:mod:`bigeval.reliability.dask_engine`) on a
+* ``engine="dask"`` — the partitioned engine (:mod:`bigeval.reliability.distributed.dask_engine`)
+  on a
   ``distributed`` cluster: the one at ``scheduler`` (an address such as
   ``tcp://10.0.0.5:8786``), else one started from a cluster file (``--cluster FILE``: SLURM or
   PBS through dask-jobqueue, Kubernetes through the dask-kubernetes operator, see
@@ -324,8 +325,8 @@ def reliability_engine(sire, dam, *, engine: str | None = "auto", scheduler: str
     if kind == "memory":
         yield EngineInfo(kind, reason, f"engine: in memory ({reason})")
         return
-    from bigeval.reliability.blocks import partition
-    from bigeval.reliability.dask_engine import DaskIteration
+    from bigeval.reliability.distributed.blocks import partition
+    from bigeval.reliability.distributed.dask_engine import DaskIteration
 
     block_size = block_size or _config("block-size")
     if exact_sums is None:

@@ -614,7 +614,7 @@ OUT_OF_CORE_BYTES = 128 * 2**20
 
 
 def use_out_of_core(job) -> bool:
-    """Whether a :class:`bigeval.workflow.ReliabilityJob` runs out of core."""
+    """Whether a :class:`bigeval.pipeline.workflow.ReliabilityJob` runs out of core."""
     flag = getattr(job, "out_of_core", False)
     if flag is None:
         path = Path(job.pedigree)
@@ -645,7 +645,7 @@ def single_record_groups_ooc(pop: OocPopulation) -> pd.DataFrame:
 def run_reliability_ooc(job, *, progress: bool | None = None,
                         chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv",
                         claim=None):
-    """:func:`bigeval.workflow.run_reliability` out of core: :func:`prepare_ooc`,
+    """:func:`bigeval.pipeline.workflow.run_reliability` out of core: :func:`prepare_ooc`,
     :func:`reliability_ooc`, the table written in blocks; the same files and summary.
 
     The work folder is ``job.work_dir`` (kept), or a temporary folder in the output folder
@@ -653,7 +653,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
     """
     from bigeval.io.writers import ensure_dir
     from bigeval.reliability.engine import ReliabilityOptions
-    from bigeval.workflow import (
+    from bigeval.pipeline.workflow import (
         RunSummary,
         describe,
         job_about,
@@ -691,7 +691,7 @@ def run_reliability_ooc(job, *, progress: bool | None = None,
                           progress=progress)
         lonely = single_record_groups_ooc(pop)
         warn_single_record_groups(lonely, job, stacklevel=3)
-        from bigeval.cluster import reliability_engine
+        from bigeval.reliability.distributed.cluster import reliability_engine
 
         from bigeval.reliability.engine import memory_iterator
 

@@ -8,7 +8,7 @@ The single-step MME is sparse except for the genotyped animals' equations, where
     L21 = (L11⁻¹ C12)ᵀ            (sparse triangular solves, on the symbolic pattern)
     S = C22 − L21 L21ᵀ = L22 L22ᵀ (dense, in place),   Z22 = S⁻¹ (potri, in place)
 
-and the Takahashi sweep of :func:`bigeval.models.selinv.takahashi_dense_tail` gives Z11 and
+and the Takahashi sweep of :func:`bigeval.linalg.selinv.takahashi_dense_tail` gives Z11 and
 Z21 on the pattern of L11 and L21, reading Z22 where it needs it. Only one dense n2 × n2
 array exists (S, then Z22 in its memory); the dense block is exactly the genotyped, where a
 fill-reducing order of the whole matrix (CHOLMOD's AMD on the full LHS) put a final
@@ -32,8 +32,8 @@ from numba import njit, prange
 
 from bigeval.errors import InputError
 from bigeval.linalg import cholesky_lower, lower_factor_inverse
-from bigeval.models.cholesky import cholesky
-from bigeval.models.selinv import takahashi_dense_tail
+from bigeval.linalg.cholesky import cholesky
+from bigeval.linalg.selinv import takahashi_dense_tail
 
 __all__ = ["schur_factor", "SchurFactor"]
 
@@ -194,7 +194,7 @@ class SchurFactor:
 
     def entries(self, rows, cols) -> np.ndarray:
         """(C⁻¹)[rows[t], cols[t]] for pairs on the pattern of C (or of its factor)."""
-        from bigeval.models.selinv import _lookup_kernel
+        from bigeval.linalg.selinv import _lookup_kernel
         n1 = self.e1.size
         if self._order is None:  # each equation's place in the factor: L11's order, then S
             q = np.empty(self.n, np.int64)
@@ -236,7 +236,7 @@ def schur_factor(lhs, dense_eq, *, c22: np.ndarray | None = None, keep_factor: b
         sparse copy of the block); by default the block of ``lhs``, densified.
     keep_factor : keep the factor of the sparse part (for ``solve``); without it the factor
         is freed before the dense work.
-    solver : sparse Cholesky of the sparse part (:func:`bigeval.models.cholesky.cholesky`).
+    solver : sparse Cholesky of the sparse part (:func:`bigeval.linalg.cholesky.cholesky`).
     timings : if given, the seconds of each step are written into it (``factor``,
         ``solve`` (L21), ``schur`` (S), ``dense`` (potrf + potri), ``sweep``) and the sizes
         (``nnz_L11``, ``nnz_L21``, ``dense_rows``).
@@ -262,7 +262,7 @@ def schur_factor(lhs, dense_eq, *, c22: np.ndarray | None = None, keep_factor: b
         c22 = np.asfortranarray(lhs[e2][:, e2].toarray())
     del lhs
     if solver == "auto":
-        from bigeval.models.cholesky import HAVE_CHOLMOD
+        from bigeval.linalg.cholesky import HAVE_CHOLMOD
         solver = "cholmod" if HAVE_CHOLMOD else "superlu"
     fac, perm, Lc, logdet = _schur(c11, c12, c22, solver, what, remedy, timings, keep_factor)
     return SchurFactor(e1, e2, fac, c12, c22, Lc, perm, logdet, solver)

@@ -349,7 +349,7 @@ def prepare_extras(index: pd.Index, *, genotyped=None, interbull=None, ginv=None
     """Read and check the genotyped list, Interbull bulls and G⁻¹/A22⁻¹ against ``index``.
 
     ``index`` holds pedigree IDs: all of them (:func:`prepare`), or only those the genotyped
-    and Interbull files name (the out-of-core path, :mod:`bigeval.prepare_ooc`); the animals
+    and Interbull files name (the out-of-core path, :mod:`bigeval.prepare.ooc`); the animals
     returned are positions in it. Returns the keyword arguments ``genotyped``,
     ``interbull_animal``, ``interbull_value``, ``ginv``, ``a22inv`` of :class:`Population`.
     """

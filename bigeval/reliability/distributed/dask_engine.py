@@ -1,7 +1,7 @@
 """The partitioned iteration under Dask: the per-block steps of :mod:`.blocks` as a task graph.
 
 Each round is, for the blocks X and the non-empty (child block X, parent block P) pairs of a
-:class:`~bigeval.reliability.blocks.Partition`:
+:class:`~bigeval.reliability.distributed.blocks.Partition`:
 
 * ``halo(P→X)`` — the parents' values X needs from P (runs where P's state lives);
 * ``solve(X)`` — gather and family solve of X's families;
@@ -24,7 +24,7 @@ Under ``distributed`` a worker lost mid-round is survived: its keys are recomput
 lineage (the data keys are literals the scheduler keeps), on the workers that are left.
 
 Under ``distributed`` the default is not this graph but worker-resident blocks
-(:mod:`bigeval.reliability.resident`, ``mode="resident"``): with worker processes the
+(:mod:`bigeval.reliability.distributed.resident`, ``mode="resident"``): with worker processes the
 graph's per-task and per-hop costs outweighed a round's arithmetic (1 M animals × 100
 rounds, 2 worker processes on 2 cores: this graph 2.6× the in-memory engine's time, resident
 blocks 1.23×; benchmarks/bench_dask.py).
@@ -43,8 +43,8 @@ import dask.threaded
 import numpy as np
 
 from bigeval.defaults import ROUNDS
-from bigeval.reliability import blocks as _blocks
-from bigeval.reliability.blocks import BlockInput, BlockPlan, Partition
+from bigeval.reliability.distributed import blocks as _blocks
+from bigeval.reliability.distributed.blocks import BlockInput, BlockPlan, Partition
 
 #: Rounds per submitted graph.
 ROUNDS_PER_BATCH = 20
@@ -217,7 +217,7 @@ class DaskIteration:
     Parameters
     ----------
     part
-        The partitioned pedigree (:func:`bigeval.reliability.blocks.partition`).
+        The partitioned pedigree (:func:`bigeval.reliability.distributed.blocks.partition`).
     scheduler
         ``"sync"``, ``"threads"``, a ``distributed.Client``, or None (the default Client if
         there is one, else threads).
@@ -229,13 +229,13 @@ class DaskIteration:
         ``"graph"``: every round as tasks of a Dask graph (any scheduler; a lost worker's
         keys are recomputed by Dask); ``"resident"``: the blocks live on the workers as
         actors that exchange halos and contributions directly
-        (:mod:`bigeval.reliability.resident`; distributed only; a lost worker's batch is
+        (:mod:`bigeval.reliability.distributed.resident`; distributed only; a lost worker's batch is
         run again from a checkpoint); ``"auto"`` (default): resident under distributed,
         graph under the synchronous and threaded schedulers.
 
     Examples
     --------
-    >>> from bigeval.reliability.blocks import partition
+    >>> from bigeval.reliability.distributed.blocks import partition
     >>> it = DaskIteration(partition([-1, -1, 0], [-1, -1, 1], block_size=2), "sync")
     >>> res = it(np.array([1.0, 0.0, 0.5]), 3.0, rounds=3, progress=False)
     >>> res.rounds, res.d.shape
@@ -257,7 +257,7 @@ class DaskIteration:
             raise ValueError("mode='resident' needs a distributed Client")
         self._resident = None
         if distributed and self.mode != "graph":
-            from bigeval.reliability.resident import ResidentIteration
+            from bigeval.reliability.distributed.resident import ResidentIteration
 
             self._resident = ResidentIteration(self.part, self.runner.client,
                                                rounds_per_batch=self.rounds_per_batch)

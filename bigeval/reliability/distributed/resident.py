@@ -58,8 +58,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from bigeval.defaults import ROUNDS
-from bigeval.reliability import blocks as _blocks
-from bigeval.reliability.blocks import BlockPlan, Partition
+from bigeval.reliability.distributed import blocks as _blocks
+from bigeval.reliability.distributed.blocks import BlockPlan, Partition
 
 log = logging.getLogger(__name__)
 
@@ -353,12 +353,12 @@ class BlockWorker:
 class ResidentIteration:
     """The partitioned iteration with worker-resident blocks on a ``distributed`` cluster.
 
-    Same call and result as :class:`bigeval.reliability.dask_engine.DaskIteration`.
+    Same call and result as :class:`bigeval.reliability.distributed.dask_engine.DaskIteration`.
 
     Parameters
     ----------
     part
-        The partitioned pedigree (:func:`bigeval.reliability.blocks.partition`).
+        The partitioned pedigree (:func:`bigeval.reliability.distributed.blocks.partition`).
     client
         A ``distributed.Client``.
     rounds_per_batch

@@ -73,8 +73,8 @@ def _add_reliability(sub):
                     help="with --genotypes: scale G to A22 (default: yes)")
     gs.add_argument("--blend", type=float, default=BLEND, metavar="W",
                     help="with --genotypes: G* = (1-W) G + W A22 (default 0.05; 0: none)")
-    from bigeval.apy import GENOMIC_INVERSES
-    from bigeval.cli_genomics import add_genomic_options
+    from bigeval.genomic.apy import GENOMIC_INVERSES
+    from bigeval.cli.genomics import add_genomic_options
     from bigeval.defaults import APY_FROM, GENOMIC_INVERSE
 
     add_genomic_options(p, gs)
@@ -130,7 +130,7 @@ def _add_reliability(sub):
 
 
 def _cmd_reliability(args) -> int:
-    from bigeval.workflow import ReliabilityJob, run_reliability
+    from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 
     job = ReliabilityJob(
         pedigree=args.pedigree, records=args.records, out=args.out, alpha=args.alpha,
@@ -158,7 +158,7 @@ def _genomic_job_options(args) -> dict:
                              else f"--apy-core {args.apy_core}",
                              remedy="add --genotypes STORE, or drop the APY options")
         return {}
-    from bigeval.cli_genomics import qc_options
+    from bigeval.cli.genomics import qc_options
 
     return {"genotypes": args.genotypes, "qc": qc_options(args), "tune": args.tune,
             "blend": args.blend or None, "a22inv_method": args.a22inv_method,
@@ -236,11 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reliability(sub)
     _add_simulate(sub)
     _add_demo(sub)
-    from bigeval import cli_genomics, cli_models
+    from bigeval.cli import genomics as cli_genomics
+    from bigeval.cli import models as cli_models
 
     cli_genomics.register(sub)
     cli_models.register(sub)
-    from bigeval import cli_run
+    from bigeval.cli import run as cli_run
 
     cli_run.register(sub)  # run, config, sample
     return parser
@@ -266,6 +267,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # one line per warning for this command only, not for the rest of the process
         warnings.showwarning = shown
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -10,7 +10,7 @@ The report shows what the run gave, also when it is wrong: the axes of every rel
 cover the smallest and largest value (the expected range [0, 1) is shaded) and a note under
 the plot counts the values outside it; a negative mean gain from genomics is said in words
 with what can cause it; every warning a stage emitted is listed (kept in its ``stage.json``
-by the runner, see :func:`bigeval.run.manifest.collect_warnings`).
+by the runner, see :func:`bigeval.pipeline.manifest.collect_warnings`).
 
 Plots are drawn with matplotlib's Agg backend (no display needed). The page has no external
 resource: it opens from a mail attachment or an archive as it is. A short inline script marks
@@ -441,7 +441,7 @@ def _read(folder: Path | None, name: str) -> pd.DataFrame | None:
 
 def summary_text(cfg, table: pd.DataFrame, up: dict, info: dict) -> str:
     """The run's summary as text (``summary.txt``)."""
-    from bigeval.workflow import agreement_line
+    from bigeval.pipeline.workflow import agreement_line
 
     val = json.loads((up["validate"] / "validation.json").read_text())
     rel = info["reliabilities"]["summary"]
@@ -538,8 +538,8 @@ def warnings_section(info: dict, own=()) -> str:
 
 def exact_rows(table: pd.DataFrame, exact: pd.DataFrame) -> list[tuple]:
     """Rows of the approximate-vs-exact table: each comparison for all, genotyped and
-    non-genotyped animals (joined by ID), by :func:`bigeval.workflow.agreement`."""
-    from bigeval.workflow import agreement
+    non-genotyped animals (joined by ID), by :func:`bigeval.pipeline.workflow.agreement`."""
+    from bigeval.pipeline.workflow import agreement
 
     gx = table.set_index("animal")["genotyped"].reindex(exact["animal"]).eq(True).to_numpy()
     rows = []
@@ -566,7 +566,7 @@ _WARNINGS_SLOT = "<!-- warnings -->"
 
 def write_report(cfg, table: pd.DataFrame, up: dict, info: dict, path: Path) -> Path:
     """Write the self-contained HTML report of a run to ``path``."""
-    from bigeval.run.manifest import collect_warnings
+    from bigeval.pipeline.manifest import collect_warnings
 
     with collect_warnings() as own:  # warnings while drawing the report are listed too
         parts = _report_parts(cfg, table, up, info)

@@ -1,23 +1,23 @@
 """A22⁻¹ as an operator: products and the GBLUP diagonal without an n_g × n_g matrix.
 
 With the non-genotyped animals (1) and the genotyped ones (2) of the pedigree pruned to the
-genotyped animals and their ancestors (:func:`bigeval.relationships.prune_to_ancestors`),
+genotyped animals and their ancestors (:func:`bigeval.genomic.relationships.prune_to_ancestors`),
 A22⁻¹ is the Schur complement of the sparse A⁻¹ (Henderson's rules; Misztal, Legarra &
 Aguilar 2009; Strandén, Matilainen, Aamand & Mäntysaari 2017):
 
     A22⁻¹ x = A²² x − A²¹ (A¹¹)⁻¹ A¹² x.
 
 :class:`A22InverseOperator` factors A¹¹ once by a sparse Cholesky (CHOLMOD when installed,
-else SuperLU: :func:`bigeval.models.cholesky.cholesky`); each product is then two sparse
+else SuperLU: :func:`bigeval.linalg.cholesky.cholesky`); each product is then two sparse
 products and one pair of triangular solves, in memory ``O(nnz(L))``.
-:func:`bigeval.relationships.a22_inverse` (the explicit n_g × n_g matrix) stays for small
+:func:`bigeval.genomic.relationships.a22_inverse` (the explicit n_g × n_g matrix) stays for small
 n_g and is the twin of the tests.
 
 Part II needs ``diag((W + αA22⁻¹)⁻¹)`` for a diagonal W ≥ 0: that is the genotyped block of
 the inverse of the *sparse* matrix ``αA⁻¹ + diag(0, W)`` of the pruned pedigree (its Schur
 complement onto the genotyped animals is W + αA22⁻¹), so
 :meth:`~A22InverseOperator.gblup_inverse_diagonal` gets it by one sparse factorisation and
-selected inversion (:func:`bigeval.models.selinv.inverse_diagonal`).
+selected inversion (:func:`bigeval.linalg.selinv.inverse_diagonal`).
 
 References
 ----------
@@ -35,10 +35,10 @@ import scipy.sparse as sp
 
 from bigeval._resources import check_dense
 from bigeval.errors import InputError
-from bigeval.models.cholesky import cholesky
-from bigeval.models.selinv import inverse_diagonal
+from bigeval.linalg.cholesky import cholesky
+from bigeval.linalg.selinv import inverse_diagonal
 from bigeval.pedigree import ainv_sparse
-from bigeval.relationships import prune_to_ancestors
+from bigeval.genomic.relationships import prune_to_ancestors
 
 __all__ = ["A22InverseOperator"]
 

@@ -35,7 +35,7 @@ from typing import Any
 from bigeval.defaults import APY_FROM, BLEND, GENOMIC_INVERSE, GENOMIC_INVERSES, ROUNDS
 from bigeval.errors import InputError
 from bigeval.io.columns import parse_record_columns
-from bigeval.qc import QCOptions
+from bigeval.genomic.qc import QCOptions
 from bigeval.reliability import genomic as _genomic
 
 __all__ = ["Key", "SCHEMA", "SECTIONS", "RunConfig", "load_config", "config_from_dict",

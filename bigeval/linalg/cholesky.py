@@ -2,7 +2,7 @@
 
 ``P A Pᵀ = L Lᵀ``: ``A[perm][:, perm] = L @ L.T`` with L lower triangular (CSC, sorted row
 indices, the diagonal first in every column). One object serves the solve, log|A| (REML)
-and the selected inversion of :mod:`bigeval.models.selinv`.
+and the selected inversion of :mod:`bigeval.linalg.selinv`.
 
 * ``cholmod``: supernodal CHOLMOD (scikit-sparse, an optional extra that builds against the
   system SuiteSparse; AMD/METIS ordering). A herd-structured 215 000-equation PBLUP MME
