@@ -4,7 +4,9 @@ Each population is simulated (bigeval.simulate: herds, AI and foreign bulls, rep
 lactations, genotyped bulls and young females), G is VanRaden's, tuned to A22 and blended
 (5 % A22), and the exact reliabilities 1 − α C^aa_ii come from the dense inverse of the MME
 (contemporary groups fixed, H⁻¹; with repeated records a permanent-environment effect).
-Printed per population: Part I against exact PBLUP, and the final reliabilities of
+Printed per population: Part I against exact PBLUP (also with the exact values on the
+1 − PEV/((1+F)σa²) scale, which Part I's prior of variance σa² for every animal stands for),
+and the final reliabilities of
 ``erc-gblup`` and ``certified`` against exact ssGBLUP — correlation, slope of exact on
 approximate, mean bias — for genotyped and non-genotyped animals, the values outside [0, 1),
 and the mean gain from genomics of record-less genotyped animals against the exact gain.
@@ -23,6 +25,7 @@ import warnings
 import numpy as np
 
 from bigeval.genomic import vanraden_g
+from bigeval.pedigree import inbreeding
 from bigeval.prepare import prepare
 from bigeval.genomic.relationships import genomic_inverses
 from bigeval.reliability import ReliabilityOptions, alpha_from, reliability, start_vector
@@ -117,6 +120,10 @@ def main(argv=None):
             res = res_m if method == "erc-gblup" else res
             if method == "erc-gblup":
                 print(line("Part I vs exact PBLUP", res_m.rel_pedigree, ex_p))
+                # the same on the 1 − PEV/((1+F)σa²) scale: Part I does not see inbreeding
+                f = inbreeding(pop.sire, pop.dam)
+                print(line("  ... exact on the (1+F) scale", res_m.rel_pedigree,
+                           1 - (1 - ex_p) / (1 + f)))
             print(line(f"{method}, genotyped", res_m.rel_final[g], ex_s[g]))
             print(line(f"{method}, not genotyped", res_m.rel_final[~g], ex_s[~g]))
         d0 = start_vector(pop, opts)

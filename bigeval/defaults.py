@@ -29,3 +29,12 @@ EXACT_SAMPLE_SHARE = 0.5
 #: Pedigree parent codes that are unknown parent groups, not animals (a regular expression):
 #: negative integers, BLUPF90's convention.
 GROUP_CODES = r"^-[0-9]+$"
+#: How G*⁻¹ is held: ``full`` (dense n_g × n_g), ``apy`` (APY: core c × c and n_g × c rows),
+#: or ``auto``: full up to APY_FROM genotyped animals when it fits in memory, else APY.
+GENOMIC_INVERSE = "auto"
+#: the choices (``--genomic-inverse``, config ``genomics.inverse``)
+GENOMIC_INVERSES = ("auto", "full", "apy")
+
+#: ``auto`` takes APY above this many genotyped animals (full G*⁻¹, A22⁻¹ and Part II's work
+#: matrix are three n_g × n_g matrices: 9.6 GB at 20 000).
+APY_FROM = 20_000

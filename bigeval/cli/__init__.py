@@ -24,7 +24,7 @@ import warnings
 
 from bigeval import __version__
 from bigeval.defaults import ROUNDS
-from bigeval.errors import BigevalError, option_style
+from bigeval.errors import BigevalError, InputError, option_style
 from bigeval.io.writers import command_outputs
 
 
@@ -77,9 +77,18 @@ def _add_reliability(sub):
                          "are built from it and the pedigree; --genotyped then lists the "
                          "animals of the store to use (default: all)")
     from bigeval.cli.genomics import add_g_star_options, add_genomic_options
+    from bigeval.defaults import APY_FROM, GENOMIC_INVERSE, GENOMIC_INVERSES
 
     add_g_star_options(p, gs)
     add_genomic_options(p, gs)
+    gs.add_argument("--genomic-inverse", choices=GENOMIC_INVERSES, default=GENOMIC_INVERSE,
+                    help="with --genotypes: G*⁻¹ dense (full), by APY with A22⁻¹ as a sparse "
+                         "operator (apy: memory n_g x core), or auto (full up to "
+                         f"{APY_FROM:,} genotyped animals when it fits); the memory of each "
+                         "is printed")
+    gs.add_argument("--apy-core", type=int, default=None, metavar="N",
+                    help="with APY: N core animals drawn at random (default: as many as "
+                         "eigenvalues of G explain 98%% of its variance)")
     p.add_argument("--rounds", type=int, default=ROUNDS, metavar="N",
                    help="rounds of the iteration (default 100, as in the methodology)")
     p.add_argument("--tol", type=float, metavar="X",
@@ -146,12 +155,18 @@ def _cmd_reliability(args) -> int:
 def _genomic_job_options(args) -> dict:
     """ReliabilityJob fields of ``--genotypes`` (G*⁻¹ and A22⁻¹ built from a store)."""
     if args.genotypes is None:
+        if args.genomic_inverse == "apy" or args.apy_core is not None:
+            raise InputError("APY G*⁻¹ is built from a genotype store, and none is given",
+                             value="--genomic-inverse apy" if args.apy_core is None
+                             else f"--apy-core {args.apy_core}",
+                             remedy="add --genotypes STORE, or drop the APY options")
         return {}
     from bigeval.cli.genomics import qc_options
 
     return {"genotypes": args.genotypes, "qc": qc_options(args), "tune": args.tune,
             "blend": args.blend or None, "a22inv_method": args.a22inv_method,
-            "grm_chunks": args.grm_chunks}
+            "grm_chunks": args.grm_chunks, "genomic_inverse": args.genomic_inverse,
+            "apy_core": args.apy_core}
 
 
 def _add_simulate(sub):

@@ -544,9 +544,32 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents
         An ID of ``keep`` not in the store; no SNP or no animal left after QC; every SNP
         monomorphic.
     """
+    from bigeval.genomic.grm import grm
+
+    named = store if source is None else source
+    X, sample_ids, report = qc_store(store, qc=qc, keep=keep, source=source, parents=parents)
+    try:
+        G = grm(X, chunks=chunks)
+    except InputError as exc:
+        if exc.file is not None:
+            raise
+        raise InputError(exc.message, file=named, value=exc.value, expected=exc.expected,
+                         remedy=exc.remedy) from None
+    return G, np.asarray(sample_ids, dtype=str), report
+
+
+def qc_store(store, *, qc=None, keep=None, source=None, parents=None):
+    """The genotypes of a store that G is built from: ``keep``, then QC (as
+    :func:`g_from_store`, which takes its parameters).
+
+    Returns
+    -------
+    X, ids, report
+        The kept genotypes (dask array, animals × SNPs, int8), their animals' IDs (store
+        order) and the QC report.
+    """
     import pandas as pd
 
-    from bigeval.genomic.grm import grm
     from bigeval.io.genotypes import open_genotypes
     from bigeval.genomic.qc import REPORT_COLUMNS
     from bigeval.genomic.qc import qc as run_qc
@@ -585,14 +608,7 @@ def g_from_store(store, *, qc=None, keep=None, chunks=None, source=None, parents
                                              min_common=qc.min_common_snps)
             if len(pairs):
                 report = pd.concat([report, pairs], ignore_index=True)
-    try:
-        G = grm(X, chunks=chunks)
-    except InputError as exc:
-        if exc.file is not None:
-            raise
-        raise InputError(exc.message, file=named, value=exc.value, expected=exc.expected,
-                         remedy=exc.remedy) from None
-    return G, np.asarray(sample_ids, dtype=str), report
+    return X, np.asarray(sample_ids, dtype=str), report
 
 
 @dataclass(frozen=True)

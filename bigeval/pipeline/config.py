@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from bigeval.defaults import (
+    APY_FROM,
     BLEND,
     EXACT_MAX_EQUATIONS,
     EXACT_MAX_GENOTYPED,
+    GENOMIC_INVERSE,
+    GENOMIC_INVERSES,
     ROUNDS,
     SAMPLE_SEED,
 )
@@ -200,6 +203,14 @@ SCHEMA: tuple[Key, ...] = (
         help="A22⁻¹ from the sparse A⁻¹ (Schur complement), from A22 by Colleau's method and "
              "a Cholesky inverse (dense), or by size (auto)",
         cli=("reliability --a22inv-method", "grm --a22inv-method")),
+    Key("genomics", "inverse", "choice", default=GENOMIC_INVERSE, choices=GENOMIC_INVERSES,
+        help="G*⁻¹ dense (full), by APY with A22⁻¹ as a sparse operator (apy: memory n_g x "
+             f"core), or auto: full up to {APY_FROM:,} genotyped animals when it fits",
+        cli=("reliability --genomic-inverse",)),
+    Key("genomics", "apy_core", "int", example=10_000,
+        help="APY: core animals, drawn at random (none: as many as eigenvalues of G explain "
+             "98 % of its variance)",
+        cli=("reliability --apy-core",)),
     Key("genomics", "chunks", "chunks", example=[4096, 8192],
         help="chunks (animals, SNPs) of an imported genotype store, and of G's blocks",
         cli=("genotypes import --chunks", "reliability --grm-chunks",
@@ -641,6 +652,11 @@ def _check(cfg: RunConfig) -> None:
     if v["inputs.ginv"] is not None and v["inputs.genotyped"] is None:
         raise err("inputs.ginv", "G⁻¹ and A22⁻¹ triplets need the list of genotyped animals",
                   remedy='add [inputs] genotyped = "<file>"')
+    if v["inputs.genotypes"] is None and (v["genomics.inverse"] == "apy"
+                                          or v["genomics.apy_core"] is not None):
+        d = "genomics.inverse" if v["genomics.apy_core"] is None else "genomics.apy_core"
+        raise err(d, "APY G*⁻¹ is built from genotypes, and [inputs] has no genotypes",
+                  remedy="give [inputs] genotypes, or drop the APY settings")
     if v["inputs.genotyped"] is not None and not sources:
         raise err("inputs.genotyped", "a genotyped list without genotypes, grm or ginv",
                   remedy="add the genotypes (or G⁻¹ and A22⁻¹), or remove genotyped")
@@ -667,7 +683,7 @@ def _check(cfg: RunConfig) -> None:
         if v[dotted] < 0:
             raise err(dotted, f"{dotted} must not be negative", value=v[dotted])
     for dotted in ("cluster.workers", "cluster.threads_per_worker", "cluster.block_size",
-                   "sample.herds"):
+                   "sample.herds", "genomics.apy_core"):
         if v[dotted] is not None and v[dotted] < 1:
             raise err(dotted, f"{dotted} must be at least 1", value=v[dotted])
     if not 0.0 < v["sample.fraction"] <= 1.0:

@@ -86,6 +86,11 @@ def exact_check(ctx, pop, res, opts, *, rerun) -> tuple[dict, np.ndarray | None]
     n_eq = exact_size(pop, opts.tau is not None)
     n_g = 0 if pop.genotyped is None else len(pop.genotyped)
     where = plan(cfg, n_eq, n_g)
+    if where is not None and n_g and not isinstance(pop.ginv, np.ndarray):
+        # APY (genomics.inverse): G*⁻¹ is held as its pieces, A22⁻¹ as an operator
+        return {"ran": False, "equations": n_eq,
+                "reason": "G*⁻¹ is the APY inverse ([genomics] inverse): exact single-step "
+                          "reliabilities need the full G*⁻¹"}, None
     summary = {"ran": where == "whole", "equations": n_eq}
     if where == "sample":
         summary.update(_on_sample(ctx, pop, opts, n_eq, n_g))

@@ -20,6 +20,8 @@ Outputs per stage (``OUT/stages/<stage>/``)::
                     cgs.parquet          cg (codes as given)
                     interbull.parquet    animal, value (when Interbull is given)
     relationships   Ginv.h5, A22inv.h5   G*⁻¹ and A22⁻¹ of the genotyped animals (with ids)
+                    apy.h5               instead, with APY: its pieces
+                    (bigeval.genomic.apy.write_apy)
                     qc.parquet           what genotype QC removed and why
                     genotypes.zarr       the imported store (when given a genotype file)
     solve           solutions.parquet    animal, ebv, pev, rel (MME)
@@ -60,6 +62,7 @@ from bigeval.progress import Progress
 __all__ = ["StageContext", "Stage", "STAGES", "load_population"]
 
 FLOAT_FORMAT = "%.10g"  # CSV floats, as `bigeval reliability`
+APY_FILE = "apy.h5"  # the relationships stage's checkpoint with APY
 
 
 @dataclass
@@ -314,7 +317,15 @@ def load_population(prepare_dir: Path, relationships_dir: Path | None = None):
         ib = read_parquet(prepare_dir / "interbull.parquet")
         ib_animal, ib_value = ib["animal"].to_numpy(np.int64), ib["value"].to_numpy(np.float64)
     genotyped = ginv = a22inv = None
-    if relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
+    if relationships_dir is not None and (relationships_dir / APY_FILE).exists():
+        from bigeval.genomic.a22op import A22InverseOperator
+        from bigeval.genomic.apy import read_apy
+
+        ginv, gids = read_apy(relationships_dir / APY_FILE)
+        genotyped = pd.Index(ids.astype(str)).get_indexer(gids).astype(np.int64)
+        a22inv = A22InverseOperator(animals["sire"].to_numpy(np.int64),
+                                    animals["dam"].to_numpy(np.int64), genotyped)
+    elif relationships_dir is not None and (relationships_dir / "Ginv.h5").exists():
         from bigeval.genomic.grm import read_grm
 
         ginv, gids = read_grm(relationships_dir / "Ginv.h5", name="Ginv")
@@ -390,13 +401,23 @@ def relationships(ctx: StageContext) -> dict:
         else:
             store = _genotype_store(ctx)
             ctx.point("mid")
-            with ctx.progress.dask("genotype QC and G"):
-                res = inverses_from_store(
-                    store, ped_ids, sire, dam, keep=keep, source=cfg["inputs.genotypes"],
-                    qc=_qc_options(cfg) if cfg["genomics.qc"] else None,
-                    tune=cfg["genomics.tune"], blend=blend, method=cfg["genomics.a22inv_method"],
-                    chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"] else None,
-                    progress=ctx.progress.enabled)
+            common = dict(keep=keep, source=cfg["inputs.genotypes"],
+                          qc=_qc_options(cfg) if cfg["genomics.qc"] else None,
+                          tune=cfg["genomics.tune"], blend=blend,
+                          chunks=tuple(cfg["genomics.chunks"]) if cfg["genomics.chunks"]
+                          else None)
+            if _genomic_inverse(ctx, store, keep) == "apy":
+                from bigeval.genomic.apy import apy_inverses_from_store
+
+                with ctx.progress.dask("genotype QC and APY G"):
+                    res = apy_inverses_from_store(store, ped_ids, sire, dam, **common,
+                                                  core_size=cfg["genomics.apy_core"],
+                                                  log=ctx.progress.line)
+            else:
+                with ctx.progress.dask("genotype QC and G"):
+                    res = inverses_from_store(store, ped_ids, sire, dam, **common,
+                                              method=cfg["genomics.a22inv_method"],
+                                              progress=ctx.progress.enabled)
             ids, ginv, a22inv = res.ids, res.ginv, res.a22inv
             report = res.report.astype({"kind": str, "id": str, "reason": str,
                                         "threshold": str})
@@ -409,10 +430,35 @@ def relationships(ctx: StageContext) -> dict:
                            snps_in_store=int(len(snps)), animals_used=len(ids),
                            snps_used=int(len(snps)) - int(((report["kind"] == "snp")).sum()),
                            lines=res.lines)
-    write_grm(ginv, ids, ctx.work / "Ginv.h5", name="Ginv")
-    write_grm(a22inv, ids, ctx.work / "A22inv.h5", name="A22inv")
+    if isinstance(a22inv, np.ndarray):
+        write_grm(ginv, ids, ctx.work / "Ginv.h5", name="Ginv")
+        write_grm(a22inv, ids, ctx.work / "A22inv.h5", name="A22inv")
+        summary["inverse"] = "full"
+    else:  # APY: its pieces; the A22⁻¹ operator is rebuilt from the pedigree
+        from bigeval.genomic.apy import write_apy
+
+        write_apy(ginv, ids, ctx.work / APY_FILE)
+        summary.update(inverse="apy", apy_core=int(ginv.core.size))
     summary["genotyped"] = len(ids)
     return summary
+
+
+def _genomic_inverse(ctx: StageContext, store, keep) -> str:
+    """``full`` or ``apy`` (``genomics.inverse``, :func:`bigeval.genomic.apy.choose_inverse`) for
+    the
+    animals of the store to use, the memory of each printed first; not APY where a later
+    stage needs the dense G*⁻¹."""
+    from bigeval.genomic.apy import choose_inverse
+    from bigeval.io.genotypes import open_genotypes
+
+    cfg = ctx.config
+    need = [what for what, yes in (
+        ("the ssGBLUP solve ([model] relationship H)",
+         cfg.has_model and _model_relationship(cfg) == "H"),
+        ("the exact check (exact.check = true)", cfg["exact.check"] is True)) if yes]
+    n = len(open_genotypes(store)[1]) if keep is None else len(keep)
+    return choose_inverse(cfg["genomics.inverse"], n, needs_full=need,
+                          apy_core=cfg["genomics.apy_core"], log=ctx.progress.line)
 
 
 def _genotype_file(cfg: RunConfig) -> bool:
@@ -740,7 +786,8 @@ def report(ctx: StageContext) -> dict:
 def _rel_params(cfg: RunConfig) -> dict:
     keys = ("inputs.genotypes_format", "genomics.qc", "genomics.min_call_rate_snp",
             "genomics.min_call_rate_animal", "genomics.min_maf", "genomics.max_concordance",
-            "genomics.tune", "genomics.blend", "genomics.chunks", "genomics.a22inv_method")
+            "genomics.tune", "genomics.blend", "genomics.chunks", "genomics.a22inv_method",
+            "genomics.inverse", "genomics.apy_core")
     return {k: cfg[k] for k in keys}
 
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,7 +22,13 @@ import pandas as pd
 
 from bigeval import __version__
 from bigeval._resources import check_dense
-from bigeval.defaults import BLEND, EXACT_MAX_EQUATIONS, EXACT_MAX_GENOTYPED, ROUNDS
+from bigeval.defaults import (
+    BLEND,
+    EXACT_MAX_EQUATIONS,
+    EXACT_MAX_GENOTYPED,
+    GENOMIC_INVERSE,
+    ROUNDS,
+)
 from bigeval.errors import BigevalWarning, InputError
 from bigeval.io import ooc
 from bigeval.io.columns import parse_record_columns
@@ -112,6 +119,10 @@ class ReliabilityJob:
     blend: float | None = BLEND
     a22inv_method: str = "auto"
     grm_chunks: tuple | None = None
+    #: how G*⁻¹ is held (bigeval.defaults.GENOMIC_INVERSES: full, apy, auto by size) and the
+    #: number of APY core animals (None: the eigenvalue rule; drawn at random, seed 0)
+    genomic_inverse: str = GENOMIC_INVERSE
+    apy_core: int | None = None
 
     def resolved_record_columns(self):
         """:attr:`record_columns` as a :class:`bigeval.io.columns.RecordColumns` (None: the
@@ -262,11 +273,19 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSu
         from bigeval.genomic.relationships import inverses_from_store
 
         claim()  # fail on an unwritable or busy folder before the long work
-        genomic = inverses_from_store(
-            job.genotypes, pop.ids, pop.sire, pop.dam,
-            keep=None if pop.genotyped is None else pop.ids[pop.genotyped], qc=job.qc,
-            tune=job.tune, blend=job.blend, method=job.a22inv_method, chunks=job.grm_chunks,
-            progress=progress)
+        keep = None if pop.genotyped is None else pop.ids[pop.genotyped]
+        if _genomic_inverse(job, keep) == "apy":
+            from bigeval.genomic.apy import apy_inverses_from_store
+
+            genomic = apy_inverses_from_store(
+                job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
+                tune=job.tune, blend=job.blend, core_size=job.apy_core, chunks=job.grm_chunks,
+                log=_say)
+        else:
+            genomic = inverses_from_store(
+                job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
+                tune=job.tune, blend=job.blend, method=job.a22inv_method,
+                chunks=job.grm_chunks, progress=progress)
         pop = dataclasses.replace(pop, genotyped=genomic.genotyped, ginv=genomic.ginv,
                                   a22inv=genomic.a22inv)
     lonely = single_record_groups(pop)
@@ -362,6 +381,22 @@ def write_outputs(out: Path, writers: dict, text: str, lonely: pd.DataFrame, *,
             write(gen / Path(path).name)
     (out / _genomic.STOPPED_FLAGS_FILE).unlink(missing_ok=True)  # of a run stopped before
     return files
+
+
+def _say(line: str) -> None:
+    """A line on what is being done (the memory a genomic inverse needs), on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _genomic_inverse(job: ReliabilityJob, keep) -> str:
+    """``full`` or ``apy`` for the job (:func:`bigeval.genomic.apy.choose_inverse`), by the animals
+    of the store to use (before QC), the memory of each choice printed first."""
+    from bigeval.genomic.apy import choose_inverse
+    from bigeval.io.genotypes import open_genotypes
+
+    n = len(open_genotypes(job.genotypes)[1]) if keep is None else len(keep)
+    return choose_inverse(job.genomic_inverse, n, apy_core=job.apy_core, log=_say,
+                          needs_full=["--exact (exact reliabilities)"] if job.exact else [])
 
 
 def _check_genotypes_job(job: ReliabilityJob) -> None:

@@ -215,6 +215,10 @@ def erc_gblup(d_genotyped: np.ndarray, w: np.ndarray, ginv: np.ndarray, a22inv: 
         Their own-data ERC (:func:`own_data_erc`).
     ginv, a22inv
         G*⁻¹ and A22⁻¹ (both triangles), in the order of ``d_genotyped``; not modified.
+        Either may instead be an APY G*⁻¹ (:class:`bigeval.genomic.apy.ApyInverse`) or an A22⁻¹
+        operator (:class:`bigeval.genomic.a22op.A22InverseOperator`): its diagonal of
+        ``(W + αK⁻¹)⁻¹`` is then computed without an n_g × n_g matrix
+        (:mod:`bigeval.reliability.genomic_apy`).
     alpha
         σe²/σa².
 
@@ -233,13 +237,25 @@ def erc_gblup(d_genotyped: np.ndarray, w: np.ndarray, ginv: np.ndarray, a22inv: 
     >>> erc_gblup(np.array([2.0, 0.5]), np.array([1.5, 0.0]), ainv, ainv, 3.0).round(12)
     array([2. , 0.5])
     """
+    # lazy: bigeval.models (the A22⁻¹ operator's Cholesky) imports this module via the config
+    from bigeval.reliability.genomic_apy import gblup_inverse_diagonal, is_structured
+
     ng = len(w)
-    check_dense(ng, copies=1, what=f"Part II's GBLUP matrices for {ng:,} genotyped animals")
-    work = np.empty((ng, ng), order="F")
     remedy = ("check that G*⁻¹ and A22⁻¹ are positive definite and in the order of the "
               "genotyped animals")
-    pg = _gblup_precision(w, np.asarray(ginv), alpha, work, "W + αG⁻¹", remedy)
-    pa = _gblup_precision(w, np.asarray(a22inv), alpha, work, "W + αA22⁻¹", remedy)
+    dense = [k for k in (ginv, a22inv) if not is_structured(k)]
+    work = None
+    if dense:
+        check_dense(ng, copies=len(dense),
+                    what=f"Part II's GBLUP matrices for {ng:,} genotyped animals")
+        work = np.empty((ng, ng), order="F")
+
+    def precision(kinv, what):
+        if is_structured(kinv):
+            return 1.0 / gblup_inverse_diagonal(w, kinv, alpha)
+        return _gblup_precision(w, np.asarray(kinv), alpha, work, what, remedy)
+    pg = precision(ginv, "W + αG⁻¹")
+    pa = precision(a22inv, "W + αA22⁻¹")
     return np.asarray(d_genotyped, np.float64) + (pg - pa)
 
 
@@ -336,6 +352,14 @@ def genomic_part(d: np.ndarray, d0: np.ndarray, sire, dam, genotyped, ginv, a22i
         empty = np.zeros(0)
         return GenomicResult(method, empty, empty, _NO_FLAGS.copy(), ())
     if method == "certified":
+        from bigeval.reliability.genomic_apy import is_structured  # lazy: see erc_gblup
+
+        if is_structured(ginv) or is_structured(a22inv):
+            raise InputError("the certified Part II needs the dense G*⁻¹ and A22⁻¹, not the "
+                             "APY G*⁻¹ or the A22⁻¹ operator", value="certified",
+                             expected="--genomic-method erc-gblup with APY",
+                             remedy="use --genomic-method erc-gblup (the default), or "
+                                    "--genomic-inverse full")
         return certified(dg, ginv, a22inv, alpha, ids=ids)
     w = own_data_erc(d, d0, sire, dam, g, alpha, own=own)
     e = erc_gblup(dg, w, ginv, a22inv, alpha)
