@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _runkit
 import numpy as np
 import pytest
 
@@ -72,3 +73,22 @@ def indefinite_part2_case():
     diff = q @ np.diag([-1.8, 0.3, 0.5, 1.0, 2.0]) @ q.T  # G⁻¹ − A22⁻¹
     a22inv = np.eye(5) * 2.0
     return np.full(5, 0.1), a22inv + diff, a22inv
+
+
+# the run tests' simulated population and its reference run (tests/_runkit.py), built once per
+# session folder and shared by the modules that use them
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "runkit"
+
+
+@pytest.fixture(scope="module")
+def pop_config(base):
+    base.mkdir(exist_ok=True)
+    return _runkit.population(base)
+
+
+@pytest.fixture(scope="module")
+def ref(base, pop_config):
+    return _runkit.reference(base)

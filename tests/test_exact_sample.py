@@ -44,22 +44,6 @@ HERDS = "^[^Y]+"  # the runkit population's herd pattern (its config's [sample] 
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "runkit"
-
-
-@pytest.fixture(scope="module")
-def pop_config(base):
-    base.mkdir(exist_ok=True)
-    return _runkit.population(base)
-
-
-@pytest.fixture(scope="module")
-def ref(base, pop_config):
-    return _runkit.reference(base)
-
-
-@pytest.fixture(scope="module")
 def pop(ref):
     return load_population(ref / "stages" / "prepare", ref / "stages" / "relationships")
 

@@ -35,22 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 ALL = list(STAGE_NAMES)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return tmp_path_factory.getbasetemp() / "runkit"
-
-
-@pytest.fixture(scope="module")
-def pop_config(base):
-    base.mkdir(exist_ok=True)
-    return _runkit.population(base)
-
-
-@pytest.fixture(scope="module")
-def ref(base, pop_config):
-    return _runkit.reference(base)
-
-
 def _run(config, out, **kw):
     overrides = {"output.folder": str(out), **kw.pop("overrides", {})}
     return run_pipeline(load_config(config, overrides), progress=False, **kw)

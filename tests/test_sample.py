@@ -23,13 +23,6 @@ pytestmark = pytest.mark.filterwarnings(_runkit.EXACT_BELOW_ZERO)
 HERD = "^[^Y]+"  # the simulator's cg codes are herd-year-season: H0012Y2019S2
 
 
-@pytest.fixture(scope="module")
-def pop_config(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp() / "runkit"
-    base.mkdir(exist_ok=True)
-    return _runkit.population(base)
-
-
 def _read(path, **kw):
     return pd.read_csv(path, sep=" ", header=None, dtype=str, **kw)
 
