@@ -43,6 +43,19 @@ from bigeval.genomic.relationships import prune_to_ancestors
 __all__ = ["A22InverseOperator"]
 
 
+
+def check_weights(w, n: int, alpha: float, what: str) -> np.ndarray:
+    """The weights W (one finite value ≥ 0 per genotyped animal) and α (> 0) of the GBLUP
+    matrix ``what`` (W + αK⁻¹), as float64; a clear error otherwise."""
+    w = np.asarray(w, np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise InputError(f"the weights of {what} must be one finite value ≥ 0 per genotyped "
+                         "animal", value=f"shape {w.shape}", expected=f"({n},), ≥ 0")
+    if not alpha > 0:
+        raise InputError("α must be > 0", value=alpha, expected="σe²/σa² > 0")
+    return w
+
+
 class A22InverseOperator:
     """Products with A22⁻¹ from the sparse A⁻¹ of the pruned pedigree (module docstring).
 
@@ -115,13 +128,7 @@ class A22InverseOperator:
         alpha
             > 0.
         """
-        w = np.asarray(w, np.float64)
-        if w.shape != (self.n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise InputError("the weights of W + αA22⁻¹ must be one finite value ≥ 0 per "
-                             "genotyped animal", value=f"shape {w.shape}",
-                             expected=f"({self.n},), ≥ 0")
-        if not alpha > 0:
-            raise InputError("α must be > 0", value=alpha, expected="σe²/σa² > 0")
+        w = check_weights(w, self.n, alpha, "W + αA22⁻¹")
         d = np.zeros(self.ainv.shape[0])
         d[self.genotyped] = w
         m = (alpha * self.ainv + sp.diags(d)).tocsc()

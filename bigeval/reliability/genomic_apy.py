@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from bigeval.genomic.a22op import A22InverseOperator
-from bigeval.genomic.apy import ROW_BLOCK, ApyInverse
 from bigeval.errors import InputError
+from bigeval.genomic.a22op import A22InverseOperator, check_weights
+from bigeval.genomic.apy import ROW_BLOCK, ApyInverse
 
 __all__ = ["gblup_inverse_diagonal", "gblup_inverse_diagonal_apy", "is_structured"]
 
@@ -60,13 +60,7 @@ def gblup_inverse_diagonal_apy(w, apy: ApyInverse, alpha: float, *,
     InputError
         Bad weights or α; the Schur complement not positive definite (G*_cc is not).
     """
-    w = np.asarray(w, np.float64)
-    if w.shape != (apy.n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise InputError("the weights of W + αG⁻¹ must be one finite value ≥ 0 per "
-                         "genotyped animal", value=f"shape {w.shape}",
-                         expected=f"({apy.n},), ≥ 0")
-    if not alpha > 0:
-        raise InputError("α must be > 0", value=alpha, expected="σe²/σa² > 0")
+    w = check_weights(w, apy.n, alpha, "W + αG⁻¹")
     wc, wn, m, P = w[apy.core], w[apy.noncore], apy.m, apy.P
     S = alpha * apy.gcc_inv
     S[np.diag_indices_from(S)] += wc
