@@ -399,15 +399,13 @@ def test_run_reliability_ooc__on_the_dask_engine(tmp_path):
     assert got.files["reliability"].read_bytes() == mem.files["reliability"].read_bytes()
 
 
-def test_run_reliability_ooc__parquet_holds_the_same_values(tmp_path):
-    from bigeval.pipeline.workflow import run_reliability_ooc
-
+def test_run_reliability__out_of_core_parquet_holds_the_same_values(tmp_path):
     f = write_random_population(tmp_path, 9, n=200)
     job = ReliabilityJob(pedigree=f["pedigree"], records=f["records"], out=tmp_path / "mem",
                          h2=0.25, rounds=5)
     mem, _ = _run(job)
-    got = run_reliability_ooc(dataclasses.replace(job, out=tmp_path / "pq"), progress=False,
-                              fmt="parquet", chunk_rows=50)
+    got = run_reliability(dataclasses.replace(job, out=tmp_path / "pq", out_of_core=True),
+                          progress=False, fmt="parquet", chunk_rows=50)
     a = pd.read_csv(mem.files["reliability"], dtype={"animal": str})
     b = pd.read_parquet(got.files["reliability"])
     assert b["animal"].tolist() == a["animal"].tolist()

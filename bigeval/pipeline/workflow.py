@@ -29,7 +29,7 @@ from bigeval.defaults import (
     GENOMIC_INVERSE,
     ROUNDS,
 )
-from bigeval.errors import BigevalWarning, InputError
+from bigeval.errors import BigevalWarning, InputError, opt
 from bigeval.io import ooc
 from bigeval.io.columns import parse_record_columns
 from bigeval.io.publish import ABOUT, RESULTS, publishing
@@ -225,19 +225,29 @@ def warn_exact_over_limits(n_eq: int, n_genotyped: int) -> bool:
     return True
 
 
-def run_reliability(job: ReliabilityJob, *, progress: bool | None = None) -> RunSummary:
+def run_reliability(job: ReliabilityJob, *, progress: bool | None = None,
+                    chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv") -> RunSummary:
     """Read, validate, compute Parts I–III (and exact values), write the outputs.
 
     Writes ``OUT/reliability.csv`` (one row per pedigree animal, original IDs) and
     ``OUT/summary.txt``, each atomically. Outputs that would overwrite an input are refused
     first; the output folder is created, and its lock (:func:`bigeval.io.writers.output_lock`,
     the one ``bigeval run`` holds) taken, once the inputs are read and checked.
+
+    In memory or out of core (:func:`use_out_of_core`) the steps are the same: prepare
+    (:func:`bigeval.prepare.prepare` or :func:`bigeval.prepare.ooc.prepare_ooc` into a Zarr work
+    folder, ``job.work_dir`` kept or a temporary one in the output folder), Parts I–III on the
+    chosen engine (:func:`bigeval.reliability.reliability` or
+    :func:`bigeval.reliability.ooc.reliability_ooc`), the same files. Out of core the table is
+    written in blocks of rows (``fmt``: ``csv`` or ``parquet``) and the files are read in blocks
+    of ``chunk_rows`` rows; genotype stores and exact values need the in-memory path.
     """
     refuse_overwriting_inputs(
         [job.pedigree, job.records, job.interbull, job.genotyped, job.ginv, job.a22inv,
          job.genotypes], [Path(job.out) / n for n in (*OUTPUT_NAMES, RESULTS, ABOUT)])
     with contextlib.ExitStack() as held:
-        return _run_reliability(job, progress, OutputClaim(job.out, held))
+        return _run_reliability(job, progress, OutputClaim(job.out, held),
+                                chunk_rows=chunk_rows, fmt=fmt)
 
 
 class OutputClaim:
@@ -254,92 +264,157 @@ class OutputClaim:
         return self.path
 
 
-def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim) -> RunSummary:
-    if job.genotypes is not None:
-        _check_genotypes_job(job)
-    if use_out_of_core(job):
-        return run_reliability_ooc(job, progress=progress, claim=claim)
-    t0 = time.perf_counter()
-    opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
+def _options(job: ReliabilityJob) -> ReliabilityOptions:
+    return ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
                               interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
                               genomic_method=job.genomic_method)
-    pop = prepare(job.pedigree, job.records, genotyped=job.genotyped, interbull=job.interbull,
-                  ginv=job.ginv, a22inv=job.a22inv, interbull_kind=job.interbull_kind,
-                  record_columns=job.resolved_record_columns(), groups=job.groups)
-    genomic = None
-    if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
-        import dataclasses
 
-        from bigeval.genomic.relationships import inverses_from_store
 
-        claim()  # fail on an unwritable or busy folder before the long work
-        keep = None if pop.genotyped is None else pop.ids[pop.genotyped]
-        if _genomic_inverse(job, keep) == "apy":
-            from bigeval.genomic.apy import apy_inverses_from_store
+def _work_folder(job: ReliabilityJob, out: Path, stack: contextlib.ExitStack) -> tuple[Path, bool]:
+    """The out-of-core work folder: ``job.work_dir``, or a temporary one in ``out`` removed
+    when ``stack`` closes (the second value says which)."""
+    work_dir = getattr(job, "work_dir", None)
+    if work_dir is None:
+        tmp = Path(tempfile.mkdtemp(prefix=".bigeval-work.", dir=out))
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        return tmp / "work.zarr", True
+    work = Path(work_dir)
+    if work.exists() and not work.is_dir():
+        raise InputError("the out-of-core work folder is a file", file=work,
+                         value=str(work), expected="a folder, or a path where one can "
+                         "be made", remedy=f"give another {opt('output.work_dir')}")
+    return work, False
 
-            genomic = apy_inverses_from_store(
-                job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
-                tune=job.tune, blend=job.blend, core_size=job.apy_core, chunks=job.grm_chunks,
-                log=_say)
+
+def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim, *,
+                     chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv") -> RunSummary:
+    if job.genotypes is not None:
+        _check_genotypes_job(job)
+    out_of_core = use_out_of_core(job)
+    if out_of_core and job.exact:
+        raise InputError("exact reliabilities (--exact) need the whole MME in memory and do "
+                         "not run out of core",
+                         remedy="drop --exact, or run without --out-of-core on small data")
+    t0 = time.perf_counter()
+    opts = _options(job)
+    log = OocLog(progress if out_of_core else False)
+    with contextlib.ExitStack() as stack:
+        genomic = None
+        if out_of_core:
+            work, temporary = _work_folder(job, claim(), stack)
+            pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
+                              interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
+                              interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
+                              record_columns=job.resolved_record_columns(), groups=job.groups,
+                              progress=progress)
+            lonely = single_record_groups_ooc(pop)
+            sire, dam = pop.array("sire"), pop.array("dam")  # read once, for either engine
+            genotyped_ids = None if pop.genotyped is None else pop.ids_of(pop.genotyped)
         else:
-            genomic = inverses_from_store(
-                job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
-                tune=job.tune, blend=job.blend, method=job.a22inv_method,
-                chunks=job.grm_chunks, progress=progress)
-        pop = dataclasses.replace(pop, genotyped=genomic.genotyped, ginv=genomic.ginv,
-                                  a22inv=genomic.a22inv)
-    lonely = single_record_groups(pop)
-    warn_single_record_groups(lonely, job, stacklevel=2)
-    if job.exact:
-        n_eq = exact_size(pop, job.tau is not None)
-        warn_exact_over_limits(n_eq, 0 if pop.genotyped is None else len(pop.genotyped))
-        from bigeval.reliability.exact import exact_method
+            pop = prepare(job.pedigree, job.records, genotyped=job.genotyped,
+                          interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
+                          interbull_kind=job.interbull_kind,
+                          record_columns=job.resolved_record_columns(), groups=job.groups)
+            if job.genotypes is not None:  # G*⁻¹ and A22⁻¹ from the genotype store
+                claim()  # fail on an unwritable or busy folder before the long work
+                pop, genomic = _inverses_from_store(job, pop, progress)
+            lonely = single_record_groups(pop)
+            sire, dam = pop.sire, pop.dam
+            genotyped_ids = None if pop.genotyped is None else pop.ids[pop.genotyped]
+        warn_single_record_groups(lonely, job, stacklevel=3)
+        if job.exact:
+            n_eq = exact_size(pop, job.tau is not None)
+            warn_exact_over_limits(n_eq, 0 if pop.genotyped is None else len(pop.genotyped))
+            from bigeval.reliability.exact import exact_method
 
-        if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
-            check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
-    out = claim()  # fail on an unwritable or busy folder before the long work
-    from bigeval.reliability.distributed.cluster import reliability_engine
+            if exact_method(n_eq) == "dense":  # larger systems: sparse selected inversion
+                check_dense(n_eq, copies=2, what=f"the exact MME inverse ({n_eq:,} equations)")
+        out = claim()  # fail on an unwritable or busy folder before the long work
+        from bigeval.reliability.distributed.cluster import reliability_engine
 
-    with reliability_engine(pop.sire, pop.dam, engine=job.engine, scheduler=job.scheduler,
-                            cluster=job.cluster, block_size=job.block_size,
-                            n_workers=job.workers, exact_sums=job.exact_sums) as engine:
-        try:
-            res = reliability(pop, opts, interbull_source=job.interbull, progress=progress,
-                              iterator=engine.iterator)
-        except _genomic.GenomicReliabilityError as exc:
-            raise _genomic.stopped(exc, pop.ids[pop.genotyped], out) from None
-    rel_exact = None
-    if job.exact:
-        from bigeval.reliability.exact import exact_reliability
+        with reliability_engine(sire, dam, engine=job.engine, scheduler=job.scheduler,
+                                cluster=job.cluster, block_size=job.block_size,
+                                n_workers=job.workers, exact_sums=job.exact_sums) as engine:
+            try:
+                if out_of_core:
+                    res = reliability_ooc(pop, opts, interbull_source=job.interbull,
+                                          progress=progress,
+                                          iterator=engine.iterator or memory_iterator(sire, dam))
+                else:
+                    res = reliability(pop, opts, interbull_source=job.interbull,
+                                      progress=progress, iterator=engine.iterator)
+            except _genomic.GenomicReliabilityError as exc:
+                raise _genomic.stopped(exc, genotyped_ids, out) from None
+        rel_exact = use_h = None
+        if job.exact:
+            from bigeval.reliability.exact import exact_reliability
 
-        use_h = pop.genotyped is not None and pop.ginv is not None
-        rel_exact = exact_reliability(
-            pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, opts.alpha, tau=opts.tau,
-            genotyped=pop.genotyped if use_h else None, ginv=pop.ginv if use_h else None,
-            a22inv=pop.a22inv if use_h else None)
-    text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
+            use_h = pop.genotyped is not None and pop.ginv is not None
+            rel_exact = exact_reliability(
+                pop.sire, pop.dam, pop.rec_animal, pop.rec_cg, opts.alpha, tau=opts.tau,
+                genotyped=pop.genotyped if use_h else None, ginv=pop.ginv if use_h else None,
+                a22inv=pop.a22inv if use_h else None)
+        text = describe(pop, res, opts, time.perf_counter() - t0, rel_exact)
+        text += "\n" + engine.description
+        if out_of_core:
+            text += ("\nout of core: files read in blocks of "
+                     f"{chunk_rows:,} rows, work folder {'(temporary)' if temporary else work}")
+        if genomic is not None:
+            text += "\n" + "\n".join(genomic.lines)
+        if job.exact and pop.interbull_animal is not None:
+            text += "\nnote: the exact model has no Interbull information; the approximation has."
+        writers = {"reliability": _table_writer(out, pop, res, rel_exact, use_h, out_of_core,
+                                                fmt)}
+        if res.genomic is not None and len(res.genomic.flags):
+            flags = _genomic.flags_frame(res.genomic.flags, genotyped_ids)
+            writers["genomic_flags"] = (out / _genomic.FLAGS_FILE, lambda f: flags.to_csv(
+                f, index=False, float_format="%.10g"))
+        if genomic is not None and job.qc is not None:
+            writers["qc_report"] = (out / QC_REPORT,
+                                    lambda f: genomic.report.to_csv(f, index=False))
+        log(f"writing {writers['reliability'][0].name}")
+        files = write_outputs(out, writers, text, lonely, about=job_about(job))
+    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
+                      rounds_part3=None if res.part3 is None else res.part3.rounds)
+
+
+def _inverses_from_store(job: ReliabilityJob, pop: Population, progress):
+    """``pop`` with G*⁻¹ and A22⁻¹ from the job's genotype store (full or APY), and what was
+    built (its summary lines and QC report)."""
+    import dataclasses
+
+    from bigeval.genomic.relationships import inverses_from_store
+
+    keep = None if pop.genotyped is None else pop.ids[pop.genotyped]
+    if _genomic_inverse(job, keep) == "apy":
+        from bigeval.genomic.apy import apy_inverses_from_store
+
+        genomic = apy_inverses_from_store(
+            job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
+            tune=job.tune, blend=job.blend, core_size=job.apy_core, chunks=job.grm_chunks,
+            log=_say)
+    else:
+        genomic = inverses_from_store(
+            job.genotypes, pop.ids, pop.sire, pop.dam, keep=keep, qc=job.qc,
+            tune=job.tune, blend=job.blend, method=job.a22inv_method,
+            chunks=job.grm_chunks, progress=progress)
+    return dataclasses.replace(pop, genotyped=genomic.genotyped, ginv=genomic.ginv,
+                               a22inv=genomic.a22inv), genomic
+
+
+def _table_writer(out: Path, pop, res, rel_exact, use_h, out_of_core: bool, fmt: str):
+    """(path, write(file)) of the per-animal table: whole in memory, in blocks out of core."""
+    if out_of_core:
+        path = out / ("reliability.csv" if fmt == "csv" else "reliability.parquet")
+        return path, lambda f: ooc.write_table_chunks(result_chunks(pop, res), f, fmt=fmt,
+                                                      atomic=False)
     table = result_table(pop, res, rel_exact)
     if rel_exact is not None:
         from bigeval.reliability.exact import publishable
 
         table["rel_exact"], table["exact_below_zero"] = publishable(
             rel_exact, "exact ssGBLUP" if use_h else "exact PBLUP")
-    text += "\n" + engine.description
-    if genomic is not None:
-        text += "\n" + "\n".join(genomic.lines)
-    if job.exact and pop.interbull_animal is not None:
-        text += "\nnote: the exact model has no Interbull information; the approximation has."
-    writers = {"reliability": (out / "reliability.csv",
-                               lambda f: table.to_csv(f, index=False, float_format="%.10g"))}
-    if res.genomic is not None and len(res.genomic.flags):
-        flags = _genomic.flags_frame(res.genomic.flags, pop.ids[pop.genotyped])
-        writers["genomic_flags"] = (out / _genomic.FLAGS_FILE,
-                                    lambda f: flags.to_csv(f, index=False, float_format="%.10g"))
-    if genomic is not None and job.qc is not None:
-        writers["qc_report"] = (out / QC_REPORT, lambda f: genomic.report.to_csv(f, index=False))
-    files = write_outputs(out, writers, text, lonely, about=job_about(job))
-    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
-                      rounds_part3=None if res.part3 is None else res.part3.rounds)
+    return out / "reliability.csv", lambda f: table.to_csv(f, index=False, float_format="%.10g")
 
 
 def job_about(job: ReliabilityJob) -> dict:
@@ -431,67 +506,3 @@ def use_out_of_core(job) -> bool:
         path = Path(job.pedigree)
         return path.exists() and path.stat().st_size >= OUT_OF_CORE_BYTES
     return bool(flag)
-
-
-def run_reliability_ooc(job, *, progress: bool | None = None,
-                        chunk_rows: int = ooc.DEFAULT_CHUNK_ROWS, fmt: str = "csv",
-                        claim=None):
-    """:func:`run_reliability` out of core: :func:`bigeval.prepare.ooc.prepare_ooc`,
-    :func:`bigeval.reliability.ooc.reliability_ooc`, the table written in blocks; the same
-    files and summary.
-
-    The work folder is ``job.work_dir`` (kept), or a temporary folder in the output folder
-    (deleted at the end).
-    """
-    t0 = time.perf_counter()
-    if job.exact:
-        raise InputError("exact reliabilities (--exact) need the whole MME in memory and do "
-                         "not run out of core",
-                         remedy="drop --exact, or run without --out-of-core on small data")
-    opts = ReliabilityOptions(alpha=job.resolved_alpha(), tau=job.tau, sib_adjust=job.sib_adjust,
-                              interbull_kind=job.interbull_kind, rounds=job.rounds, tol=job.tol,
-                              genomic_method=job.genomic_method)
-    # the output folder, created (and locked by run_reliability's claim)
-    out = ensure_dir(job.out) if claim is None else claim()
-    work_dir = getattr(job, "work_dir", None)
-    tmp = None
-    if work_dir is None:
-        tmp = Path(tempfile.mkdtemp(prefix=".bigeval-work.", dir=out))
-        work = tmp / "work.zarr"
-    else:
-        work = Path(work_dir)
-        if work.exists() and not work.is_dir():
-            raise InputError("the out-of-core work folder is a file", file=work,
-                             value=str(work), expected="a folder, or a path where one can "
-                             "be made", remedy="give another --work-dir (output.work_dir)")
-    log = OocLog(progress)
-    try:
-        pop = prepare_ooc(job.pedigree, job.records, work=work, genotyped=job.genotyped,
-                          interbull=job.interbull, ginv=job.ginv, a22inv=job.a22inv,
-                          interbull_kind=job.interbull_kind, chunk_rows=chunk_rows,
-                          record_columns=job.resolved_record_columns(), groups=job.groups,
-                          progress=progress)
-        lonely = single_record_groups_ooc(pop)
-        warn_single_record_groups(lonely, job, stacklevel=3)
-        from bigeval.reliability.distributed.cluster import reliability_engine
-
-        sire, dam = pop.array("sire"), pop.array("dam")  # read once, for either engine
-        with reliability_engine(sire, dam, engine=job.engine, scheduler=job.scheduler,
-                                cluster=job.cluster, block_size=job.block_size,
-                                n_workers=job.workers, exact_sums=job.exact_sums) as engine:
-            iterator = engine.iterator or memory_iterator(sire, dam)
-            res = reliability_ooc(pop, opts, interbull_source=job.interbull, progress=progress,
-                                  iterator=iterator)
-        text = describe(pop, res, opts, time.perf_counter() - t0) + "\n" + engine.description
-        text += ("\nout of core: files read in blocks of "
-                 f"{chunk_rows:,} rows, work folder {work if tmp is None else '(temporary)'}")
-        name = "reliability.csv" if fmt == "csv" else "reliability.parquet"
-        log(f"writing {name}")
-        files = write_outputs(out, {"reliability": (out / name, lambda f: ooc.write_table_chunks(
-            result_chunks(pop, res), f, fmt=fmt, atomic=False))}, text, lonely,
-            about=job_about(job))
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return RunSummary(text=text, files=files, rounds_part1=res.part1.rounds,
-                      rounds_part3=None if res.part3 is None else res.part3.rounds)
