@@ -90,3 +90,19 @@ def test_reliability_genotypes__bad_combinations(population, tmp_path):
                                          r"pedigree"):
         run_reliability(ReliabilityJob(pedigree=small, records=recs, out=tmp_path / "x",
                                        h2=0.3, genotypes=f["store"]))
+
+
+def test_reliability_triplets__out_of_core_writes_the_same_files(population, tmp_path):
+    """One driver: out of core, the genomic run writes what the in-memory run writes (the
+    genomic flags too), with the same bytes."""
+    f = population
+    args = ("--genotyped", str(f["genotyped"]), "--ginv", str(f["ginv"]), "--a22inv",
+            str(f["a22inv"]))
+    mem = _run(f, tmp_path / "mem", *args, "--no-out-of-core")
+    disk = _run(f, tmp_path / "ooc", *args, "--out-of-core")
+    pd.testing.assert_frame_equal(disk, mem)
+    names = {p.name for p in (tmp_path / "mem").iterdir() if not p.name.startswith(".")}
+    assert "genomic_flags.csv" in names
+    assert names == {p.name for p in (tmp_path / "ooc").iterdir() if not p.name.startswith(".")}
+    assert ((tmp_path / "ooc" / "genomic_flags.csv").read_bytes()
+            == (tmp_path / "mem" / "genomic_flags.csv").read_bytes())
