@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bigeval.errors import InputError, OutputError
@@ -295,13 +294,15 @@ def test_run_failing_while_writing__previous_results_intact(population, tmp_path
     out = tmp_path / "out"
     assert main(_args(population, out, h2="0.3")) == 0
     before = results(out)
-    real = pd.DataFrame.to_csv
+    from bigeval.pipeline import workflow
 
-    def half_then_fail(self, path, *args, **kwargs):
-        real(self.head(len(self) // 2), path, *args, **kwargs)
+    real = workflow.write_csv  # the writer of the results table
+
+    def half_then_fail(frame, path, *args, **kwargs):
+        real(frame.head(len(frame) // 2), path, *args, **kwargs)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    monkeypatch.setattr(workflow, "write_csv", half_then_fail)
     with pytest.raises(OutputError) as info:  # main reports it; here the API raises it
         from bigeval.pipeline.workflow import ReliabilityJob, run_reliability
 

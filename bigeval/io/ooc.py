@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bigeval.io.csvfast import FLOAT_FORMAT, to_csv_bytes
 from bigeval.errors import InputError
 from bigeval.io import readers
 from bigeval.io.writers import atomic_path
@@ -603,7 +604,7 @@ def merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | os.PathLike, *,
-                       fmt: str = "csv", float_format: str | None = "%.10g",
+                       fmt: str = "csv", float_format: str | None = FLOAT_FORMAT,
                        atomic: bool = True) -> Path:
     """Write a table given as consecutive blocks of rows.
 
@@ -620,9 +621,14 @@ def write_table_chunks(chunks: Iterable[pd.DataFrame], path: str | os.PathLike, 
             write_table_chunks(chunks, tmp, fmt=fmt, float_format=float_format, atomic=False)
         return Path(path)
     if fmt == "csv":
-        with open(path, "w", newline="") as fh:
+        with open(path, "wb") as fh:
             for k, chunk in enumerate(chunks):
-                chunk.to_csv(fh, header=k == 0, index=False, float_format=float_format)
+                data = to_csv_bytes(chunk, header=k == 0) if float_format == FLOAT_FORMAT \
+                    else None
+                if data is None:
+                    data = chunk.to_csv(header=k == 0, index=False,
+                                        float_format=float_format).encode()
+                fh.write(data)
         return Path(path)
     import pyarrow.parquet as pq
 

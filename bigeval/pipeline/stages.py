@@ -47,6 +47,7 @@ from bigeval.errors import InputError
 from bigeval.io.columns import missing_mask
 from bigeval.io.writers import ensure_dir
 from bigeval.pipeline.config import RunConfig
+from bigeval.io.csvfast import write_csv
 from bigeval.io.genotypes import is_zarr_store
 from bigeval.pipeline.inputs import (
     check_in_pedigree,
@@ -61,7 +62,6 @@ from bigeval.progress import Progress
 
 __all__ = ["StageContext", "Stage", "STAGES", "load_population"]
 
-FLOAT_FORMAT = "%.10g"  # CSV floats, as `bigeval reliability`
 APY_FILE = "apy.h5"  # the relationships stage's checkpoint with APY
 
 
@@ -762,17 +762,14 @@ def report(ctx: StageContext) -> dict:
     table = final_table(up)
     write_parquet(table, ctx.work / "reliability.parquet")
     ctx.point("mid")
-    table.to_csv(ctx.work / "reliability.csv", index=False, float_format=FLOAT_FORMAT,
-                 lineterminator="\n")
+    write_csv(table, ctx.work / "reliability.csv")
     info = {name: json.loads((folder / "stage.json").read_text()) for name, folder in up.items()}
     if "reliabilities" in up and (up["reliabilities"] / "exact.parquet").exists():
         exact = read_parquet(up["reliabilities"] / "exact.parquet")
-        exact.to_csv(ctx.work / "exact_check.csv", index=False, float_format=FLOAT_FORMAT,
-                     lineterminator="\n")
+        write_csv(exact, ctx.work / "exact_check.csv")
     if "reliabilities" in up and (up["reliabilities"] / "genomic_flags.parquet").exists():
         flags = read_parquet(up["reliabilities"] / "genomic_flags.parquet")
-        flags.to_csv(ctx.work / "genomic_flags.csv", index=False, float_format=FLOAT_FORMAT,
-                     lineterminator="\n")
+        write_csv(flags, ctx.work / "genomic_flags.csv")
     text = summary_text(ctx.config, table, up, info)
     (ctx.work / "summary.txt").write_text(text + "\n")
     write_report(ctx.config, table, up, info, ctx.work / "report.html")

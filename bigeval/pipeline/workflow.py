@@ -32,6 +32,7 @@ from bigeval.defaults import (
 from bigeval.errors import BigevalWarning, InputError, opt
 from bigeval.io import ooc
 from bigeval.io.columns import parse_record_columns
+from bigeval.io.csvfast import write_csv
 from bigeval.io.publish import ABOUT, RESULTS, publishing
 from bigeval.io.writers import ensure_dir, output_lock, refuse_overwriting_inputs
 from bigeval.prepare import Population, prepare, single_record_groups
@@ -367,8 +368,8 @@ def _run_reliability(job: ReliabilityJob, progress, claim: OutputClaim, *,
                                                 fmt)}
         if res.genomic is not None and len(res.genomic.flags):
             flags = _genomic.flags_frame(res.genomic.flags, genotyped_ids)
-            writers["genomic_flags"] = (out / _genomic.FLAGS_FILE, lambda f: flags.to_csv(
-                f, index=False, float_format="%.10g"))
+            writers["genomic_flags"] = (out / _genomic.FLAGS_FILE,
+                                        lambda f: write_csv(flags, f))
         if genomic is not None and job.qc is not None:
             writers["qc_report"] = (out / QC_REPORT,
                                     lambda f: genomic.report.to_csv(f, index=False))
@@ -414,7 +415,7 @@ def _table_writer(out: Path, pop, res, rel_exact, use_h, out_of_core: bool, fmt:
 
         table["rel_exact"], table["exact_below_zero"] = publishable(
             rel_exact, "exact ssGBLUP" if use_h else "exact PBLUP")
-    return out / "reliability.csv", lambda f: table.to_csv(f, index=False, float_format="%.10g")
+    return out / "reliability.csv", lambda f: write_csv(table, f)
 
 
 def job_about(job: ReliabilityJob) -> dict:
