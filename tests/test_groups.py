@@ -479,3 +479,20 @@ def test_reml__groups_by_the_cli_equal_the_explicit_model(tmp_path, capsys):
     ref = reml(md2, {"sigma_a2": 1.0, "sigma_e2": 1.0})
     for name, value in zip(ref.names, ref.theta):
         assert got[name] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.parametrize("pattern", [None, "^G", r"^-[0-9]+$", r"^(.)\1"])
+def test_group_mask__vectorised_equals_python_re(pattern):
+    """The vectorised search (Arrow's RE2, or Python's on the distinct values for a pattern
+    RE2 does not take, such as a backreference) against ``re.search`` on every value."""
+    import re
+
+    from bigeval.defaults import GROUP_CODES
+
+    rng = np.random.default_rng(5)
+    pool = np.array(["-1", "-22", "", "G7", "GG", "x-1", "-1x", "-01", "11", "A12", "aa"],
+                    dtype=object)
+    v = pool[rng.integers(0, len(pool), 5_000)]
+    rx = re.compile(GROUP_CODES if pattern is None else pattern)
+    want = np.array([x != "" and rx.search(x) is not None for x in v])
+    np.testing.assert_array_equal(group_mask(v, pattern), want)

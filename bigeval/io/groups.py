@@ -46,12 +46,28 @@ def group_mask(values, groups=None, *, file=None) -> np.ndarray:
             raise InputError(f"group codes: not a regular expression ({exc})", file=file,
                              value=groups, expected=_EXPECTED,
                              remedy="correct the pattern") from None
-        return np.fromiter((x != "" and rx.search(x) is not None for x in v), dtype=bool,
-                           count=len(v))
+        return _search(v, rx)
     if isinstance(groups, (list, tuple, set, np.ndarray)):
         return (v.isin([str(g) for g in groups]) & (v != "")).to_numpy()
     raise InputError("group codes: not a pattern or a list", file=file, value=groups,
                      expected=_EXPECTED, remedy="give a pattern or a list of codes")
+
+
+def _search(v: pd.Series, rx: re.Pattern) -> np.ndarray:
+    """``rx.search`` on every non-empty string of ``v``, vectorised: Arrow's regular
+    expressions where they can take the pattern (RE2), else Python's on the distinct values."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = (v == "").to_numpy()
+    try:
+        found = pc.match_substring_regex(pa.array(v.to_numpy(object), type=pa.string()),
+                                         rx.pattern).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a pattern RE2 does not take
+        codes, uniques = pd.factorize(v)
+        hit = np.array([rx.search(x) is not None for x in uniques], dtype=bool)
+        found = hit[codes] if len(codes) else np.zeros(0, bool)
+    return np.asarray(found, dtype=bool) & ~empty
 
 
 def split_groups(df: pd.DataFrame, path=None, groups=None) -> pd.DataFrame:
