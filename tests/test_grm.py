@@ -345,3 +345,24 @@ def test_place__equals_numpy_assignment(shape, r0, c0, mirror):
     if mirror:
         ref[c0:c0 + nj, r0:r0 + ni] = block.T
     assert np.array_equal(got, ref)
+
+
+def test_cmd_grm__group_codes_are_unknown_parents_in_a22(tmp_path):
+    """Mrode's ch. 11 pedigree with its founders' parents written as BLUPF90 group codes
+    (-1, -2) gives the A22⁻¹ and G*⁻¹ of the pedigree with those parents unknown (0)."""
+    assert _mrode_store(tmp_path) == 0
+    ped = pd.read_csv(DATA / "grm" / "ch11_pedigree.csv")
+    founders = (ped["sire"] == 0) & (ped["dam"] == 0)
+    coded = ped.copy()
+    coded.loc[founders, "sire"] = -1
+    coded.loc[founders, "dam"] = -2
+    coded.to_csv(tmp_path / "groups.csv", index=False)
+    runs = {}
+    for name, path in (("zero", DATA / "grm" / "ch11_pedigree.csv"),
+                       ("groups", tmp_path / "groups.csv")):
+        out = tmp_path / name
+        assert _run_cli(["grm", "--genotypes", str(tmp_path / "g.zarr"), "--pedigree",
+                         str(path), "--out", str(out), "--no-qc"]) == 0
+        runs[name] = {m: read_grm(out / f"{m}.h5", m)[0] for m in ("Ginv", "A22inv")}
+    for m in ("Ginv", "A22inv"):
+        np.testing.assert_array_equal(runs["groups"][m], runs["zero"][m])

@@ -37,13 +37,9 @@ def _add_reliability(sub):
                     "and A22⁻¹, Part III for the whole population. Writes DIR/reliability.csv.",
     )
     p.add_argument("--pedigree", required=True, metavar="FILE", help="animal sire dam")
-    gg = p.add_mutually_exclusive_group()
-    gg.add_argument("--groups", metavar="PATTERN", default=None,
-                    help="parent codes that are unknown parent groups, not animals: a regular "
-                         "expression (default: negative integers, BLUPF90's codes); such a "
-                         "parent is unknown for the method (b = 0)")
-    gg.add_argument("--no-groups", dest="groups", action="store_const", const=False,
-                    help="no parent code is a group (negative codes are animals)")
+    from bigeval.cli.genomics import add_groups_options
+
+    add_groups_options(p, "such a parent is unknown for the method (b = 0)")
     p.add_argument("--records", required=True, metavar="FILE",
                    help="animal cg, one row per record (other layouts: --records-columns)")
     p.add_argument("--records-columns", metavar="MAP", default=None,

@@ -69,6 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--genotypes", required=True, metavar="STORE",
                    help="a store from `bigeval genotypes import`")
     p.add_argument("--pedigree", metavar="FILE", help="animal sire dam (for A22)")
+    add_groups_options(p, "such a parent is unknown in A22")
     add_g_star_options(p, p, with_pedigree=True)
     add_genomic_options(p)
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default .)")
@@ -76,6 +77,18 @@ def register(subparsers) -> None:
                    help="also write Ginv.txt and A22inv.txt: animal1 animal2 value, "
                         "lower triangle (the layout `bigeval reliability` reads)")
     p.set_defaults(func=cmd_grm)
+
+
+def add_groups_options(p, effect: str) -> None:
+    """``--groups PATTERN`` / ``--no-groups``: which pedigree parent codes are unknown parent
+    groups (:func:`bigeval.io.groups.group_mask`); shared by ``reliability`` and ``grm``.
+    ``effect`` says what a group parent is for the command."""
+    gg = p.add_mutually_exclusive_group()
+    gg.add_argument("--groups", metavar="PATTERN", default=None,
+                    help="parent codes that are unknown parent groups, not animals: a regular "
+                         f"expression (default: negative integers, BLUPF90's codes); {effect}")
+    gg.add_argument("--no-groups", dest="groups", action="store_const", const=False,
+                    help="no parent code is a group (negative codes are animals)")
 
 
 def add_g_star_options(p, group, *, with_pedigree: bool = False) -> None:
@@ -168,12 +181,13 @@ def cmd_genotypes_import(args) -> int:
     return 0
 
 
-def _pedigree(path: str):
-    """IDs, sire and dam (internal numbers) of a pedigree file."""
+def _pedigree(path: str, groups=None):
+    """IDs, sire and dam (internal numbers) of a pedigree file; parents that are unknown
+    parent groups (``groups``, :func:`bigeval.io.groups.group_mask`) are unknown."""
     from bigeval.io import read_pedigree
     from bigeval.prepare import renumber_pedigree
 
-    ped_ids, sire, dam, _ = renumber_pedigree(read_pedigree(path), path=path)
+    ped_ids, sire, dam, _ = renumber_pedigree(read_pedigree(path, groups=groups), path=path)
     return np.asarray(ped_ids).astype(str), sire, dam
 
 
@@ -213,7 +227,7 @@ def cmd_grm(args) -> int:
     check_dense(n, copies=1.6, what="G and its inverse")
     ped = None
     if args.pedigree:  # every genotyped animal in the pedigree, before G is computed
-        ped = _pedigree(args.pedigree)
+        ped = _pedigree(args.pedigree, args.groups)
         positions_in_pedigree(ids, ped[0], file=args.genotypes)
     G, ids, report = g_from_store(args.genotypes, qc=qc, chunks=args.grm_chunks,
                                   parents=None if ped is None else parent_ids(*ped))
