@@ -496,3 +496,24 @@ def test_group_mask__vectorised_equals_python_re(pattern):
     rx = re.compile(GROUP_CODES if pattern is None else pattern)
     want = np.array([x != "" and rx.search(x) is not None for x in v])
     np.testing.assert_array_equal(group_mask(v, pattern), want)
+
+
+def test_run_config__pedigree_groups_pattern_list_or_none():
+    from bigeval.errors import InputError as Bad
+    from bigeval.pipeline.config import config_from_dict
+
+    def cfg(v):
+        return config_from_dict({"inputs": {"pedigree": "/d/p.txt", "records": "/d/r.txt",
+                                            "pedigree_groups": v},
+                                 "parameters": {"h2": 0.25}})["inputs.pedigree_groups"]
+
+    assert cfg("^G") == "^G"
+    assert cfg(["G1", -2]) == ["G1", "-2"]
+    assert cfg(False) is False and cfg("") is False
+    with pytest.raises(Bad, match="not a regular expression"):
+        cfg("^(G")
+    with pytest.raises(Bad, match="pedigree_groups"):
+        cfg(3)
+    # what prepare then does with a list: exactly those codes are groups
+    assert group_mask(["G1", "G2", "-2", "7"], cfg(["G1", -2])).tolist() == [
+        True, False, True, False]

@@ -139,10 +139,11 @@ SCHEMA: tuple[Key, ...] = (
     Key("inputs", "records_missing", "strings", example=["0"],
         help="trait values that mean no observation: such a row is not a record (default "
              "NA and .; BLUPF90 data files: [\"0\"])", cli=("reliability --missing",)),
-    Key("inputs", "pedigree_groups", "str", example="^G",
+    Key("inputs", "pedigree_groups", "groups", example="^G",
         help="parent codes of the pedigree that are unknown parent groups, not animals: a "
-             "regular expression (default: negative integers, BLUPF90's codes; \"\": none); "
-             "unknown parents for the method, Quaas-Pollak groups in the models",
+             "regular expression, or a list of the codes (default: negative integers, "
+             "BLUPF90's codes; \"\" or false: none); unknown parents for the method, "
+             "Quaas-Pollak groups in the models",
         cli=("reliability --groups",)),
     Key("inputs", "birth_year_column", "column", example=4,
         help="column of the pedigree with the birth year (1-based number, or a CSV header "
@@ -538,6 +539,23 @@ def _coerce(key: Key, value, base: Path, file, line):
                 isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
             raise _type_error(key, value, 'a list such as ["0", "NA"]', file, line)
         return [str(v) for v in value]
+    if k == "groups":  # a pattern (it must compile), a list of codes, or false for none
+        if value is False or value == "":
+            return False
+        if isinstance(value, list) and all(
+                isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            return [str(v) for v in value]
+        if isinstance(value, str):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise InputError(f"configuration key {key.dotted} is not a regular expression "
+                                 f"({exc})", file=file, line=line, value=value,
+                                 expected='a pattern such as "^G", or a list of codes',
+                                 remedy="correct the pattern") from None
+            return value
+        raise _type_error(key, value, 'a pattern in quotes ("^G"), a list of codes ["G1", '
+                          '"G2"], or false', file, line)
     if k == "chunks":
         if not (isinstance(value, list) and len(value) == 2
                 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0
