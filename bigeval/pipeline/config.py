@@ -144,7 +144,7 @@ SCHEMA: tuple[Key, ...] = (
              "regular expression, or a list of the codes (default: negative integers, "
              "BLUPF90's codes; \"\" or false: none); unknown parents for the method, "
              "Quaas-Pollak groups in the models",
-        cli=("reliability --groups",)),
+        cli=("reliability --groups", "grm --groups")),
     Key("inputs", "birth_year_column", "column", example=4,
         help="column of the pedigree with the birth year (1-based number, or a CSV header "
              "name); used by the report and the output"),
