@@ -85,6 +85,18 @@ def _line_of(df: pd.DataFrame, mask: np.ndarray) -> tuple[int, int]:
     return i, int(df["line"].iat[i])
 
 
+def _in_both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The values in both ``a`` and ``b``, sorted: :func:`numpy.intersect1d` by hashing (it
+    sorts both arrays of strings: seconds at a million parents).
+
+    >>> _in_both(np.array(["b", "a", "c", "a"], dtype=object), np.array(["c", "a", "d"])).tolist()
+    ['a', 'c']
+    """
+    ua, ub = pd.unique(a), pd.unique(b)
+    both = ub[pd.Series(ub, dtype=object).isin(ua).to_numpy()]
+    return np.sort(both.astype(object)) if len(both) else both
+
+
 def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                                np.ndarray]:
     """Validate a pedigree frame from :func:`bigeval.io.read_pedigree` and renumber it.
@@ -139,7 +151,7 @@ def renumber_pedigree(ped: pd.DataFrame, *, path=None) -> tuple[np.ndarray, np.n
         animal, sire, dam, line = animal[keep], sire[keep], dam[keep], line[keep]
         if birth is not None:
             birth = birth[keep]
-    both = np.intersect1d(sire[sire != ""], dam[dam != ""])
+    both = _in_both(sire[sire != ""], dam[dam != ""])
     if len(both):
         i = int(np.flatnonzero(dam == both[0])[0])
         j = int(np.flatnonzero(sire == both[0])[0])
