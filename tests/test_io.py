@@ -220,3 +220,23 @@ def test_widest_row__equals_the_line_by_line_twin(tmp_path, block):
         p.write_bytes(data)
         slow = max((len(line.split()) for line in data.split(b"\n")), default=0)
         assert widest_row(p, block=block) == slow, data
+
+
+def test_odd_characters__compiled_search_equals_python_regex():
+    """The one-pass search of a column (Arrow's RE2 with the characters escaped) finds
+    exactly what Python's :data:`_ODD_CHARACTERS` finds, on strings mixing odd characters,
+    their neighbours in Unicode and plain text."""
+    import numpy as np
+    import pandas as pd
+
+    from bigeval.io import readers as R
+
+    chars = ["\x00", "\t", "\r", "\x1f", "\x20", "\x7f", "\x85", "\x9f", "\xa0", "\xa1",
+             "\u1680", "\u2000", "\u200f", "\u2010", "\u2028", "\u202f", "\u2030", "\u205f",
+             "\u2064", "\u2065", "\u3000", "\ufeff", "a", "é", "Ω"]
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        v = ["".join(rng.choice(chars, rng.integers(0, 3))) + "x" for _ in range(3)]
+        want = R._ODD_CHARACTERS.search("".join(v)) is not None
+        assert R._has_odd_characters(pd.Series(pd.array(v, dtype="string"))) == want, v
+        assert R._has_odd_characters(pd.Series(v, dtype=object)) == want, v

@@ -599,15 +599,35 @@ _CHARACTER_NAMES = {"\x00": "NUL", "\t": "tab", "\r": "carriage return",
                     "\u200b": "zero-width space"}
 
 
+#: :data:`_ODD_CHARACTERS` for Arrow's regular expressions (RE2), each character escaped.
+_ODD_CHARACTERS_RE2 = "".join(
+    f"\\x{{{ord(ch):x}}}" if not ch.isascii() or not ch.isprintable() else ch
+    for ch in _ODD_CHARACTERS.pattern)
+
+
+def _has_odd_characters(column: pd.Series) -> bool:
+    """Whether any value of a string column matches :data:`_ODD_CHARACTERS`: one compiled
+    pass (Arrow) where it can, else Python's regex over the joined column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(column, type=pa.large_string(), from_pandas=True)
+        return bool(pc.any(pc.match_substring_regex(arr, _ODD_CHARACTERS_RE2)).as_py())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = [v if isinstance(v, str) else "" for v in column.tolist()]
+        return _ODD_CHARACTERS.search("".join(values)) is not None
+
+
 def _check_characters(out: pd.DataFrame, columns: tuple[str, ...], *, kind: str,
                       path: Path) -> None:
     """No field holds a control or invisible character (:data:`_ODD_CHARACTERS`)."""
     for c in out.columns:
         if c == "line" or not pd.api.types.is_string_dtype(out[c]):
             continue
-        values = [v if isinstance(v, str) else "" for v in out[c].tolist()]
-        if _ODD_CHARACTERS.search("".join(values)) is None:  # one pass over the column
+        if not _has_odd_characters(out[c]):  # one pass over the column
             continue
+        values = [v if isinstance(v, str) else "" for v in out[c].tolist()]
         i = next(i for i, v in enumerate(values) if _ODD_CHARACTERS.search(v))
         ch = _ODD_CHARACTERS.search(values[i])[0]
         what = _CHARACTER_NAMES.get(ch, "")
