@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
 import numba
 import numpy as np
+
+
+def median_time(fn, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``fn()``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def vm_hwm_gib() -> float:

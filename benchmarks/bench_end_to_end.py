@@ -13,14 +13,13 @@ result's shape.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _population import median_time
 
 
 def write_population(folder: Path, n: int, seed: int = 7) -> tuple[Path, Path]:
@@ -49,13 +48,6 @@ def write_population(folder: Path, n: int, seed: int = 7) -> tuple[Path, Path]:
     return ped, rec
 
 
-def median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -63,7 +55,6 @@ def main(argv=None):
     ap.add_argument("--animals", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     folder = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
@@ -77,16 +68,15 @@ def main(argv=None):
                        stdout=subprocess.DEVNULL)
 
     command()  # numba caches compiled once
-    t_cmd = median(command, args.repeats)
+    t_cmd = median_time(command, args.repeats)
     opts = pacsv.ReadOptions(autogenerate_column_names=True)
     parse = pacsv.ParseOptions(delimiter=" ")
-    t_read = median(lambda: (pacsv.read_csv(ped, read_options=opts, parse_options=parse),
+    t_read = median_time(lambda: (pacsv.read_csv(ped, read_options=opts, parse_options=parse),
                              pacsv.read_csv(rec, read_options=opts, parse_options=parse)),
                     args.repeats)
     result = pacsv.read_csv(out / "reliability.csv")
-    t_write = median(lambda: pacsv.write_csv(result, folder / "floor.csv"), args.repeats)
+    t_write = median_time(lambda: pacsv.write_csv(result, folder / "floor.csv"), args.repeats)
     n_rows = result.num_rows
-    del pa
     print(f"{args.animals:,} animals, {n_rows:,} result rows; medians of {args.repeats}")
     print(f"  bigeval reliability (whole command)  {t_cmd:6.2f} s")
     print(f"  floor: pyarrow reads both files      {t_read:6.2f} s")

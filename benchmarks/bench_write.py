@@ -11,12 +11,11 @@ different text). Medians of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _population import median_time
 import pandas as pd
 
 from bigeval.io.csvfast import write_csv
@@ -33,13 +32,6 @@ def table(n: int, seed: int = 0) -> pd.DataFrame:
         "erc_final": erc * 1.01, "rel_final": erc * 1.01 / (erc * 1.01 + 3)})
 
 
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):
