@@ -233,7 +233,7 @@ def _column(values: pd.Series):
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, np.int64)[arr.offset:arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    return data, offsets - offsets[0] if len(offsets) else offsets
+    return data[offsets[0]:], offsets - offsets[0]
 
 
 def to_csv_bytes(frame: pd.DataFrame, *, header: bool = True) -> bytes | None:
@@ -244,8 +244,7 @@ def to_csv_bytes(frame: pd.DataFrame, *, header: bool = True) -> bytes | None:
         col = _column(frame[name])
         if col is None:
             return None
-        data, off = col
-        cols.append((data[off[0]:] if len(off) else data, off - off[0] if len(off) else off))
+        cols.append(col)
     head = ""
     if header:
         names = [str(c) for c in frame.columns]
