@@ -277,12 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     shown, warnings.showwarning = warnings.showwarning, _show_warning
+    names = option_namer(args.command)
     try:
-        with option_style(option_namer(args.command)), command_outputs():
+        with option_style(names), command_outputs():
             # (output folders claimed by the command stay locked until it ends)
             return args.func(args)
     except BigevalError as exc:
-        with option_style(option_namer(args.command)):
+        with option_style(names):
             print(f"bigeval {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive
