@@ -61,10 +61,6 @@ __all__ = ["A22_METHODS", "Pruned", "a22_inverse", "a22_means", "blend_with_a22"
 
 A22_METHODS = ("auto", "sparse", "dense")
 
-
-def _counter(label: str, enabled: bool | None):
-    """A ``(done, total)`` progress callback (:meth:`bigeval.progress.Progress.counter`)."""
-    return Progress(enabled).counter(label)
 #: Bytes of work space for one panel of solves / Colleau columns.
 PANEL_BYTES = 2**28
 #: ``auto`` takes the dense route up to this many genotyped animals when the sparse
@@ -457,7 +453,7 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     work = G if overwrite and G.dtype == np.float64 and G.flags.writeable else \
         np.array(G, dtype=np.float64)
     g_star(work, sire, dam, genotyped, blend=blend, tune=tune, f=f,
-           progress=_counter("blending G with A22", progress))
+           progress=Progress(progress).counter("blending G with A22"))
     if not blend:
         remedy = f"blend G with A22 (e.g. {opt('genomics.blend')} 0.05: G* = 0.95 G + 0.05 A22)"
     else:
@@ -466,8 +462,7 @@ def genomic_inverses(G: np.ndarray, sire, dam, genotyped, *, tune: bool = False,
     ginv = spd_inverse(work, overwrite=True, what="G" if not (tune or blend) else "G*",
                        remedy=remedy, file=file, ids=ids)
     a22inv = a22_inverse(sire, dam, genotyped, f, method=method,
-                         progress=_counter("A22⁻¹ (sparse Schur complement)",
-                                                    progress))
+                         progress=Progress(progress).counter("A22⁻¹ (sparse Schur complement)"))
     return ginv, a22inv
 
 
