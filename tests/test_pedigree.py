@@ -311,3 +311,17 @@ def test_a22_dense__equals_submatrix_of_a():
     a = a_matrix_dense(sire, dam)
     np.testing.assert_allclose(a22_dense(sire, dam, genotyped),
                                a[np.ix_(genotyped, genotyped)], rtol=0, atol=1e-12)
+
+
+def test_in_both__equals_numpy_intersect1d():
+    """The hashed intersection of renumber_pedigree's sire-and-dam check against its twin."""
+    import numpy as np
+
+    from bigeval.prepare import _in_both
+
+    rng = np.random.default_rng(11)
+    for overlap in (0, 5, 3000):
+        a = np.array([f"A{i}" for i in rng.integers(0, 10_000, 8_000)], dtype=object)
+        b = np.array([f"B{i}" for i in rng.integers(0, 10_000, 8_000)]
+                     + [str(x) for x in rng.choice(a, overlap)], dtype=object)
+        np.testing.assert_array_equal(_in_both(a, b), np.intersect1d(a, b))
